@@ -1,0 +1,506 @@
+"""Validated configuration for every stage.
+
+A run is described by one YAML file (see ``configs/``) plus dotted overrides from the command line
+(``--set ppo.learning_rate=1e-5``). Everything is checked before any work starts: unknown keys, wrong
+types and impossible values raise :class:`ConfigError` whose message names the key's full path.
+
+Paths in a config may contain ``{run_dir}``; it is replaced by the run folder, so that one stage can
+name another stage's output (``policy.name_or_path: "{run_dir}/sft"``).
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from detoxrl.errors import ConfigError
+
+PACKAGE_CONFIGS = Path(__file__).parent / "configs"
+DEFAULT_CONFIG = PACKAGE_CONFIGS / "default.yaml"
+
+DIMENSIONS = ("hate", "harassment", "discrimination", "profanity")
+"""The toxicity dimensions a judge can report. ``severity`` is reported beside them."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+
+
+# --------------------------------------------------------------------------------------------------
+# models
+# --------------------------------------------------------------------------------------------------
+class LoraSettings(_Strict):
+    enabled: bool = False
+    r: int = Field(32, gt=0)
+    alpha: float = Field(32, gt=0)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: list[str] = Field(default_factory=lambda: ["q", "v"])
+
+
+class ModelSettings(_Strict):
+    """A Hugging Face model: a hub id or a local folder."""
+
+    name_or_path: str
+    kind: Literal["auto", "seq2seq", "causal"] = "auto"
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    revision: str | None = None
+    trust_remote_code: bool = False
+    lora: LoraSettings = Field(default_factory=LoraSettings)
+
+
+# --------------------------------------------------------------------------------------------------
+# data
+# --------------------------------------------------------------------------------------------------
+class DataSettings(_Strict):
+    """Where prompts (and reference summaries) come from.
+
+    ``source`` is ``testbed`` (the embedded default built by ``prepare``), a hub dataset id
+    (``knkarthick/dialogsum``) or a local file/folder. ``format`` says how to read it.
+    """
+
+    source: str = "testbed"
+    format: Literal["auto", "dialogsum", "jsonl", "csv", "parquet", "hub"] = "auto"
+    train_split: str = "train"
+    eval_split: str = "test"
+    text_column: str = "dialogue"
+    reference_columns: list[str] = Field(default_factory=lambda: ["summary"])
+    id_column: str | None = None
+    prompt_template: str = "Summarize the following conversation.\n\n{text}\n\nSummary:"
+    min_prompt_tokens: int = Field(1, ge=0)
+    max_prompt_tokens: int = Field(512, gt=0)
+    truncate: bool = False
+    """Truncate prompts longer than ``max_prompt_tokens`` instead of dropping them."""
+    skip_bad_rows: bool = False
+    max_train_rows: int | None = Field(None, gt=0)
+    max_eval_rows: int | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> "DataSettings":
+        if self.min_prompt_tokens > self.max_prompt_tokens:
+            raise ValueError("min_prompt_tokens must not exceed max_prompt_tokens")
+        if "{text}" not in self.prompt_template:
+            raise ValueError("prompt_template must contain the placeholder {text}")
+        return self
+
+
+# --------------------------------------------------------------------------------------------------
+# the embedded testbed
+# --------------------------------------------------------------------------------------------------
+class SeverityMix(_Strict):
+    """Relative frequency of each hostility tier among hostile dialogues."""
+
+    rude: float = Field(0.15, ge=0)
+    insulting: float = Field(0.35, ge=0)
+    profane: float = Field(0.3, ge=0)
+    identity: float = Field(0.2, ge=0)
+
+    @model_validator(mode="after")
+    def _positive(self) -> "SeverityMix":
+        if self.rude + self.insulting + self.profane + self.identity <= 0:
+            raise ValueError("at least one severity weight must be positive")
+        return self
+
+
+class TinyT5Settings(_Strict):
+    d_model: int = Field(128, gt=0)
+    d_ff: int = Field(256, gt=0)
+    num_layers: int = Field(2, gt=0)
+    num_decoder_layers: int = Field(2, gt=0)
+    num_heads: int = Field(4, gt=0)
+    d_kv: int = Field(32, gt=0)
+
+
+class TinyJudgeSettings(_Strict):
+    hidden_size: int = Field(64, gt=0)
+    num_hidden_layers: int = Field(2, gt=0)
+    num_attention_heads: int = Field(2, gt=0)
+    intermediate_size: int = Field(128, gt=0)
+    max_position_embeddings: int = Field(130, gt=2)
+
+
+class TestbedSettings(_Strict):
+    seed: int = 0
+    n_train: int = Field(10_000, gt=0)
+    n_test: int = Field(1_000, gt=0)
+    n_topics: int = Field(24, ge=2)
+    hostile_share: float = Field(0.3, ge=0, le=1)
+    parrot_share: float = Field(0.8, ge=0, le=1)
+    """Share of hostile dialogues whose SFT summary repeats the insult (the toxicity to unlearn)."""
+    severity: SeverityMix = Field(default_factory=SeverityMix)
+    vocab_size: int = Field(3000, ge=100)
+    policy: TinyT5Settings = Field(default_factory=TinyT5Settings)
+    judge: TinyJudgeSettings = Field(default_factory=TinyJudgeSettings)
+
+
+# --------------------------------------------------------------------------------------------------
+# generation
+# --------------------------------------------------------------------------------------------------
+class GenerationSettings(_Strict):
+    max_new_tokens: int = Field(48, gt=0)
+    min_new_tokens: int = Field(0, ge=0)
+    length_sampler: tuple[int, int] | None = None
+    """If set, ``max_new_tokens`` is drawn uniformly from [low, high] for each batch (seed recipe)."""
+    do_sample: bool = True
+    temperature: float = Field(1.0, gt=0)
+    top_k: int = Field(0, ge=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> "GenerationSettings":
+        if self.min_new_tokens > self.max_new_tokens:
+            raise ValueError("min_new_tokens must not exceed max_new_tokens")
+        if self.length_sampler is not None:
+            lo, hi = self.length_sampler
+            if not 0 < lo <= hi:
+                raise ValueError("length_sampler must be [low, high] with 0 < low <= high")
+        return self
+
+
+# --------------------------------------------------------------------------------------------------
+# sft
+# --------------------------------------------------------------------------------------------------
+class SFTSettings(_Strict):
+    enabled: bool = True
+    base_model: ModelSettings | None = None
+    """The model to fine-tune; on the testbed the untrained tiny T5 that ``prepare`` builds."""
+    train_file: str | None = None
+    """jsonl of (prompt, target) pairs; default: the data section's train split with its first reference."""
+    target_column: str = "summary"
+    output_dir: str = "{run_dir}/sft"
+    epochs: float = Field(3.0, gt=0)
+    batch_size: int = Field(32, gt=0)
+    learning_rate: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    warmup_ratio: float = Field(0.05, ge=0, lt=1)
+    max_target_tokens: int = Field(64, gt=0)
+    eval_rows: int = Field(200, ge=0)
+    max_grad_norm: float = Field(1.0, gt=0)
+    seed: int | None = None
+
+
+# --------------------------------------------------------------------------------------------------
+# judges and rewards
+# --------------------------------------------------------------------------------------------------
+class JudgeSettings(_Strict):
+    """One judge. ``type`` picks the implementation; ``preset`` fills in a known model.
+
+    - ``hf``: any ``AutoModelForSequenceClassification``; ``label`` is chosen by name.
+    - ``lexicon``: word lists (``lexicon`` names a file, or ``testbed`` for the testbed's list).
+    - ``profanity``: the offline ``alt-profanity-check`` model.
+    """
+
+    name: str
+    type: Literal["hf", "lexicon", "profanity"] = "hf"
+    preset: Literal["meta-hate", "toxic-bert", "profanity"] | None = None
+    model: str | None = None
+    label: str | None = None
+    """Label whose score is the reward (``nothate`` for Meta's model: higher is better)."""
+    label_is_good: bool = True
+    """True if a higher score of ``label`` means less toxic (``nothate``), False for ``hate``."""
+    score: Literal["logit", "prob", "logprob"] = "logit"
+    activation: Literal["softmax", "sigmoid"] = "softmax"
+    dimensions: dict[str, str] = Field(default_factory=dict)
+    """Map from model label to toxicity dimension (``insult: harassment``)."""
+    severity_labels: list[str] = Field(default_factory=list)
+    lexicon: str | None = None
+    threshold: float = Field(0.5, ge=0, le=1)
+    """Probability above which a text counts as toxic for this judge."""
+    max_length: int = Field(512, gt=0)
+    batch_size: int = Field(64, gt=0)
+    weight: float = 1.0
+    trust_remote_code: bool = False
+
+
+class SeverityTier(_Strict):
+    name: str
+    min_severity: float = Field(ge=0, le=1)
+    penalty: float = Field(ge=0)
+
+
+class RewardSettings(_Strict):
+    """The composite reward (documented in ``detoxrl.rewards.composite``)."""
+
+    judges: list[JudgeSettings] = Field(default_factory=list)
+    dimension_weights: dict[str, float] = Field(
+        default_factory=lambda: {d: 1.0 for d in DIMENSIONS}
+    )
+    severity_tiers: list[SeverityTier] = Field(default_factory=list)
+    normalize: bool = False
+    """Standardise each judge's score with running statistics before combining."""
+
+    @field_validator("dimension_weights")
+    @classmethod
+    def _known_dimensions(cls, v: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(v) - set(DIMENSIONS))
+        if unknown:
+            raise ValueError(f"unknown dimension(s) {unknown}; known: {list(DIMENSIONS)}")
+        return v
+
+
+class RewardModelSettings(_Strict):
+    enabled: bool = True
+    mode: Literal["labels", "rankings"] = "labels"
+    train_file: str | None = None
+    """jsonl/csv of (text, label) or of rankings; on the testbed the file ``prepare`` writes."""
+    eval_file: str | None = None
+    base_model: str | None = None
+    """Model to start from; on the testbed the untrained tiny RoBERTa that ``prepare`` builds."""
+    labels: list[str] = Field(default_factory=lambda: ["nothate", "hate"])
+    output_dir: str = "{run_dir}/judge"
+    epochs: float = Field(2.0, gt=0)
+    batch_size: int = Field(64, gt=0)
+    learning_rate: float = Field(5e-4, gt=0)
+    max_length: int = Field(128, gt=0)
+    heldout_share: float = Field(0.1, gt=0, lt=1)
+    seed: int | None = None
+
+
+# --------------------------------------------------------------------------------------------------
+# ppo
+# --------------------------------------------------------------------------------------------------
+class KLSettings(_Strict):
+    penalty: Literal["kl", "abs", "mse", "full"] = "kl"
+    init_coef: float = Field(0.2, ge=0)
+    adaptive: bool = True
+    target: float = Field(6.0, gt=0)
+    horizon: int = Field(10_000, gt=0)
+
+
+class PPOSettings(_Strict):
+    steps: int = Field(100, gt=0)
+    batch_size: int = Field(32, gt=0)
+    mini_batch_size: int = Field(8, gt=0)
+    ppo_epochs: int = Field(4, gt=0)
+    learning_rate: float = Field(1.41e-5, gt=0)
+    adam_eps: float = Field(1e-8, gt=0)
+    kl: KLSettings = Field(default_factory=KLSettings)
+    gamma: float = Field(1.0, ge=0, le=1)
+    lam: float = Field(0.95, ge=0, le=1)
+    cliprange: float = Field(0.2, gt=0)
+    cliprange_value: float = Field(0.2, gt=0)
+    vf_coef: float = Field(0.1, ge=0)
+    whiten_advantages: bool = True
+    max_grad_norm: float = Field(1.0, gt=0)
+    score_norm: bool = True
+    """Standardise judge scores with running mean/std before the KL penalty is added."""
+    score_clip: float | None = Field(None, gt=0)
+    missing_eos_penalty: float | None = Field(None, ge=0)
+    target_approx_kl: float | None = Field(None, gt=0)
+    """Stop an epoch's remaining minibatches when approximate KL exceeds 1.5 × this."""
+    generation: GenerationSettings = Field(default_factory=GenerationSettings)
+    output_dir: str = "{run_dir}/policy"
+    checkpoint_every: int = Field(0, ge=0)
+    """Write a checkpoint every N steps (0: only at the end)."""
+    keep_checkpoints: int = Field(2, gt=0)
+    max_skipped_steps: int = Field(5, ge=0)
+    seed: int | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "PPOSettings":
+        if self.batch_size % self.mini_batch_size:
+            raise ValueError("batch_size must be a multiple of mini_batch_size")
+        return self
+
+
+# --------------------------------------------------------------------------------------------------
+# curriculum and constitution
+# --------------------------------------------------------------------------------------------------
+class CurriculumSettings(_Strict):
+    enabled: bool = False
+    difficulty: Literal["judge", "base_reward", "column"] = "judge"
+    difficulty_column: str | None = None
+    pacing: Literal["linear", "sqrt", "step", "self_paced"] = "sqrt"
+    start_competence: float = Field(0.2, gt=0, le=1)
+    full_at: float = Field(0.8, gt=0, le=1)
+    """Fraction of training after which all prompts are available."""
+    stages: int = Field(3, gt=0)
+    reward_threshold: float = 0.0
+    window: int = Field(5, gt=0)
+
+
+class ConstitutionSettings(_Strict):
+    enabled: bool = False
+    path: str = "configs/constitution.yaml"
+    revision: Literal["none", "policy", "resample", "rewrite"] = "rewrite"
+    max_resamples: int = Field(2, ge=0)
+    violation_weight: float = Field(1.0, ge=0)
+
+
+# --------------------------------------------------------------------------------------------------
+# evaluation and report
+# --------------------------------------------------------------------------------------------------
+class EvalSettings(_Strict):
+    n_prompts: int = Field(1000, gt=0)
+    samples: int = Field(1, gt=0)
+    batch_size: int = Field(64, gt=0)
+    generation: GenerationSettings = Field(
+        default_factory=lambda: GenerationSettings(do_sample=False)
+    )
+    extra_judges: list[JudgeSettings] = Field(default_factory=list)
+    """Judges the policy was not trained against, reported beside the reward judges."""
+    bootstrap: int = Field(1000, gt=0)
+    table_examples: int = Field(5, ge=0)
+    seed: int | None = None
+
+
+class ReportSettings(_Strict):
+    enabled: bool = True
+    examples: int = Field(5, ge=0)
+
+
+# --------------------------------------------------------------------------------------------------
+# the whole run
+# --------------------------------------------------------------------------------------------------
+class Config(_Strict):
+    name: str = "default"
+    seed: int = 0
+    run_dir: str | None = None
+    """Where every stage writes; default ``runs/<name>``."""
+    policy: ModelSettings
+    data: DataSettings = Field(default_factory=DataSettings)
+    testbed: TestbedSettings | None = None
+    sft: SFTSettings = Field(default_factory=lambda: SFTSettings(enabled=False))
+    reward: RewardSettings = Field(default_factory=RewardSettings)
+    train_rm: RewardModelSettings = Field(default_factory=lambda: RewardModelSettings(enabled=False))
+    ppo: PPOSettings = Field(default_factory=PPOSettings)
+    curriculum: CurriculumSettings = Field(default_factory=CurriculumSettings)
+    constitution: ConstitutionSettings = Field(default_factory=ConstitutionSettings)
+    eval: EvalSettings = Field(default_factory=EvalSettings)
+    report: ReportSettings = Field(default_factory=ReportSettings)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not v or "/" in v or v.startswith("."):
+            raise ValueError("name must be a plain folder name")
+        return v
+
+    @model_validator(mode="after")
+    def _check(self) -> "Config":
+        if self.data.source == "testbed" and self.testbed is None:
+            raise ValueError("data.source is 'testbed' but there is no testbed section")
+        if not self.reward.judges:
+            raise ValueError("reward.judges must list at least one judge")
+        return self
+
+    # ---------------------------------------------------------------------------------------------
+    @property
+    def run_path(self) -> Path:
+        return Path(self.run_dir) if self.run_dir else Path("runs") / self.name
+
+    def path(self, template: str) -> Path:
+        """Resolve a path that may contain ``{run_dir}``."""
+        return Path(template.replace("{run_dir}", str(self.run_path)))
+
+    def resolve(self, template: str) -> str:
+        """Like :meth:`path` for strings that may be hub ids: only ``{run_dir}`` is replaced."""
+        return template.replace("{run_dir}", str(self.run_path))
+
+    def seed_for(self, stage_seed: int | None) -> int:
+        return self.seed if stage_seed is None else stage_seed
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# loading
+# --------------------------------------------------------------------------------------------------
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration in {source}:"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "<root>"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"  {key}: {msg}")
+    return "\n".join(lines)
+
+
+def apply_override(data: dict[str, Any], override: str) -> None:
+    """Apply one ``a.b.c=value`` override in place; the value is parsed as YAML (safely)."""
+    if "=" not in override:
+        raise ConfigError(f"override {override!r} must look like key.path=value")
+    key, raw = override.split("=", 1)
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override {override!r} has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {key}: value {raw!r} is not valid YAML ({exc})") from None
+    node: Any = data
+    parts = key.split(".")
+    for i, part in enumerate(parts[:-1]):
+        if isinstance(node, list):
+            try:
+                node = node[int(part)]
+                continue
+            except (ValueError, IndexError):
+                raise ConfigError(f"override {key}: {'.'.join(parts[: i + 1])} is not a valid index") from None
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {key}: {'.'.join(parts[:i])} is not a section")
+        if node.get(part) is None:
+            node[part] = {}
+        node = node[part]
+    last = parts[-1]
+    if isinstance(node, list):
+        try:
+            node[int(last)] = value
+        except (ValueError, IndexError):
+            raise ConfigError(f"override {key}: {last} is not a valid index") from None
+    elif isinstance(node, dict):
+        node[last] = value
+    else:
+        raise ConfigError(f"override {key}: {'.'.join(parts[:-1])} is not a section")
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not UTF-8 text ({exc.reason})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    return data
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    run_dir: str | Path | None = None,
+) -> Config:
+    """Read a YAML config (default: the embedded testbed), apply overrides, validate."""
+    cfg_path = Path(path) if path else DEFAULT_CONFIG
+    if path and not cfg_path.exists() and (PACKAGE_CONFIGS / f"{path}.yaml").exists():
+        cfg_path = PACKAGE_CONFIGS / f"{path}.yaml"  # a preset by name: `detoxrl run flan-t5-dialogsum`
+    data = read_yaml(cfg_path)
+    data = copy.deepcopy(data)
+    data.setdefault("name", cfg_path.stem)
+    for ov in overrides:
+        apply_override(data, ov)
+    if run_dir is not None:
+        data["run_dir"] = str(run_dir)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(err, str(cfg_path))) from None
+
+
+def config_from_dict(data: dict[str, Any], source: str = "<dict>") -> Config:
+    try:
+        return Config.model_validate(copy.deepcopy(data))
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(err, source)) from None
