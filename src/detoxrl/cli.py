@@ -1,0 +1,175 @@
+"""The ``detoxrl`` command: one thin sub-command per stage, no logic here."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from detoxrl.errors import DetoxError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Make language models less toxic with RLHF (PPO with a KL penalty against the reference).\n\n"
+         "Every command takes an optional CONFIG (a YAML file, or a preset name such as "
+         "flan-t5-dialogsum); without one it uses the embedded offline testbed (configs/default.yaml).",
+)
+
+ConfigArg = typer.Argument(None, help="YAML config or preset name; default: the embedded testbed.")
+SetOpt = typer.Option(None, "--set", "-s", help="Dotted override, e.g. --set ppo.learning_rate=1e-5 (repeatable).")
+RunDirOpt = typer.Option(None, "--run-dir", help="Run folder (default runs/<config name>).")
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    from detoxrl.utils import configure_threads
+
+    configure_threads()
+
+
+def _load(config: Optional[str], overrides: Optional[list[str]], run_dir: Optional[Path]):
+    from detoxrl.config import load_config
+
+    return load_config(config, overrides or [], run_dir)
+
+
+def _guard(fn):
+    """Print a user error as one clear line and exit 2, without a traceback."""
+    try:
+        return fn()
+    except DetoxError as exc:
+        from detoxrl.utils import console
+
+        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+def _stage(stage: str, config, overrides, run_dir, **kw):
+    def go():
+        from detoxrl.run import run_stage
+
+        _quiet_libraries()
+        cfg = _load(config, overrides, run_dir)
+        run_stage(cfg, stage, **kw)
+
+    _guard(go)
+
+
+@app.command()
+def prepare(config: Optional[str] = ConfigArg, set_: Optional[list[str]] = SetOpt,
+            run_dir: Optional[Path] = RunDirOpt):
+    """Build the embedded testbed (corpus, tokenizer, tiny models), or resolve a preset's models."""
+    _stage("prepare", config, set_, run_dir)
+
+
+@app.command()
+def sft(config: Optional[str] = ConfigArg, set_: Optional[list[str]] = SetOpt,
+        run_dir: Optional[Path] = RunDirOpt):
+    """Supervised fine-tuning on (prompt, target) pairs; on the testbed this makes the base policy."""
+    _stage("sft", config, set_, run_dir)
+
+
+@app.command("train-rm")
+def train_rm(config: Optional[str] = ConfigArg, set_: Optional[list[str]] = SetOpt,
+             run_dir: Optional[Path] = RunDirOpt):
+    """Train a reward model from rankings (pairwise loss) or a classifier from labelled text."""
+    _stage("train-rm", config, set_, run_dir)
+
+
+@app.command()
+def ppo(config: Optional[str] = ConfigArg, set_: Optional[list[str]] = SetOpt,
+        run_dir: Optional[Path] = RunDirOpt,
+        resume: bool = typer.Option(False, help="Continue from the newest complete checkpoint.")):
+    """PPO with a KL penalty against the frozen reference. Works under `accelerate launch`."""
+    _stage("ppo", config, set_, run_dir, resume=resume)
+
+
+@app.command("eval")
+def eval_(config: Optional[str] = ConfigArg, set_: Optional[list[str]] = SetOpt,
+          run_dir: Optional[Path] = RunDirOpt,
+          samples: Optional[int] = typer.Option(None, help="Samples per prompt (reports expected max toxicity).")):
+    """Compare the reference and the trained policy on held-out prompts; writes eval.json and eval_table.csv."""
+    _stage("eval", config, set_, run_dir, samples=samples)
+
+
+@app.command()
+def report(config: Optional[str] = ConfigArg, set_: Optional[list[str]] = SetOpt,
+           run_dir: Optional[Path] = RunDirOpt):
+    """Write report.html (self-contained, with plots) and the model card beside the saved policy."""
+    _stage("report", config, set_, run_dir)
+
+
+@app.command()
+def run(config: Optional[str] = ConfigArg, set_: Optional[list[str]] = SetOpt,
+        run_dir: Optional[Path] = RunDirOpt,
+        resume: bool = typer.Option(False, help="Resume PPO from its newest complete checkpoint."),
+        force: Optional[list[str]] = typer.Option(None, help="Re-run this stage even if its output exists.")):
+    """Run every stage whose output is missing: prepare → sft → train-rm → ppo → eval → report."""
+
+    def go():
+        from detoxrl.run import STAGES, run_pipeline
+
+        _quiet_libraries()
+        cfg = _load(config, set_, run_dir)
+        bad = sorted(set(force or ()) - set(STAGES))
+        if bad:
+            raise DetoxError(f"--force: unknown stage(s) {bad}; stages are {list(STAGES)}")
+        run_pipeline(cfg, resume=resume, force=tuple(force or ()))
+
+    _guard(go)
+
+
+@app.command("judge-eval")
+def judge_eval(file: Path = typer.Argument(..., help="Labelled csv/jsonl to score."),
+               config: Optional[str] = typer.Option(None, "--config", "-c", help="Config whose judges to audit."),
+               set_: Optional[list[str]] = SetOpt, run_dir: Optional[Path] = RunDirOpt,
+               judge: Optional[str] = typer.Option(None, help="Name of a judge in the config (default: all)."),
+               text_column: str = "text", label_column: str = "label",
+               category_column: Optional[str] = typer.Option(None, help="Report per value of this column too.")):
+    """Score judges on a labelled file: accuracy, F1 and AUC, overall and per category."""
+
+    def go():
+        from detoxrl.rewards.build import build_judge
+        from detoxrl.rewards.judge_eval import format_judge_eval, judge_eval as run_judge_eval
+        from detoxrl.utils import console, write_json
+
+        _quiet_libraries()
+        cfg = _load(config, set_, run_dir)
+        settings = cfg.reward.judges + cfg.eval.extra_judges
+        if judge:
+            settings = [j for j in settings if j.name == judge]
+            if not settings:
+                names = [j.name for j in cfg.reward.judges + cfg.eval.extra_judges]
+                raise DetoxError(f"--judge {judge}: no such judge; the config has {names}")
+        results = []
+        for js in settings:
+            res = run_judge_eval(build_judge(js, cfg), file, text_column=text_column,
+                                 label_column=label_column, category_column=category_column)
+            console.print(format_judge_eval(res))
+            results.append(res)
+        write_json(cfg.run_path / f"judge_eval_{Path(file).stem}.json", results)
+
+    _guard(go)
+
+
+@app.command("config")
+def show_config(config: Optional[str] = ConfigArg, set_: Optional[list[str]] = SetOpt,
+                run_dir: Optional[Path] = RunDirOpt):
+    """Print the resolved, validated configuration."""
+    _guard(lambda: sys.stdout.write(_load(config, set_, run_dir).to_yaml()))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,386 @@
+"""Policies: loading any Hugging Face seq2seq or causal LM, generating, and scoring responses.
+
+Two shapes are first-class:
+
+- **encoder-decoder** (FLAN-T5, BART): the query goes to the encoder; the response is the decoder
+  sequence, which starts from ``decoder_start_token_id`` and does not continue the prompt.
+- **decoder-only** (GPT-2, Llama-style): queries are left-padded so that every response starts at the
+  same column; the response continues the prompt and position ids skip the padding.
+
+Everything here works on a ``[B, T]`` grid of response tokens with a mask that is 1 up to and including
+the first EOS. :func:`response_logits` returns the logits that *predicted* each response token, so
+``logits[:, t]`` scores ``response_ids[:, t]`` in both shapes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoModelForSeq2SeqLM,
+    AutoTokenizer,
+    GenerationConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from detoxrl.config import GenerationSettings, ModelSettings
+from detoxrl.errors import ModelError
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+# ------------------------------------------------------------------------------------------ loading
+@dataclass
+class LoadedPolicy:
+    """A language model with its tokenizer and its shape."""
+
+    model: Any  # PreTrainedModel or peft.PeftModel
+    tokenizer: PreTrainedTokenizerBase
+    is_seq2seq: bool
+    name_or_path: str
+
+    @property
+    def pad_id(self) -> int:
+        return int(self.tokenizer.pad_token_id)
+
+    @property
+    def eos_id(self) -> int:
+        return int(self.tokenizer.eos_token_id)
+
+
+def _as_settings(settings: ModelSettings | str) -> ModelSettings:
+    return settings if isinstance(settings, ModelSettings) else ModelSettings(name_or_path=str(settings))
+
+
+def _check_local(path: str) -> None:
+    p = Path(path)
+    looks_local = p.is_absolute() or path.startswith((".", "~")) or p.exists() or path.count("/") > 1
+    if looks_local and not p.is_dir():
+        raise ModelError(f"model folder {path} does not exist")
+    if p.is_dir() and not (p / "config.json").exists() and not (p / ADAPTER_CONFIG).exists():
+        raise ModelError(f"model folder {path} has no config.json (is it a save_pretrained folder?)")
+
+
+def load_tokenizer(name_or_path: str, *, is_seq2seq: bool, revision: str | None = None,
+                   trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
+    """Load a tokenizer; decoder-only models get left padding and a pad token (their EOS if none)."""
+    try:
+        tok = AutoTokenizer.from_pretrained(name_or_path, revision=revision,
+                                            trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot load a tokenizer from {name_or_path}: {exc}") from None
+    if tok.pad_token is None:
+        if tok.eos_token is None:
+            raise ModelError(f"tokenizer of {name_or_path} has neither a pad nor an EOS token")
+        tok.pad_token = tok.eos_token
+    if tok.eos_token_id is None:
+        raise ModelError(f"tokenizer of {name_or_path} has no EOS token; responses could never end")
+    tok.padding_side = "right" if is_seq2seq else "left"
+    return tok
+
+
+def _model_class(is_seq2seq: bool):
+    return AutoModelForSeq2SeqLM if is_seq2seq else AutoModelForCausalLM
+
+
+def _is_seq2seq(config, kind: str) -> bool:
+    if kind == "seq2seq":
+        return True
+    if kind == "causal":
+        return False
+    return bool(getattr(config, "is_encoder_decoder", False))
+
+
+def load_policy_model(settings: ModelSettings | str, *, device: str | torch.device = "cpu",
+                      apply_lora: bool = False) -> LoadedPolicy:
+    """Load a policy from a hub id or a ``save_pretrained`` folder (safetensors only).
+
+    A folder holding a peft adapter (``adapter_config.json``) loads its base model and the adapter.
+    With ``apply_lora`` and ``settings.lora.enabled``, fresh LoRA adapters are added for training.
+    """
+    s = _as_settings(settings)
+    path = s.name_or_path
+    _check_local(path)
+    dtype = DTYPES[s.dtype]
+    common = dict(revision=s.revision, trust_remote_code=s.trust_remote_code)
+    adapter_dir = Path(path) / ADAPTER_CONFIG
+    try:
+        if adapter_dir.exists():
+            from peft import PeftConfig, PeftModel
+
+            pcfg = PeftConfig.from_pretrained(path)
+            base = pcfg.base_model_name_or_path
+            config = AutoConfig.from_pretrained(base, **common)
+            seq2seq = _is_seq2seq(config, s.kind)
+            base_model = _model_class(seq2seq).from_pretrained(
+                base, dtype=dtype, use_safetensors=True, **common)
+            model = PeftModel.from_pretrained(base_model, path)
+            tok_src = path if (Path(path) / "tokenizer_config.json").exists() else base
+        else:
+            config = AutoConfig.from_pretrained(path, **common)
+            seq2seq = _is_seq2seq(config, s.kind)
+            model = _model_class(seq2seq).from_pretrained(
+                path, dtype=dtype, use_safetensors=True, **common)
+            tok_src = path
+    except ModelError:
+        raise
+    except (OSError, ValueError, KeyError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if "safetensors" in msg or "pytorch_model.bin" in msg:
+            msg += " (detoxrl loads safetensors weights only; convert pickle checkpoints first)"
+        raise ModelError(f"cannot load model {path}: {msg}") from None
+    tokenizer = load_tokenizer(tok_src, is_seq2seq=seq2seq, revision=s.revision,
+                               trust_remote_code=s.trust_remote_code)
+    _sync_special_tokens(model, tokenizer, seq2seq)
+    if apply_lora and s.lora.enabled and not adapter_dir.exists():
+        model = add_lora(model, s, seq2seq)
+    model.to(device)
+    return LoadedPolicy(model=model, tokenizer=tokenizer, is_seq2seq=seq2seq, name_or_path=path)
+
+
+def _sync_special_tokens(model, tokenizer, seq2seq: bool) -> None:
+    cfg = model.config
+    if getattr(cfg, "pad_token_id", None) is None:
+        cfg.pad_token_id = tokenizer.pad_token_id
+    if seq2seq and getattr(cfg, "decoder_start_token_id", None) is None:
+        cfg.decoder_start_token_id = tokenizer.pad_token_id
+
+
+def add_lora(model: PreTrainedModel, s: ModelSettings, seq2seq: bool):
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    lcfg = LoraConfig(
+        r=s.lora.r, lora_alpha=s.lora.alpha, lora_dropout=s.lora.dropout,
+        target_modules=list(s.lora.target_modules),
+        task_type=TaskType.SEQ_2_SEQ_LM if seq2seq else TaskType.CAUSAL_LM,
+    )
+    try:
+        return get_peft_model(model, lcfg)
+    except ValueError as exc:
+        raise ModelError(f"policy.lora.target_modules {s.lora.target_modules}: {exc}") from None
+
+
+# ----------------------------------------------------------------------------------------- batches
+def response_mask_from_ids(response_ids: torch.Tensor, eos_id: int) -> torch.Tensor:
+    """1.0 for tokens up to and including the first EOS, 0.0 after it (a response without EOS is all 1)."""
+    is_eos = response_ids == eos_id
+    after_eos = (is_eos.cumsum(dim=1) - is_eos.long()) > 0
+    return (~after_eos).float()
+
+
+def tokenize_prompts(tokenizer, prompts: list[str], max_prompt_tokens: int,
+                     device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    enc = tokenizer(prompts, return_tensors="pt", padding=True, truncation=True,
+                    max_length=max_prompt_tokens)
+    return enc["input_ids"].to(device), enc["attention_mask"].to(device)
+
+
+@dataclass
+class Generation:
+    query_ids: torch.Tensor
+    query_mask: torch.Tensor
+    response_ids: torch.Tensor  # padded with pad_id after the first EOS
+    response_mask: torch.Tensor  # float, 1 up to and including EOS
+    texts: list[str]
+    encoder_hidden: torch.Tensor | None = None  # seq2seq: reusable encoder output
+
+    @property
+    def has_eos(self) -> torch.Tensor:
+        return self.response_mask.sum(1) < self.response_mask.shape[1]
+
+
+def generation_config(gen: GenerationSettings, lp: LoadedPolicy, max_new_tokens: int | None = None) -> GenerationConfig:
+    """An explicit generation config: nothing inherited that would change the sampling distribution."""
+    kw: dict[str, Any] = dict(
+        max_new_tokens=max_new_tokens or gen.max_new_tokens,
+        min_new_tokens=gen.min_new_tokens or None,
+        do_sample=gen.do_sample,
+        pad_token_id=lp.pad_id,
+        eos_token_id=lp.eos_id,
+        use_cache=True,
+    )
+    if gen.do_sample:
+        kw.update(temperature=gen.temperature, top_k=gen.top_k, top_p=gen.top_p)
+    if lp.is_seq2seq:
+        kw["decoder_start_token_id"] = lp.model.config.decoder_start_token_id
+    return GenerationConfig(**kw)
+
+
+@torch.no_grad()
+def generate_from_ids(lp: LoadedPolicy, query_ids: torch.Tensor, query_mask: torch.Tensor,
+                      gen: GenerationSettings, *, max_new_tokens: int | None = None,
+                      model: Any | None = None) -> Generation:
+    """Sample (or decode greedily) one response per query with the key-value cache.
+
+    For an encoder-decoder the encoder runs once here and its output is returned for reuse.
+    """
+    m = model if model is not None else lp.model
+    gcfg = generation_config(gen, lp, max_new_tokens)
+    encoder_hidden = None
+    if lp.is_seq2seq:
+        enc = m.get_encoder()(input_ids=query_ids, attention_mask=query_mask)
+        encoder_hidden = enc.last_hidden_state
+        out = m.generate(encoder_outputs=enc, attention_mask=query_mask, generation_config=gcfg)
+        resp = out[:, 1:]  # drop decoder_start_token_id
+    else:
+        out = m.generate(input_ids=query_ids, attention_mask=query_mask, generation_config=gcfg)
+        resp = out[:, query_ids.shape[1]:]
+    if resp.shape[1] == 0:  # degenerate: max_new_tokens produced nothing
+        resp = torch.full((query_ids.shape[0], 1), lp.eos_id, dtype=query_ids.dtype, device=query_ids.device)
+    mask = response_mask_from_ids(resp, lp.eos_id)
+    resp = resp.masked_fill(mask == 0, lp.pad_id)
+    texts = lp.tokenizer.batch_decode(resp, skip_special_tokens=True)
+    return Generation(query_ids, query_mask, resp, mask, [t.strip() for t in texts], encoder_hidden)
+
+
+def generate_responses(lp: LoadedPolicy, prompts: list[str], gen: GenerationSettings, *,
+                       max_prompt_tokens: int, seed: int | None = None,
+                       max_new_tokens: int | None = None) -> Generation:
+    """Tokenize ``prompts`` and generate; a seed makes sampling reproducible."""
+    device = next(lp.model.parameters()).device
+    q, qm = tokenize_prompts(lp.tokenizer, prompts, max_prompt_tokens, device)
+    if seed is not None:
+        torch.manual_seed(seed)
+    return generate_from_ids(lp, q, qm, gen, max_new_tokens=max_new_tokens)
+
+
+# ------------------------------------------------------------------------------ scoring responses
+def _causal_inputs(query_ids, query_mask, response_ids, response_mask):
+    input_ids = torch.cat([query_ids, response_ids], dim=1)
+    attn = torch.cat([query_mask, response_mask.to(query_mask.dtype)], dim=1)
+    # Keep attention on every response slot (padding after EOS is never read by earlier tokens).
+    attn[:, query_ids.shape[1]:] = 1
+    position_ids = (attn.cumsum(1) - 1).clamp(min=0)
+    return input_ids, attn, position_ids
+
+
+def decoder_inputs(response_ids: torch.Tensor, start_id: int) -> torch.Tensor:
+    """Teacher forcing for an encoder-decoder: ``[start, y_0, ..., y_{T-2}]``."""
+    start = torch.full_like(response_ids[:, :1], start_id)
+    return torch.cat([start, response_ids[:, :-1]], dim=1)
+
+
+def forward_response(model, is_seq2seq: bool, query_ids, query_mask, response_ids, response_mask,
+                     *, encoder_hidden: torch.Tensor | None = None, output_hidden: bool = False):
+    """Run the LM over (query, response) and return (logits [B,T,V], last hidden state [B,T,H] or None).
+
+    ``logits[:, t]`` is the distribution that predicted ``response_ids[:, t]``.
+    """
+    if is_seq2seq:
+        start_id = _base_config(model).decoder_start_token_id
+        kwargs: dict[str, Any] = dict(attention_mask=query_mask,
+                                      decoder_input_ids=decoder_inputs(response_ids, start_id),
+                                      output_hidden_states=output_hidden, use_cache=False)
+        if encoder_hidden is not None:
+            kwargs["encoder_outputs"] = (encoder_hidden,)
+        else:
+            kwargs["input_ids"] = query_ids
+        out = model(**kwargs)
+        hidden = out.decoder_hidden_states[-1] if output_hidden else None
+        return out.logits, hidden
+    input_ids, attn, pos = _causal_inputs(query_ids, query_mask, response_ids, response_mask)
+    out = model(input_ids=input_ids, attention_mask=attn, position_ids=pos,
+                output_hidden_states=output_hidden, use_cache=False)
+    lq, t = query_ids.shape[1], response_ids.shape[1]
+    logits = out.logits[:, lq - 1: lq - 1 + t]
+    hidden = out.hidden_states[-1][:, lq - 1: lq - 1 + t] if output_hidden else None
+    return logits, hidden
+
+
+def response_logits(model, is_seq2seq: bool, query_ids, query_mask, response_ids, response_mask) -> torch.Tensor:
+    """Logits ``[B, T, V]`` aligned with the response tokens (see :func:`forward_response`)."""
+    return forward_response(model, is_seq2seq, query_ids, query_mask, response_ids, response_mask)[0]
+
+
+def _base_config(model):
+    cfg = getattr(model, "config", None)
+    if cfg is None and hasattr(model, "get_base_model"):
+        cfg = model.get_base_model().config
+    return cfg
+
+
+# -------------------------------------------------------------------------------------- value head
+class ValueHead(nn.Module):
+    """A scalar value per token from the decoder's last hidden state."""
+
+    def __init__(self, hidden_size: int):
+        super().__init__()
+        self.summary = nn.Linear(hidden_size, 1)
+        nn.init.normal_(self.summary.weight, std=1.0 / (hidden_size + 1) ** 0.5)
+        nn.init.zeros_(self.summary.bias)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.summary(hidden.to(self.summary.weight.dtype)).squeeze(-1)
+
+
+def hidden_size(model) -> int:
+    cfg = _base_config(model)
+    for key in ("d_model", "hidden_size", "n_embd", "dim"):
+        if getattr(cfg, key, None):
+            return int(getattr(cfg, key))
+    raise ModelError("cannot tell the hidden size of the policy from its config")
+
+
+class PolicyWithValue(nn.Module):
+    """The trained module: the LM (possibly with LoRA adapters) and a value head, one optimiser."""
+
+    def __init__(self, lm, is_seq2seq: bool):
+        super().__init__()
+        self.lm = lm
+        self.is_seq2seq = is_seq2seq
+        self.value_head = ValueHead(hidden_size(lm))
+
+    def forward(self, query_ids, query_mask, response_ids, response_mask, *,
+                encoder_hidden: torch.Tensor | None = None):
+        logits, hidden = forward_response(self.lm, self.is_seq2seq, query_ids, query_mask,
+                                          response_ids, response_mask,
+                                          encoder_hidden=encoder_hidden, output_hidden=True)
+        return logits, self.value_head(hidden)
+
+
+# ------------------------------------------------------------------------------------------ saving
+def is_peft(model) -> bool:
+    return hasattr(model, "peft_config") and hasattr(model, "disable_adapter")
+
+
+def save_policy(model, tokenizer, out_dir: str | Path, *, value_head: nn.Module | None = None,
+                base_name: str | None = None, extra: dict | None = None) -> None:
+    """Write a normal ``save_pretrained`` folder that plain transformers loads.
+
+    With LoRA, the merged weights go to ``out_dir`` and the adapter alone to ``out_dir/adapter``
+    (its ``adapter_config.json`` names the base model). The value head, needed only to resume, is
+    saved beside them as ``value_head.safetensors``.
+    """
+    from safetensors.torch import save_file
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if is_peft(model):
+        model.save_pretrained(out / "adapter", safe_serialization=True)
+        merged = _merged_copy(model)
+        merged.save_pretrained(out, safe_serialization=True)
+    else:
+        model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    if value_head is not None:
+        save_file({k: v.detach().cpu().contiguous() for k, v in value_head.state_dict().items()},
+                  str(out / "value_head.safetensors"))
+    note = {"saved_by": "detoxrl", "base_model": base_name, **(extra or {})}
+    (out / "detoxrl.json").write_text(json.dumps(note, indent=2) + "\n", encoding="utf-8")
+
+
+def _merged_copy(peft_model):
+    """Merge LoRA weights into a copy of the base model without touching the training model."""
+    import copy
+
+    clone = copy.deepcopy(peft_model)
+    return clone.merge_and_unload()

@@ -1,0 +1,560 @@
+"""The PPO loop. It orchestrates; the maths lives in :mod:`detoxrl.rl.core` and :mod:`detoxrl.rl.kl`.
+
+One step, in order (CleanRL style, every detail visible):
+
+1. the sampler picks prompts (uniform or curriculum);
+2. the policy samples responses with plain sampling (top_k=0, top_p=1) so logprobs are its own;
+3. the judges score the responses (composite reward), optionally penalising responses without EOS,
+   then the scores are normalised and clipped;
+4. old logprobs and values from the policy, reference logprobs from the frozen reference (LoRA: the same
+   weights with adapters disabled; full fine-tuning: a separate frozen copy);
+5. per-token KL penalty with the score on the last response token, GAE, advantage whitening;
+6. ``ppo_epochs`` passes over shuffled minibatches: clipped policy loss + clipped value loss, gradient
+   clipping, early stop of the epoch if approximate KL runs away;
+7. the KL controller adapts, metrics go to ``metrics.jsonl`` and TensorBoard, checkpoints are written.
+
+Data-parallel through ``accelerate launch``: each process takes its slice of the global batch,
+gradients are all-reduced by DDP, statistics that steer training (KL, scores) are gathered.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from detoxrl.config import Config, PPOSettings
+from detoxrl.errors import TrainingError
+from detoxrl.models.policy import (
+    Generation,
+    LoadedPolicy,
+    PolicyWithValue,
+    forward_response,
+    generate_from_ids,
+    is_peft,
+    load_policy_model,
+    save_policy,
+)
+from detoxrl.rl import checkpoint as ckpt
+from detoxrl.rl.core import (
+    RunningMoments,
+    apply_missing_eos_penalty,
+    compute_rewards,
+    entropy_from_logits,
+    explained_variance,
+    full_kl_from_logits,
+    gae,
+    logprobs_from_logits,
+    masked_mean,
+    masked_whiten,
+    normalize_scores,
+    ppo_policy_loss,
+    ppo_value_loss,
+    should_early_stop,
+)
+from detoxrl.rl.kl import make_kl_controller
+from detoxrl.utils import atomic_dir, console, progress, set_seed
+
+
+# -------------------------------------------------------------------------------------------- batch
+@dataclass
+class Rollout:
+    """Everything one PPO step knows about its batch; experience making fills it, learning reads it."""
+
+    prompts: list[str]
+    texts: list[str]
+    query_ids: torch.Tensor
+    query_mask: torch.Tensor
+    response_ids: torch.Tensor
+    response_mask: torch.Tensor
+    logprobs: torch.Tensor = None
+    ref_logprobs: torch.Tensor = None
+    values: torch.Tensor = None
+    scores: torch.Tensor = None  # after eos penalty, normalisation and clipping
+    raw_scores: torch.Tensor = None
+    rewards: torch.Tensor = None
+    kl: torch.Tensor = None
+    advantages: torch.Tensor = None
+    returns: torch.Tensor = None
+    encoder_hidden: torch.Tensor | None = None
+    components: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def select(self, idx: torch.Tensor) -> "Rollout":
+        """A minibatch view (tensors indexed, trimmed to the longest response in it)."""
+        t = int(self.response_mask[idx].sum(1).max().item()) or 1
+        pick = lambda x: None if x is None else x[idx]  # noqa: E731
+        resp = lambda x: None if x is None else x[idx, :t]  # noqa: E731
+        return Rollout(
+            prompts=[self.prompts[i] for i in idx.tolist()], texts=[self.texts[i] for i in idx.tolist()],
+            query_ids=pick(self.query_ids), query_mask=pick(self.query_mask),
+            response_ids=resp(self.response_ids), response_mask=resp(self.response_mask),
+            logprobs=resp(self.logprobs), ref_logprobs=resp(self.ref_logprobs), values=resp(self.values),
+            scores=pick(self.scores), raw_scores=pick(self.raw_scores), rewards=resp(self.rewards),
+            kl=resp(self.kl), advantages=resp(self.advantages), returns=resp(self.returns),
+            encoder_hidden=pick(self.encoder_hidden),
+        )
+
+
+RewardFn = Callable[[list[str], list[str]], "object"]
+"""``reward_fn(responses, prompts)`` → an object with ``total`` ([B] tensor) and ``components``."""
+
+
+# ------------------------------------------------------------------------------------------ trainer
+class PPOTrainer:
+    """Holds the models, optimiser and controllers; :meth:`step` runs one PPO iteration."""
+
+    def __init__(self, settings: PPOSettings, policy: LoadedPolicy, reward_fn: RewardFn, *,
+                 accelerator=None, seed: int = 0, reference: LoadedPolicy | None = None,
+                 reuse_encoder: bool = True):
+        from accelerate import Accelerator
+
+        self.s = settings
+        self.lp = policy
+        self.reward_fn = reward_fn
+        self.acc = accelerator or Accelerator(cpu=not torch.cuda.is_available())
+        self.seed = seed
+        self.use_lora = is_peft(policy.model)
+        # Reference: the same weights with adapters disabled (LoRA), else a frozen copy.
+        if self.use_lora:
+            self.ref_model = None
+        else:
+            ref = reference.model if reference is not None else copy.deepcopy(policy.model)
+            ref.eval().requires_grad_(False)
+            self.ref_model = ref.to(self.acc.device)
+        self.module = PolicyWithValue(policy.model, policy.is_seq2seq)
+        # Dropout off: logprobs at rollout time and at update time must come from the same function.
+        self.module.eval()
+        params = [p for p in self.module.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=settings.learning_rate, eps=settings.adam_eps,
+                                           weight_decay=0.0)
+        self.model, self.optimizer = self.acc.prepare(self.module, self.optimizer)
+        self.kl_ctl = make_kl_controller(settings.kl)
+        self.score_moments = RunningMoments()
+        self.reuse_encoder = reuse_encoder
+        self.skipped_steps = 0
+        self.step_count = 0
+
+    # ------------------------------------------------------------------------------ helpers
+    @property
+    def unwrapped(self) -> PolicyWithValue:
+        return self.acc.unwrap_model(self.model)
+
+    def _gather_mean(self, x: torch.Tensor) -> float:
+        return float(self.acc.gather(x.detach().reshape(-1).float()).mean())
+
+    def _frozen_encoder(self) -> bool:
+        """The encoder output can be reused in the update passes when the encoder does not train.
+
+        (Right after generation it is always reusable: the old-logprob pass sees the same weights.)
+        """
+        if not self.lp.is_seq2seq or not self.reuse_encoder:
+            return False
+        enc = self.unwrapped.lm.get_encoder()
+        return not any(p.requires_grad for p in enc.parameters())
+
+    @torch.no_grad()
+    def _policy_forward_nograd(self, ro: Rollout, mb: int):
+        logps, values, ents = [], [], []
+        for i in range(0, len(ro.prompts), mb):
+            sl = slice(i, i + mb)
+            logits, v = self.unwrapped(ro.query_ids[sl], ro.query_mask[sl], ro.response_ids[sl],
+                                       ro.response_mask[sl],
+                                       encoder_hidden=ro.encoder_hidden[sl] if ro.encoder_hidden is not None else None)
+            logits = logits / self.s.generation.temperature
+            logps.append(logprobs_from_logits(logits, ro.response_ids[sl]))
+            values.append(v)
+            ents.append(entropy_from_logits(logits))
+        return torch.cat(logps), torch.cat(values), torch.cat(ents)
+
+    @torch.no_grad()
+    def _reference_forward(self, ro: Rollout, mb: int, want_logits: bool):
+        out_lp, out_logits = [], []
+        for i in range(0, len(ro.prompts), mb):
+            sl = slice(i, i + mb)
+            args = (ro.query_ids[sl], ro.query_mask[sl], ro.response_ids[sl], ro.response_mask[sl])
+            if self.use_lora:
+                with self.unwrapped.lm.disable_adapter():
+                    logits, _ = forward_response(self.unwrapped.lm, self.lp.is_seq2seq, *args)
+            else:
+                logits, _ = forward_response(self.ref_model, self.lp.is_seq2seq, *args)
+            logits = logits / self.s.generation.temperature
+            out_lp.append(logprobs_from_logits(logits, ro.response_ids[sl]))
+            if want_logits:
+                out_logits.append(logits)
+        return torch.cat(out_lp), (out_logits if want_logits else None)
+
+    # -------------------------------------------------------------------------- experience
+    def max_new_tokens(self, gen_rng: torch.Generator) -> int:
+        g = self.s.generation
+        if g.length_sampler is None:
+            return g.max_new_tokens
+        lo, hi = g.length_sampler
+        return int(torch.randint(lo, hi + 1, (1,), generator=gen_rng).item())
+
+    def make_experience(self, prompts: list[str], query_ids: torch.Tensor, query_mask: torch.Tensor,
+                        max_new_tokens: int, timings: dict) -> Rollout:
+        s = self.s
+        t0 = time.perf_counter()
+        gen: Generation = generate_from_ids(self.lp, query_ids, query_mask, s.generation,
+                                            max_new_tokens=max_new_tokens, model=self.unwrapped.lm)
+        timings["generate_s"] = time.perf_counter() - t0
+        ro = Rollout(prompts=prompts, texts=gen.texts, query_ids=gen.query_ids, query_mask=gen.query_mask,
+                     response_ids=gen.response_ids, response_mask=gen.response_mask,
+                     encoder_hidden=gen.encoder_hidden)
+
+        t0 = time.perf_counter()
+        out = self.reward_fn(gen.texts, prompts)
+        raw = out.total.detach().float().to(query_ids.device)
+        ro.components = {k: v.detach().float() for k, v in getattr(out, "components", {}).items()}
+        timings["score_s"] = time.perf_counter() - t0
+        ro.raw_scores = raw
+        if not torch.isfinite(raw).all():
+            return ro  # the caller skips this step
+        scores = raw
+        if s.missing_eos_penalty is not None:
+            scores = apply_missing_eos_penalty(scores, gen.has_eos, s.missing_eos_penalty)
+        if s.score_norm:
+            all_scores = self.acc.gather(scores)
+            self.score_moments.update(all_scores)
+            scores = normalize_scores(scores, self.score_moments, clip=s.score_clip)
+        elif s.score_clip is not None:
+            scores = scores.clamp(-s.score_clip, s.score_clip)
+        ro.scores = scores
+
+        t0 = time.perf_counter()
+        mb = s.mini_batch_size
+        ro.logprobs, ro.values, _ = self._policy_forward_nograd(ro, mb)
+        timings["policy_fwd_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        want_full = s.kl.penalty == "full"
+        ro.ref_logprobs, ref_logits = self._reference_forward(ro, mb, want_full)
+        kl_tensor = None
+        if want_full:
+            with torch.no_grad():
+                pol_logits = []
+                for i in range(0, len(prompts), mb):
+                    sl = slice(i, i + mb)
+                    lg, _ = self.unwrapped(ro.query_ids[sl], ro.query_mask[sl], ro.response_ids[sl], ro.response_mask[sl])
+                    pol_logits.append(lg / s.generation.temperature)
+                kl_tensor = torch.cat([full_kl_from_logits(p, r) for p, r in zip(pol_logits, ref_logits)])
+        timings["reference_s"] = time.perf_counter() - t0
+
+        ro.rewards, ro.kl, _ = compute_rewards(ro.scores, ro.logprobs, ro.ref_logprobs, ro.response_mask,
+                                               self.kl_ctl.value, s.kl.penalty, kl=kl_tensor)
+        ro.advantages, ro.returns = gae(ro.rewards, ro.values, ro.response_mask, s.gamma, s.lam)
+        if s.whiten_advantages:
+            ro.advantages = masked_whiten(ro.advantages, ro.response_mask)
+        return ro
+
+    # ------------------------------------------------------------------------------ learning
+    def learn(self, ro: Rollout) -> dict:
+        s = self.s
+        n = len(ro.prompts)
+        stats: dict[str, list[float]] = {k: [] for k in (
+            "policy/loss", "policy/clipfrac", "policy/approx_kl", "value/loss", "value/clipfrac", "policy/entropy")}
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.step_count)
+        bad_updates = 0
+        frozen_encoder = self._frozen_encoder()
+        for _epoch in range(s.ppo_epochs):
+            perm = torch.randperm(n, generator=g)
+            stop = False
+            for i in range(0, n, s.mini_batch_size):
+                mbro = ro.select(perm[i: i + s.mini_batch_size])
+                # The generation-time encoder output is exact here only if the encoder does not train.
+                enc = mbro.encoder_hidden if frozen_encoder else None
+                logits, values = self.model(mbro.query_ids, mbro.query_mask, mbro.response_ids,
+                                            mbro.response_mask, encoder_hidden=enc)
+                logits = logits / s.generation.temperature
+                logp = logprobs_from_logits(logits, mbro.response_ids)
+                pg_loss, pg_stats = ppo_policy_loss(logp, mbro.logprobs, mbro.advantages, mbro.response_mask,
+                                                    s.cliprange)
+                vf_loss, vf_stats = ppo_value_loss(values, mbro.values, mbro.returns, mbro.response_mask,
+                                                   s.cliprange_value)
+                loss = pg_loss + s.vf_coef * vf_loss
+                if not torch.isfinite(loss):
+                    bad_updates += 1
+                    self.optimizer.zero_grad(set_to_none=True)
+                    continue
+                self.acc.backward(loss)
+                grads_ok = all(torch.isfinite(p.grad).all() for p in self.model.parameters()
+                               if p.grad is not None)
+                if not grads_ok:
+                    bad_updates += 1
+                    self.optimizer.zero_grad(set_to_none=True)
+                    continue
+                self.acc.clip_grad_norm_(self.model.parameters(), s.max_grad_norm)
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
+                with torch.no_grad():
+                    ent = masked_mean(entropy_from_logits(logits.detach()), mbro.response_mask)
+                stats["policy/loss"].append(float(pg_loss))
+                stats["policy/clipfrac"].append(float(pg_stats["clipfrac"]))
+                stats["policy/approx_kl"].append(float(pg_stats["approx_kl"]))
+                stats["value/loss"].append(float(vf_loss))
+                stats["value/clipfrac"].append(float(vf_stats["vf_clipfrac"]))
+                stats["policy/entropy"].append(float(ent))
+                if s.target_approx_kl is not None and should_early_stop(float(pg_stats["approx_kl"]),
+                                                                        s.target_approx_kl):
+                    stop = True
+                    break
+            if stop:
+                break
+        out = {k: (sum(v) / len(v) if v else float("nan")) for k, v in stats.items()}
+        out["ppo/updates"] = len(stats["policy/loss"])
+        out["ppo/bad_updates"] = bad_updates
+        return out
+
+    # ---------------------------------------------------------------------------------- step
+    def step(self, prompts: list[str], query_ids: torch.Tensor, query_mask: torch.Tensor,
+             max_new_tokens: int) -> dict:
+        t_start = time.perf_counter()
+        timings: dict[str, float] = {}
+        ro = self.make_experience(prompts, query_ids, query_mask, max_new_tokens, timings)
+        self.step_count += 1
+        if ro.scores is None:
+            self.skipped_steps += 1
+            n_bad = int((~torch.isfinite(ro.raw_scores)).sum())
+            console.print(f"[yellow]step {self.step_count}: {n_bad} non-finite judge scores; step skipped "
+                          f"({self.skipped_steps} skipped so far)")
+            if self.skipped_steps > self.s.max_skipped_steps:
+                raise TrainingError(f"{self.skipped_steps} PPO steps skipped for non-finite numbers "
+                                    f"(ppo.max_skipped_steps={self.s.max_skipped_steps}); stopping")
+            return {"step": self.step_count, "skipped": 1, "skipped_steps": self.skipped_steps}
+        t0 = time.perf_counter()
+        learn_stats = self.learn(ro)
+        timings["update_s"] = time.perf_counter() - t0
+        if learn_stats["ppo/bad_updates"]:
+            self.skipped_steps += 1
+            console.print(f"[yellow]step {self.step_count}: {learn_stats['ppo/bad_updates']} minibatch "
+                          "update(s) skipped for a non-finite loss or gradient")
+            if self.skipped_steps > self.s.max_skipped_steps:
+                raise TrainingError(f"{self.skipped_steps} PPO steps had non-finite losses "
+                                    f"(ppo.max_skipped_steps={self.s.max_skipped_steps}); stopping")
+
+        mask = ro.response_mask
+        seq_kl = (ro.kl * mask).sum(1)
+        mean_kl = self._gather_mean(seq_kl)
+        self.kl_ctl.update(mean_kl, len(prompts) * self.acc.num_processes)
+        step_s = time.perf_counter() - t_start
+        n_tokens = float(mask.sum())
+        stats = {
+            "step": self.step_count,
+            "reward/mean": self._gather_mean(ro.raw_scores),
+            "reward/std": float(self.acc.gather(ro.raw_scores).std()) if len(prompts) > 1 else 0.0,
+            "reward/normalized_mean": self._gather_mean(ro.scores),
+            "kl/mean": mean_kl,
+            "kl/coef": float(self.kl_ctl.value),
+            "reward/non_score": self._gather_mean((-self.kl_ctl.value * ro.kl * mask).sum(1)),
+            "value/explained_variance": float(explained_variance(ro.values, ro.returns, mask)),
+            "value/mean": float(masked_mean(ro.values, mask)),
+            "returns/mean": float(masked_mean(ro.returns, mask)),
+            "response/length": self._gather_mean(mask.sum(1)),
+            "response/eos_share": self._gather_mean((mask.sum(1) < mask.shape[1]).float()),
+            "perf/step_s": step_s,
+            "perf/tokens_per_s": n_tokens * self.acc.num_processes / step_s,
+            **{f"perf/{k}": v for k, v in timings.items()},
+            **learn_stats,
+            "skipped_steps": self.skipped_steps,
+        }
+        for name, comp in ro.components.items():
+            stats[f"reward/{name}"] = self._gather_mean(comp)
+        return stats
+
+    # ---------------------------------------------------------------------------- state
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        return {k: v for k, v in self.unwrapped.state_dict().items()
+                if k.startswith("value_head.") or self._is_trainable(k)}
+
+    def _is_trainable(self, key: str) -> bool:
+        names = getattr(self, "_trainable_names", None)
+        if names is None:
+            names = {n for n, p in self.unwrapped.named_parameters() if p.requires_grad}
+            self._trainable_names = names
+        return key in names
+
+    def state(self) -> dict:
+        return {"kl_ctl": self.kl_ctl.state_dict(), "score_moments": self.score_moments.state_dict(),
+                "skipped_steps": self.skipped_steps, "step_count": self.step_count}
+
+    def load_state(self, model_state: dict, optimizer_state: dict, state: dict) -> None:
+        missing = self.unwrapped.load_state_dict(model_state, strict=False)
+        unexpected = [k for k in missing.unexpected_keys]
+        if unexpected:
+            raise TrainingError(f"checkpoint has parameters this policy does not: {unexpected[:5]}")
+        self.optimizer.load_state_dict(optimizer_state)
+        self.kl_ctl.load_state_dict(state["kl_ctl"])
+        self.score_moments.load_state_dict(state["score_moments"])
+        self.skipped_steps = int(state["skipped_steps"])
+        self.step_count = int(state["step_count"])
+
+
+# ------------------------------------------------------------------------------------ the stage
+def _metric_logger(run_dir: Path, enabled: bool, resume: bool):
+    if not enabled:
+        return None, None
+    ppo_dir = run_dir / "ppo"
+    ppo_dir.mkdir(parents=True, exist_ok=True)
+    fh = open(ppo_dir / "metrics.jsonl", "a" if resume else "w", encoding="utf-8")
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+
+        tb = SummaryWriter(str(ppo_dir / "tensorboard"))
+    except Exception:  # tensorboard is optional at run time
+        tb = None
+    return fh, tb
+
+
+def _truncate_metrics(path: Path, last_step: int) -> None:
+    """On resume, drop metric lines written after the checkpoint we resume from."""
+    if not path.exists():
+        return
+    keep = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            if json.loads(line).get("step", 0) <= last_step:
+                keep.append(line)
+        except ValueError:
+            continue  # a torn last line from a kill
+    path.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
+
+
+def build_reward_fn(cfg: Config, device) -> RewardFn:
+    from detoxrl.rewards.composite import CompositeReward
+
+    reward = CompositeReward.from_config(cfg, device=device)
+    if cfg.constitution.enabled:
+        from detoxrl.constitution.reward import with_constitution
+
+        return with_constitution(reward, cfg, device=device)
+    return reward
+
+
+def train_ppo(cfg: Config, resume: bool = False, reward_fn: RewardFn | None = None,
+              stop_after: int | None = None) -> Path:
+    """Run the PPO stage of ``cfg`` and save the policy to ``ppo.output_dir``.
+
+    ``stop_after`` ends the process's work after that many steps (tests use it to simulate a kill).
+    """
+    from accelerate import Accelerator
+
+    from detoxrl.curriculum.sampler import make_sampler
+    from detoxrl.data.loaders import load_examples
+    from detoxrl.data.prompts import build_prompts
+
+    s = cfg.ppo
+    seed = cfg.seed_for(s.seed)
+    acc = Accelerator(cpu=not torch.cuda.is_available())
+    set_seed(seed + acc.process_index)
+    run_dir = cfg.run_path
+    policy_settings = cfg.policy.model_copy(update={"name_or_path": cfg.resolve(cfg.policy.name_or_path)})
+    lp = load_policy_model(policy_settings, device=acc.device, apply_lora=True)
+
+    examples = load_examples(cfg, cfg.data.train_split).examples
+    prompts, pstats = build_prompts(examples, lp.tokenizer, cfg.data)
+    if not prompts:
+        raise TrainingError(f"no training prompts left after filtering ({pstats})")
+    texts = [p.prompt for p in prompts]
+    reward_fn = reward_fn or build_reward_fn(cfg, acc.device)
+    trainer = PPOTrainer(s, lp, reward_fn, accelerator=acc, seed=seed)
+
+    difficulty = None
+    if cfg.curriculum.enabled:
+        from detoxrl.curriculum.difficulty import difficulty_for
+
+        difficulty = difficulty_for(cfg, prompts, reward_fn, lp)
+    sampler = make_sampler(cfg.curriculum, len(prompts), s.steps, seed, difficulty=difficulty)
+
+    ckpt_root = run_dir / "ppo" / "checkpoints"
+    gen_rng = torch.Generator().manual_seed(seed + 7)
+    start = 0
+    if resume:
+        latest = ckpt.latest_checkpoint(ckpt_root)
+        if latest is None:
+            console.print("resume: no complete checkpoint found; starting from step 0")
+        else:
+            step, model_state, opt_state, state = ckpt.load_checkpoint(latest)
+            trainer.load_state(model_state, opt_state, state["trainer"])
+            sampler.load_state_dict(state["sampler"])
+            gen_rng.set_state(state["gen_rng"])
+            ckpt.set_rng_state(state["rng"][min(acc.process_index, len(state["rng"]) - 1)])
+            start = step
+            console.print(f"resume: continuing from {latest.name}")
+            if acc.is_main_process:
+                _truncate_metrics(run_dir / "ppo" / "metrics.jsonl", step)
+
+    fh, tb = _metric_logger(run_dir, acc.is_main_process, resume and start > 0)
+    world, rank = acc.num_processes, acc.process_index
+    last = stop_after if stop_after is not None else s.steps
+    try:
+        with progress(disable=None if acc.is_main_process else True) as bar:
+            task = bar.add_task("ppo", total=s.steps, completed=start, info="")
+            for step in range(start + 1, min(last, s.steps) + 1):
+                idx = sampler.next_batch(s.batch_size * world)[rank::world]
+                batch_prompts = [texts[i] for i in idx]
+                from detoxrl.models.policy import tokenize_prompts
+
+                q, qm = tokenize_prompts(lp.tokenizer, batch_prompts, cfg.data.max_prompt_tokens, acc.device)
+                stats = trainer.step(batch_prompts, q, qm, trainer.max_new_tokens(gen_rng))
+                rewards = stats.get("reward/mean")
+                if rewards is not None:
+                    sampler.observe(step, [rewards])
+                stats.update(sampler.log_stats())
+                if acc.is_main_process:
+                    fh.write(json.dumps({k: _jsonable(v) for k, v in stats.items()}) + "\n")
+                    fh.flush()
+                    if tb is not None:
+                        for k, v in stats.items():
+                            if isinstance(v, (int, float)) and k != "step" and math.isfinite(v):
+                                tb.add_scalar(k, v, step)
+                    info = (f"reward {stats.get('reward/mean', float('nan')):+.3f} "
+                            f"kl {stats.get('kl/mean', float('nan')):.3f} "
+                            f"β {stats.get('kl/coef', float('nan')):.3f} "
+                            f"{stats.get('perf/tokens_per_s', 0):.0f} tok/s")
+                    bar.update(task, completed=step, info=info)
+                if s.checkpoint_every and step % s.checkpoint_every == 0 and step < s.steps:
+                    _save_ckpt(acc, trainer, sampler, gen_rng, ckpt_root, step, s.keep_checkpoints)
+    finally:
+        if fh is not None:
+            fh.close()
+        if tb is not None:
+            tb.close()
+    if stop_after is not None and stop_after < s.steps:
+        return ckpt_root
+    out = cfg.path(s.output_dir)
+    acc.wait_for_everyone()
+    if acc.is_main_process:
+        with atomic_dir(out) as tmp:
+            save_policy(trainer.unwrapped.lm, lp.tokenizer, tmp, value_head=trainer.unwrapped.value_head,
+                        base_name=policy_settings.name_or_path,
+                        extra={"stage": "ppo", "steps": s.steps, "skipped_steps": trainer.skipped_steps})
+        console.print(f"ppo: saved the policy to {out}")
+    acc.wait_for_everyone()
+    return out
+
+
+def _jsonable(v):
+    if isinstance(v, torch.Tensor):
+        v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def _save_ckpt(acc, trainer: PPOTrainer, sampler, gen_rng, ckpt_root: Path, step: int, keep: int) -> None:
+    rng_states = [ckpt.rng_state()]
+    if acc.num_processes > 1:
+        from accelerate.utils import gather_object
+
+        rng_states = gather_object(rng_states)
+    if acc.is_main_process:
+        state = {"trainer": trainer.state(), "sampler": sampler.state_dict(),
+                 "gen_rng": gen_rng.get_state(), "rng": rng_states}
+        ckpt.save_checkpoint(ckpt_root, step, trainer.trainable_state(),
+                             trainer.optimizer.state_dict(), state, keep=keep)
+    acc.wait_for_everyone()

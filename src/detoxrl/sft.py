@@ -1,0 +1,177 @@
+"""Supervised fine-tuning of a seq2seq or causal LM on (prompt, target) pairs, full or LoRA.
+
+On the testbed this produces the base (reference) policy: a tiny T5 that summarises dialogues and,
+because a share of its training summaries repeat the insults they read, parrots toxicity the way real
+base models do.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from detoxrl.config import Config, ModelSettings
+from detoxrl.errors import DataError
+from detoxrl.models.policy import LoadedPolicy, load_policy_model, save_policy
+from detoxrl.utils import atomic_dir, console, progress, set_seed, write_json
+
+
+@dataclass
+class Pair:
+    prompt: str
+    target: str
+
+
+def load_pairs(cfg: Config) -> list[Pair]:
+    """(prompt, target) pairs from ``sft.train_file`` or the data section's train split."""
+    from detoxrl.data.loaders import load_examples, load_table
+
+    s = cfg.sft
+    if s.train_file:
+        path = cfg.path(s.train_file)
+        res = load_table(path, "auto", cfg.data.text_column, [s.target_column],
+                         skip_bad_rows=cfg.data.skip_bad_rows, max_rows=cfg.data.max_train_rows)
+    else:
+        res = load_examples(cfg, cfg.data.train_split)
+    if not res.examples:
+        raise DataError(f"no (prompt, target) pairs to fine-tune on in {res.source}")
+    template = cfg.data.prompt_template
+    return [Pair(template.replace("{text}", ex.text), ex.references[0]) for ex in res.examples]
+
+
+def _encode(lp: LoadedPolicy, pairs: list[Pair], max_prompt: int, max_target: int):
+    tok = lp.tokenizer
+    prompts = tok([p.prompt for p in pairs], truncation=True, max_length=max_prompt)["input_ids"]
+    targets = tok([p.target for p in pairs], truncation=True, max_length=max_target)["input_ids"]
+    eos = lp.eos_id
+    targets = [t if t and t[-1] == eos else (t + [eos])[-max_target:] for t in targets]
+    if lp.is_seq2seq:
+        return list(zip(prompts, targets))
+    # decoder-only: one sequence, loss on the target part only
+    bos = [tok.bos_token_id] if tok.bos_token_id is not None and tok.bos_token_id != eos else []
+    return [(bos + p, t) for p, t in zip(prompts, targets)]
+
+
+def _collate(lp: LoadedPolicy, items, device):
+    pad = lp.pad_id
+    if lp.is_seq2seq:
+        lp_max = max(len(p) for p, _ in items)
+        lt_max = max(len(t) for _, t in items)
+        ids = torch.full((len(items), lp_max), pad, dtype=torch.long)
+        att = torch.zeros_like(ids)
+        labels = torch.full((len(items), lt_max), -100, dtype=torch.long)
+        for i, (p, t) in enumerate(items):
+            ids[i, : len(p)] = torch.tensor(p)
+            att[i, : len(p)] = 1
+            labels[i, : len(t)] = torch.tensor(t)
+        return dict(input_ids=ids.to(device), attention_mask=att.to(device), labels=labels.to(device))
+    seqs = [p + t for p, t in items]
+    n = max(len(s) for s in seqs)
+    ids = torch.full((len(items), n), pad, dtype=torch.long)
+    att = torch.zeros_like(ids)
+    labels = torch.full_like(ids, -100)
+    for i, (p, t) in enumerate(items):
+        s = p + t
+        ids[i, : len(s)] = torch.tensor(s)
+        att[i, : len(s)] = 1
+        labels[i, len(p): len(s)] = torch.tensor(t)
+    return dict(input_ids=ids.to(device), attention_mask=att.to(device), labels=labels.to(device))
+
+
+def sequence_loss(lp: LoadedPolicy, batch) -> torch.Tensor:
+    """Mean token cross-entropy of the targets (HF's built-in label shifting for each shape)."""
+    return lp.model(**batch).loss
+
+
+@torch.no_grad()
+def evaluate_loss(lp: LoadedPolicy, items, batch_size: int, device) -> float:
+    if not items:
+        return float("nan")
+    lp.model.eval()
+    total, count = 0.0, 0
+    for i in range(0, len(items), batch_size):
+        chunk = items[i: i + batch_size]
+        batch = _collate(lp, chunk, device)
+        n_tok = int((batch["labels"] != -100).sum())
+        total += float(sequence_loss(lp, batch)) * n_tok
+        count += n_tok
+    lp.model.train()
+    return total / max(count, 1)
+
+
+def lr_lambda(warmup: int, total: int):
+    """Linear warm-up to the peak learning rate, then linear decay to zero."""
+
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    return f
+
+
+def run_sft(cfg: Config, device: str = "cpu") -> Path:
+    """Fine-tune ``sft.base_model`` (default: ``policy``) and save it to ``sft.output_dir``."""
+    s = cfg.sft
+    seed = cfg.seed_for(s.seed)
+    set_seed(seed)
+    base: ModelSettings = s.base_model or cfg.policy
+    base = base.model_copy(update={"name_or_path": cfg.resolve(base.name_or_path)})
+    pairs = load_pairs(cfg)
+    lp = load_policy_model(base, device=device, apply_lora=True)
+    items = _encode(lp, pairs, cfg.data.max_prompt_tokens, s.max_target_tokens)
+
+    g = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(items), generator=g).tolist()
+    n_eval = min(s.eval_rows, len(items) // 10)
+    eval_items = [items[i] for i in order[:n_eval]]
+    train_items = [items[i] for i in order[n_eval:]]
+    steps_per_epoch = math.ceil(len(train_items) / s.batch_size)
+    total = max(1, int(round(steps_per_epoch * s.epochs)))
+
+    params = [p for p in lp.model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=s.learning_rate, weight_decay=s.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(int(total * s.warmup_ratio), total))
+    lp.model.train()
+
+    history: list[dict] = []
+    eval_before = evaluate_loss(lp, eval_items, 64, device)
+    t0 = time.perf_counter()
+    step, ema = 0, None
+    with progress() as bar:
+        task = bar.add_task("sft", total=total, info="")
+        while step < total:
+            perm = torch.randperm(len(train_items), generator=g).tolist()
+            for i in range(0, len(perm), s.batch_size):
+                if step >= total:
+                    break
+                batch = _collate(lp, [train_items[j] for j in perm[i: i + s.batch_size]], device)
+                loss = sequence_loss(lp, batch)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, s.max_grad_norm)
+                opt.step()
+                sched.step()
+                opt.zero_grad(set_to_none=True)
+                step += 1
+                ema = float(loss) if ema is None else 0.95 * ema + 0.05 * float(loss)
+                if step % 10 == 0 or step == total:
+                    history.append({"step": step, "loss": float(loss), "lr": sched.get_last_lr()[0]})
+                bar.update(task, advance=1, info=f"loss {ema:.3f}")
+    train_s = time.perf_counter() - t0
+    eval_after = evaluate_loss(lp, eval_items, 64, device)
+    console.print(f"sft: held-out loss {eval_before:.3f} -> {eval_after:.3f} "
+                  f"({len(train_items)} pairs, {step} steps, {train_s:.0f}s)")
+
+    out = cfg.path(s.output_dir)
+    metrics = {"train_pairs": len(train_items), "eval_pairs": len(eval_items), "steps": step,
+               "epochs": s.epochs, "eval_loss_before": eval_before, "eval_loss_after": eval_after,
+               "train_seconds": train_s, "history": history, "base_model": base.name_or_path}
+    with atomic_dir(out) as tmp:
+        save_policy(lp.model, lp.tokenizer, tmp, base_name=base.name_or_path,
+                    extra={"stage": "sft"})
+        write_json(tmp / "sft_metrics.json", metrics)
+    return out
