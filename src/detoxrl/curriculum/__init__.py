@@ -1,1 +1,11 @@
-"""detoxrl.curriculum"""
+"""Curriculum learning: difficulty scores per prompt, pacing functions, and prompt samplers with state."""
+
+from detoxrl.curriculum.difficulty import difficulty_for, from_column, from_judge, from_rewards, rank_normalize
+from detoxrl.curriculum.pacing import linear, sqrt_competence, stage_competence, step_stages
+from detoxrl.curriculum.sampler import CurriculumSampler, PromptSampler, UniformSampler, make_sampler
+
+__all__ = [
+    "CurriculumSampler", "PromptSampler", "UniformSampler", "make_sampler",
+    "difficulty_for", "from_column", "from_judge", "from_rewards", "rank_normalize",
+    "linear", "sqrt_competence", "stage_competence", "step_stages",
+]

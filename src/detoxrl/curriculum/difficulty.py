@@ -1,0 +1,228 @@
+"""Difficulty of each prompt, normalised to [0, 1] by rank (0 = easiest, 1 = hardest).
+
+Sources (``curriculum.difficulty``):
+
+- ``judge``       — how toxic the prompt's own text is, by a judge (a hostile dialogue is a hard
+  prompt: the policy is tempted to repeat what it reads);
+- ``base_reward`` — the reward the base policy earns on the prompt, measured once before training
+  (lower reward = harder);
+- ``column``      — a numeric column of the dataset (``curriculum.difficulty_column``), higher = harder.
+
+Rank normalisation makes the sources comparable and the pacing independent of the raw scale: with
+``n`` prompts the ``i``-th easiest gets ``i / (n - 1)``; tied values share their average rank.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from typing import Any, Protocol, Sequence
+
+import numpy as np
+
+from detoxrl.errors import ConfigError, DataError
+from detoxrl.utils import progress, read_json, write_json
+
+
+class _HasToxicity(Protocol):
+    toxicity: Any
+
+
+class ToxicityJudge(Protocol):
+    """Anything with ``score(texts) -> result`` whose ``result.toxicity`` is a ``[B]`` tensor in [0, 1]."""
+
+    def score(self, texts: Sequence[str]) -> _HasToxicity: ...
+
+
+def _finite_array(values: Sequence[float], what: str) -> np.ndarray:
+    try:
+        arr = np.asarray([float(v) for v in values], dtype=np.float64)
+    except (TypeError, ValueError):
+        for i, v in enumerate(values):
+            try:
+                float(v)
+            except (TypeError, ValueError):
+                raise DataError(f"{what}: row {i} has the non-numeric value {v!r}") from None
+        raise
+    bad = np.flatnonzero(~np.isfinite(arr))
+    if bad.size:
+        raise DataError(f"{what}: row {int(bad[0])} has the non-finite value {arr[bad[0]]} "
+                        f"({bad.size} such rows)")
+    return arr
+
+
+def rank_normalize(values: Sequence[float]) -> np.ndarray:
+    r"""Map values to [0, 1] by rank: :math:`d_i = \operatorname{rank}(v_i) / (n - 1)`, ties averaged.
+
+    A single value maps to 0. Raises :class:`DataError` for non-finite values.
+    """
+    v = _finite_array(values, "difficulty")
+    n = v.size
+    if n <= 1:
+        return np.zeros(n)
+    order = np.argsort(v, kind="stable")
+    ranks = np.empty(n)
+    ranks[order] = np.arange(n, dtype=np.float64)
+    _, inverse = np.unique(v, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    avg = np.bincount(inverse, weights=ranks) / np.bincount(inverse)
+    return avg[inverse] / (n - 1)
+
+
+def judge_toxicity(texts: Sequence[str], judge: ToxicityJudge, batch_size: int = 256) -> np.ndarray:
+    """The judge's toxicity of each text (``[N]``, raw scale), scored in chunks under a progress bar."""
+    tox: list[float] = []
+    name = getattr(judge, "name", type(judge).__name__)
+    with progress() as bar:
+        task = bar.add_task(f"difficulty ({name})", total=len(texts), info="")
+        for i in range(0, len(texts), batch_size):
+            res = judge.score(list(texts[i: i + batch_size]))
+            tox.extend(float(x) for x in _to_list(res.toxicity))
+            bar.update(task, completed=min(i + batch_size, len(texts)))
+    return _finite_array(tox, f"toxicity of the prompts by judge {name}")
+
+
+def from_judge(texts: Sequence[str], judge: ToxicityJudge, batch_size: int = 256) -> np.ndarray:
+    """Difficulty = rank of the judge's toxicity of each text (more toxic = harder)."""
+    return rank_normalize(judge_toxicity(texts, judge, batch_size))
+
+
+def from_rewards(rewards: Sequence[float]) -> np.ndarray:
+    """Difficulty = rank of the negated reward (a lower base-policy reward = harder)."""
+    r = _finite_array(rewards, "base-policy reward of the prompts")
+    return rank_normalize(-r)
+
+
+def from_column(values: Sequence[Any], name: str = "difficulty column") -> np.ndarray:
+    """Difficulty = rank of a numeric column (higher = harder)."""
+    return rank_normalize(_finite_array(values, name))
+
+
+def _to_list(x: Any) -> list[float]:
+    if hasattr(x, "detach"):
+        return x.detach().float().cpu().reshape(-1).tolist()
+    return list(np.asarray(x, dtype=np.float64).reshape(-1))
+
+
+# ------------------------------------------------------------------------------ for the PPO stage
+def _fingerprint(texts: Sequence[str]) -> str:
+    h = hashlib.sha256()
+    for t in texts:
+        h.update(t.encode("utf-8", "surrogatepass"))
+        h.update(b"\x00")
+    return h.hexdigest()[:32]
+
+
+def _prompt_field(p: Any, name: str) -> str:
+    return p if isinstance(p, str) else str(getattr(p, name))
+
+
+def _column_values(prompts: Sequence[Any], column: str | None) -> list[Any]:
+    if not column:
+        raise ConfigError("curriculum.difficulty is 'column' but curriculum.difficulty_column is not set")
+    values = []
+    for i, p in enumerate(prompts):
+        meta = getattr(p, "meta", None) or {}
+        if column in meta:
+            values.append(meta[column])
+        elif hasattr(p, column):
+            values.append(getattr(p, column))
+        else:
+            pid = getattr(p, "id", i)
+            raise DataError(f"curriculum.difficulty_column: prompt {pid} (row {i}) has no column {column!r}")
+    return values
+
+
+def _judges_of(reward_fn: Any) -> list[Any]:
+    judges = getattr(reward_fn, "judges", None)
+    if judges is None:
+        return []
+    out = []
+    for j in judges:
+        j = getattr(j, "judge", j)  # (judge, weight) wrappers
+        if isinstance(j, tuple):
+            j = j[0]
+        if hasattr(j, "score"):
+            out.append(j)
+    return out
+
+
+def _base_rewards(cfg: Any, prompts: Sequence[Any], reward_fn: Any, lp: Any) -> list[float]:
+    """Greedy responses of the (untrained) policy, scored once by the reward function."""
+    from detoxrl.models.policy import generate_responses
+
+    gen = cfg.ppo.generation.model_copy(update={"do_sample": False})
+    bs = cfg.eval.batch_size
+    prompt_texts = [_prompt_field(p, "prompt") for p in prompts]
+    out: list[float] = []
+    was_training = lp.model.training
+    lp.model.eval()
+    try:
+        with progress() as bar:
+            task = bar.add_task("difficulty (base reward)", total=len(prompt_texts), info="")
+            for i in range(0, len(prompt_texts), bs):
+                batch = prompt_texts[i: i + bs]
+                g = generate_responses(lp, batch, gen, max_prompt_tokens=cfg.data.max_prompt_tokens)
+                out.extend(_to_list(reward_fn(g.texts, batch).total))
+                bar.update(task, completed=min(i + bs, len(prompt_texts)))
+    finally:
+        lp.model.train(was_training)
+    return out
+
+
+def difficulty_for(cfg: Any, prompts: Sequence[Any], reward_fn: Any, lp: Any) -> np.ndarray:
+    """Difficulty of every training prompt for the source ``cfg.curriculum.difficulty``.
+
+    ``prompts`` are the PPO stage's prompt objects (``.prompt``, ``.text``, ``.meta``) or plain
+    strings. ``judge`` scores each prompt's text with the judges of ``reward_fn`` (the mean of their
+    toxicities) when it exposes ``judges``, and otherwise with ``reward_fn`` itself (lower reward =
+    harder). The result is cached in ``{run_dir}/ppo/difficulty.json`` with a fingerprint of the
+    prompts, so a resumed run reuses exactly the same ordering without scoring again.
+    """
+    c = cfg.curriculum
+    source = c.difficulty
+    texts = [_prompt_field(p, "text") if not isinstance(p, str) else p for p in prompts]
+    key = {"source": source, "column": c.difficulty_column if source == "column" else None,
+           "n": len(prompts), "fingerprint": _fingerprint([_prompt_field(p, "prompt") for p in prompts])}
+    cache = cfg.run_path / "ppo" / "difficulty.json"
+    if cache.exists():
+        try:
+            saved = read_json(cache)
+            if all(saved.get(k) == v for k, v in key.items()) and len(saved["difficulty"]) == len(prompts):
+                return np.asarray(saved["difficulty"], dtype=np.float64)
+        except (ValueError, KeyError, TypeError, OSError):
+            pass  # unreadable or stale: compute again
+
+    if source == "column":
+        raw = [float(v) if _is_number(v) else v for v in _column_values(prompts, c.difficulty_column)]
+        diff = from_column(raw, f"curriculum.difficulty_column {c.difficulty_column!r}")
+    elif source == "judge":
+        judges = _judges_of(reward_fn)
+        if judges:
+            tox = sum(judge_toxicity(texts, j) for j in judges) / len(judges)
+            raw = tox.tolist()
+            diff = rank_normalize(tox)
+        else:
+            raw = _to_list(reward_fn(texts, texts).total)
+            diff = from_rewards(raw)
+    elif source == "base_reward":
+        raw = _base_rewards(cfg, prompts, reward_fn, lp)
+        diff = from_rewards(raw)
+    else:  # pragma: no cover - the config validates the choice
+        raise ConfigError(f"curriculum.difficulty: unknown source {source!r}")
+
+    write_json(cache, {**key, "difficulty": [float(x) for x in diff],
+                       "raw": [float(x) if _is_number(x) else None for x in raw]})
+    return diff
+
+
+def _is_number(v: Any) -> bool:
+    if isinstance(v, bool):
+        return False
+    try:
+        return math.isfinite(float(v))
+    except (TypeError, ValueError):
+        return False
+
+
+__all__ = ["rank_normalize", "judge_toxicity", "from_judge", "from_rewards", "from_column", "difficulty_for", "ToxicityJudge"]

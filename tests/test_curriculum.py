@@ -1,0 +1,304 @@
+"""Curriculum: pacing by hand, samplers' coverage and eligibility, self-paced stages, exact resumption."""
+
+from __future__ import annotations
+
+import json
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from detoxrl.config import CurriculumSettings, config_from_dict
+from detoxrl.curriculum.difficulty import difficulty_for, from_column, from_judge, from_rewards, rank_normalize
+from detoxrl.curriculum.pacing import linear, sqrt_competence, stage_at, stage_competence, step_stages
+from detoxrl.curriculum.sampler import CurriculumSampler, PromptSampler, UniformSampler, make_sampler
+from detoxrl.errors import CheckpointError, ConfigError, DataError
+
+
+# ------------------------------------------------------------------------------------------ pacing
+@pytest.mark.parametrize("t, expected", [(0, 0.2), (25, 0.4), (50, 0.6), (100, 1.0), (150, 1.0)])
+def test_linear_pacing(t, expected):
+    # c = min(1, 0.2 + 0.8·t/100)
+    assert linear(t, 100, 0.2) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("t, expected", [
+    (0, 0.2),                        # sqrt(0.04)
+    (50, 0.7211102550927979),        # sqrt(50·0.96/100 + 0.04) = sqrt(0.52)
+    (25, 0.5291502622129182),        # sqrt(0.24 + 0.04) = sqrt(0.28)
+    (100, 1.0), (400, 1.0),
+])
+def test_sqrt_pacing(t, expected):
+    assert sqrt_competence(t, 100, 0.2) == pytest.approx(expected, abs=1e-12)
+
+
+def test_step_pacing():
+    # 3 stages: 0.2 below T/2, 0.6 from T/2, 1.0 from T
+    assert [step_stages(t, 100, 0.2, 3) for t in (0, 49, 50, 99, 100, 500)] == pytest.approx(
+        [0.2, 0.2, 0.6, 0.6, 1.0, 1.0])
+    # 5 stages: levels 0.2, 0.4, 0.6, 0.8, 1.0, changing every T/4
+    assert [step_stages(t, 100, 0.2, 5) for t in (0, 24, 25, 74, 75, 100)] == pytest.approx(
+        [0.2, 0.2, 0.4, 0.6, 0.8, 1.0])
+    assert stage_at(60, 100, 3) == 1
+    assert stage_competence(0, 1, 0.2) == 1.0
+    assert stage_competence(7, 3, 0.5) == 1.0  # beyond the last stage
+    assert linear(0, 0, 0.3) == 1.0 and sqrt_competence(3, 0, 0.3) == 1.0
+    with pytest.raises(ValueError):
+        linear(0, 10, 0.0)
+
+
+# -------------------------------------------------------------------------------------- difficulty
+def test_rank_normalize_by_hand():
+    assert rank_normalize([3.0, 1.0, 2.0]).tolist() == [1.0, 0.0, 0.5]
+    # ties share their average rank: ranks 0,1 → 0.5 each; then 2, 3; divided by 3
+    assert rank_normalize([1.0, 1.0, 2.0, 3.0]) == pytest.approx([0.5 / 3, 0.5 / 3, 2 / 3, 1.0])
+    assert rank_normalize([42.0]).tolist() == [0.0]
+    with pytest.raises(DataError, match="row 1"):
+        rank_normalize([1.0, float("nan")])
+
+
+def test_from_rewards_and_column():
+    # lower reward is harder: -r = [-1, 2, 0] → ranks 0, 2, 1 → /2
+    assert from_rewards([1.0, -2.0, 0.0]).tolist() == [0.0, 1.0, 0.5]
+    assert from_column([10, 30, 20]).tolist() == [0.0, 1.0, 0.5]
+    with pytest.raises(DataError, match="row 2"):
+        from_column([1.0, 2.0, "high"], "severity")
+
+
+class FakeJudge:
+    name = "fake"
+
+    def __init__(self, table: dict[str, float]):
+        self.table = table
+        self.calls = 0
+
+    def score(self, texts):
+        self.calls += 1
+        return SimpleNamespace(toxicity=torch.tensor([self.table[t] for t in texts]))
+
+
+def test_from_judge_more_toxic_is_harder():
+    judge = FakeJudge({"calm": 0.01, "rude": 0.7, "mild": 0.2})
+    assert from_judge(["rude", "calm", "mild"], judge, batch_size=2).tolist() == [1.0, 0.0, 0.5]
+    assert judge.calls == 2
+
+
+def _cfg(tmp_path, **curriculum):
+    return config_from_dict({
+        "policy": {"name_or_path": "unused"},
+        "data": {"source": "prompts.jsonl"},
+        "reward": {"judges": [{"name": "j", "type": "lexicon"}]},
+        "run_dir": str(tmp_path / "run"),
+        "curriculum": {"enabled": True, **curriculum},
+    })
+
+
+def _prompts(texts, metas=None):
+    from detoxrl.data.prompts import PromptExample
+
+    metas = metas or [{} for _ in texts]
+    return [PromptExample(id=f"p{i}", prompt=f"Summarize: {t}", text=t, references=[], meta=m)
+            for i, (t, m) in enumerate(zip(texts, metas))]
+
+
+def test_difficulty_for_column_and_missing_column(tmp_path):
+    prompts = _prompts(["a", "b", "c"], [{"severity": 2}, {"severity": 0}, {"severity": "1"}])
+    d = difficulty_for(_cfg(tmp_path, difficulty="column", difficulty_column="severity"), prompts, None, None)
+    assert d.tolist() == [1.0, 0.0, 0.5]
+    with pytest.raises(DataError, match="p0"):
+        difficulty_for(_cfg(tmp_path / "x", difficulty="column", difficulty_column="topic"), prompts, None, None)
+    with pytest.raises(ConfigError, match="difficulty_column"):
+        difficulty_for(_cfg(tmp_path / "y", difficulty="column"), prompts, None, None)
+
+
+def test_difficulty_for_judge_uses_prompt_text_and_caches(tmp_path):
+    judges = [FakeJudge({"calm": 0.0, "rude": 0.9, "mild": 0.3}), FakeJudge({"calm": 0.2, "rude": 0.4, "mild": 0.5})]
+    reward_fn = SimpleNamespace(judges=judges)
+    cfg = _cfg(tmp_path, difficulty="judge")
+    prompts = _prompts(["rude", "calm", "mild"])
+    # mean toxicity: rude 0.65, calm 0.1, mild 0.4
+    d = difficulty_for(cfg, prompts, reward_fn, None)
+    assert d.tolist() == [1.0, 0.0, 0.5]
+    calls = [j.calls for j in judges]
+    again = difficulty_for(cfg, prompts, reward_fn, None)  # from {run_dir}/ppo/difficulty.json
+    assert again.tolist() == d.tolist() and [j.calls for j in judges] == calls
+    saved = json.loads((tmp_path / "run" / "ppo" / "difficulty.json").read_text())
+    assert saved["raw"] == pytest.approx([0.65, 0.1, 0.4])
+    # other prompts: the cache does not apply
+    other = difficulty_for(cfg, _prompts(["calm", "rude"]), reward_fn, None)
+    assert other.tolist() == [0.0, 1.0]
+
+
+def test_difficulty_for_judge_without_judges_uses_reward(tmp_path):
+    reward = {"calm": 2.0, "rude": -3.0, "mild": 0.5}
+    reward_fn = lambda texts, prompts: SimpleNamespace(total=torch.tensor([reward[t] for t in texts]))  # noqa: E731
+    d = difficulty_for(_cfg(tmp_path, difficulty="judge"), _prompts(["rude", "calm", "mild"]), reward_fn, None)
+    assert d.tolist() == [1.0, 0.0, 0.5]
+
+
+def test_difficulty_for_base_reward_generates_once(tmp_path, tiny_t5_dir):
+    from detoxrl.models.policy import load_policy_model
+
+    lp = load_policy_model(str(tiny_t5_dir))
+    seen: list[str] = []
+
+    def reward_fn(responses, prompts):
+        seen.extend(responses)
+        return SimpleNamespace(total=torch.tensor([-float(len(r)) for r in responses]))
+
+    cfg = _cfg(tmp_path, difficulty="base_reward")
+    cfg.ppo.generation.max_new_tokens = 6
+    prompts = _prompts(["w1 w2 w3", "w4 w5", "w6 w7 w8 w9", "w10"])
+    d = difficulty_for(cfg, prompts, reward_fn, lp)
+    assert len(seen) == 4 and len(d) == 4
+    # longest (greedy) response = lowest reward = hardest
+    lengths = [len(r) for r in seen]
+    assert d.tolist() == pytest.approx(rank_normalize(lengths).tolist())
+
+
+# ---------------------------------------------------------------------------------------- samplers
+def test_uniform_sampler_covers_each_index_once_per_pass_and_is_deterministic():
+    s = UniformSampler(12, seed=3)
+    assert isinstance(s, PromptSampler)
+    passes = []
+    for _ in range(3):
+        batch = s.next_batch(4) + s.next_batch(4) + s.next_batch(4)
+        assert sorted(batch) == list(range(12))
+        passes.append(batch)
+    assert passes[0] != passes[1]  # reshuffled each pass
+    again = UniformSampler(12, seed=3)
+    assert [again.next_batch(4) for _ in range(9)] == [passes[i // 3][4 * (i % 3): 4 * (i % 3) + 4] for i in range(9)]
+    assert UniformSampler(12, seed=4).next_batch(12) != passes[0]
+
+
+def test_uniform_sampler_batch_crossing_a_pass():
+    s = UniformSampler(10, seed=0)
+    drawn = s.next_batch(4) + s.next_batch(4) + s.next_batch(4)
+    assert sorted(drawn[:10]) == list(range(10))
+    assert s.log_stats()["curriculum/epoch"] == 1.0
+
+
+def _shuffled_difficulty(n=100, seed=0):
+    return np.random.default_rng(seed).permutation(n) / (n - 1)
+
+
+def test_curriculum_sampler_only_easy_prompts_early_then_all():
+    diff = _shuffled_difficulty()
+    rank = np.argsort(np.argsort(diff))  # 0 = easiest
+    # linear, c0 = 0.2, T = 0.8 × 10 = 8: c(t) = 0.2 + 0.1·t
+    s = CurriculumSampler(diff, "linear", total_steps=10, seed=1, start_competence=0.2, full_at=0.8)
+    for t in range(8):
+        batch = s.next_batch(10)
+        limit = math.ceil((0.2 + 0.1 * t) * 100 - 1e-9)
+        assert max(rank[batch]) < limit, (t, limit)
+        assert len(set(batch)) == 10
+        stats = s.log_stats()
+        assert stats["curriculum/competence"] == pytest.approx(0.2 + 0.1 * t)
+        assert stats["curriculum/mean_difficulty"] == pytest.approx(float(diff[batch].mean()))
+    assert s.log_stats()["curriculum/eligible"] == 90
+    late = [i for _ in range(30) for i in s.next_batch(10)]
+    assert s.log_stats()["curriculum/competence"] == 1.0
+    assert max(rank[late]) >= 95  # the hardest prompts now appear
+    first = CurriculumSampler(diff, "linear", 10, seed=1).next_batch(10)
+    stats = CurriculumSampler(diff, "linear", 10, seed=1)
+    stats.next_batch(10)
+    shares = [v for k, v in stats.log_stats().items() if k.startswith("curriculum/share_bucket")]
+    assert len(shares) == 4 and sum(shares) == pytest.approx(1.0) and shares[0] == 1.0
+    assert first == stats.last_batch
+
+
+def test_curriculum_sampler_small_pool_repeats_and_ties_are_shuffled():
+    s = CurriculumSampler([0.0] * 3 + [1.0] * 7, "step", total_steps=100, seed=0, start_competence=0.1, n_stages=2)
+    batch = s.next_batch(5)  # only one prompt eligible at the start
+    assert len(set(batch)) == 1 and batch[0] in (0, 1, 2)
+    assert s.log_stats()["curriculum/stage"] == 0.0
+    orders = {tuple(CurriculumSampler([0.5] * 20, "sqrt", 10, seed=k).order[:5]) for k in range(5)}
+    assert len(orders) > 1  # equal scores are not taken in file order
+
+
+def test_self_paced_advances_when_rewards_pass_threshold_and_not_before():
+    diff = _shuffled_difficulty()
+    rank = np.argsort(np.argsort(diff))
+    s = CurriculumSampler(diff, "self_paced", total_steps=100, seed=0, start_competence=0.2, n_stages=3,
+                          reward_threshold=0.5, window=3)
+    rewards = [0.0, 0.0, 0.6, 0.6]  # window means: 0.2 (step 3), 0.4 (step 4)
+    for step, r in enumerate(rewards, start=1):
+        assert max(rank[s.next_batch(8)]) < 20
+        s.observe(step, [r, r])
+        assert s.stage == 0
+    s.next_batch(8)
+    s.observe(5, [0.6])  # window [0.6, 0.6, 0.6] → mean 0.6 > 0.5 → stage 1
+    assert s.stage == 1 and s.advanced_at == [5]
+    assert s.log_stats()["curriculum/stage"] == 1.0
+    batch = s.next_batch(50)
+    assert s.last_competence == pytest.approx(0.6) and max(rank[batch]) < 60
+    # the window starts again in the new stage; exactly the threshold does not pass it
+    for step in (6, 7, 8):
+        s.observe(step, [0.5])
+    assert s.stage == 1
+    s.observe(9, [float("nan")])  # non-finite rewards are ignored
+    assert s.stage == 1
+    for step in (10, 11, 12):
+        s.observe(step, [0.9])
+    assert s.stage == 2 and s.competence(s.t) == 1.0
+    for step in range(13, 20):
+        s.observe(step, [5.0])
+    assert s.stage == 2  # no stage beyond the last
+
+
+def _run(sampler, steps, start=0):
+    out = []
+    for step in range(start + 1, start + steps + 1):
+        batch = sampler.next_batch(7)
+        sampler.observe(step, [math.sin(step) + 0.8])  # deterministic rewards that pass 0.5 sometimes
+        out.append((batch, sampler.log_stats()))
+    return out
+
+
+@pytest.mark.parametrize("pacing", ["uniform", "linear", "sqrt", "step", "self_paced"])
+def test_state_dict_round_trip_continues_exactly(pacing):
+    diff = _shuffled_difficulty(50, seed=2)
+    settings = CurriculumSettings(enabled=pacing != "uniform", pacing="sqrt" if pacing == "uniform" else pacing,
+                                  start_competence=0.1, full_at=0.5, stages=4, reward_threshold=0.5, window=2)
+
+    def make():
+        return make_sampler(settings, 50, total_steps=12, seed=5, difficulty=diff)
+
+    straight = _run(make(), 10)
+    first = make()
+    head = _run(first, 5)
+    state = json.loads(json.dumps(first.state_dict()))
+    resumed = make()
+    resumed.load_state_dict(state)
+    tail = _run(resumed, 5, start=5)
+    assert [b for b, _ in head + tail] == [b for b, _ in straight]
+    assert [s for _, s in head + tail] == [s for _, s in straight]
+    if pacing == "self_paced":
+        assert resumed.stage > 0  # the schedule did move
+
+
+def test_load_state_dict_refuses_a_different_run():
+    diff = _shuffled_difficulty(20)
+    a = CurriculumSampler(diff, "linear", 10, seed=0)
+    a.next_batch(3)
+    with pytest.raises(CheckpointError, match="prompts"):
+        CurriculumSampler(diff[:19], "linear", 10, seed=0).load_state_dict(a.state_dict())
+    with pytest.raises(CheckpointError, match="pacing"):
+        CurriculumSampler(diff, "sqrt", 10, seed=0).load_state_dict(a.state_dict())
+    with pytest.raises(CheckpointError, match="difficulty order"):
+        CurriculumSampler(diff[::-1].copy(), "linear", 10, seed=0).load_state_dict(a.state_dict())
+    with pytest.raises(CheckpointError, match="uniform"):
+        UniformSampler(20, 0).load_state_dict(a.state_dict())
+
+
+def test_make_sampler():
+    off = make_sampler(CurriculumSettings(enabled=False), 8, 10, seed=0)
+    assert isinstance(off, UniformSampler) and off.log_stats()["curriculum/competence"] == 1.0
+    on = make_sampler(CurriculumSettings(enabled=True, pacing="step", stages=2), 8, 10, 0, difficulty=[0.1] * 8)
+    assert isinstance(on, CurriculumSampler) and on.n_stages == 2
+    with pytest.raises(ValueError, match="difficulty"):
+        make_sampler(CurriculumSettings(enabled=True), 8, 10, 0)
+    with pytest.raises(ValueError, match="7 difficulty scores for 8"):
+        make_sampler(CurriculumSettings(enabled=True), 8, 10, 0, difficulty=[0.0] * 7)
