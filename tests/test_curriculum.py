@@ -131,6 +131,25 @@ def test_difficulty_for_judge_uses_prompt_text_and_caches(tmp_path):
     assert other.tolist() == [0.0, 1.0]
 
 
+def test_difficulty_cache_is_invalidated_by_a_retrained_judge(tmp_path):
+    judge_dir = tmp_path / "judge"
+    judge_dir.mkdir()
+    (judge_dir / "model.safetensors").write_bytes(b"v1")
+    cfg = config_from_dict({
+        "policy": {"name_or_path": "unused"}, "data": {"source": "prompts.jsonl"},
+        "reward": {"judges": [{"name": "j", "type": "hf", "model": str(judge_dir)}]},
+        "run_dir": str(tmp_path / "run"), "curriculum": {"enabled": True, "difficulty": "judge"},
+    })
+    judge = FakeJudge({"calm": 0.0, "rude": 0.9})
+    prompts = _prompts(["rude", "calm"])
+    difficulty_for(cfg, prompts, SimpleNamespace(judges=[judge]), None)
+    difficulty_for(cfg, prompts, SimpleNamespace(judges=[judge]), None)
+    assert judge.calls == 1
+    (judge_dir / "model.safetensors").write_bytes(b"version 2")
+    difficulty_for(cfg, prompts, SimpleNamespace(judges=[judge]), None)
+    assert judge.calls == 2
+
+
 def test_difficulty_for_judge_without_judges_uses_reward(tmp_path):
     reward = {"calm": 2.0, "rude": -3.0, "mild": 0.5}
     reward_fn = lambda texts, prompts: SimpleNamespace(total=torch.tensor([reward[t] for t in texts]))  # noqa: E731

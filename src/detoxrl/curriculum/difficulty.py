@@ -15,6 +15,7 @@ Rank normalisation makes the sources comparable and the pacing independent of th
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from typing import Any, Protocol, Sequence
 
@@ -133,6 +134,31 @@ def _column_values(prompts: Sequence[Any], column: str | None) -> list[Any]:
     return values
 
 
+def _folder_stamp(name_or_path: str) -> Any:
+    """A hub id as is; a local folder as the names, sizes and times of its files (changes on retraining)."""
+    from pathlib import Path
+
+    p = Path(name_or_path)
+    if not p.is_dir():
+        return name_or_path
+    return [[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in sorted(p.iterdir()) if f.is_file()]
+
+
+def _models_stamp(cfg: Any, source: str) -> Any:
+    """What the cached difficulty depends on besides the prompts: the judges, and for
+    ``base_reward`` also the policy and its generation settings."""
+    if source == "column":
+        return None
+    judges = [{**j.model_dump(mode="json"), "model": _folder_stamp(cfg.resolve(j.model)) if j.model else None}
+              for j in cfg.reward.judges]
+    stamp: dict[str, Any] = {"judges": judges}
+    if source == "base_reward":
+        stamp["policy"] = _folder_stamp(cfg.resolve(cfg.policy.name_or_path))
+        stamp["generation"] = cfg.ppo.generation.model_dump(mode="json")
+        stamp["reward"] = cfg.reward.model_dump(mode="json")
+    return json.loads(json.dumps(stamp))
+
+
 def _judges_of(reward_fn: Any) -> list[Any]:
     judges = getattr(reward_fn, "judges", None)
     if judges is None:
@@ -174,16 +200,22 @@ def difficulty_for(cfg: Any, prompts: Sequence[Any], reward_fn: Any, lp: Any) ->
     """Difficulty of every training prompt for the source ``cfg.curriculum.difficulty``.
 
     ``prompts`` are the PPO stage's prompt objects (``.prompt``, ``.text``, ``.meta``) or plain
-    strings. ``judge`` scores each prompt's text with the judges of ``reward_fn`` (the mean of their
-    toxicities) when it exposes ``judges``, and otherwise with ``reward_fn`` itself (lower reward =
-    harder). The result is cached in ``{run_dir}/ppo/difficulty.json`` with a fingerprint of the
-    prompts, so a resumed run reuses exactly the same ordering without scoring again.
+    strings. ``judge`` scores each prompt's text (the dialogue, not the template) with the judges of
+    ``reward_fn`` (the mean of their toxicities, weighted by ``reward_fn.weights`` if present) when it
+    exposes ``judges``, and otherwise with ``reward_fn`` itself (lower reward = harder).
+    ``base_reward`` generates one greedy response per prompt with ``lp`` and scores it with
+    ``reward_fn``.
+
+    The result is cached in ``{run_dir}/ppo/difficulty.json`` with a fingerprint of the prompts and of
+    the models it depends on (local folders by file sizes and times), so a resumed run reuses exactly
+    the same ordering without scoring again, and a retrained judge or policy is scored afresh.
     """
     c = cfg.curriculum
     source = c.difficulty
     texts = [_prompt_field(p, "text") if not isinstance(p, str) else p for p in prompts]
     key = {"source": source, "column": c.difficulty_column if source == "column" else None,
-           "n": len(prompts), "fingerprint": _fingerprint([_prompt_field(p, "prompt") for p in prompts])}
+           "n": len(prompts), "fingerprint": _fingerprint([_prompt_field(p, "prompt") for p in prompts]),
+           "models": _models_stamp(cfg, source)}
     cache = cfg.run_path / "ppo" / "difficulty.json"
     if cache.exists():
         try:
@@ -199,7 +231,10 @@ def difficulty_for(cfg: Any, prompts: Sequence[Any], reward_fn: Any, lp: Any) ->
     elif source == "judge":
         judges = _judges_of(reward_fn)
         if judges:
-            tox = sum(judge_toxicity(texts, j) for j in judges) / len(judges)
+            w = [abs(float(x)) for x in getattr(reward_fn, "weights", None) or [1.0] * len(judges)]
+            if len(w) != len(judges) or sum(w) == 0:
+                w = [1.0] * len(judges)
+            tox = sum(wi * judge_toxicity(texts, j) for wi, j in zip(w, judges)) / sum(w)
             raw = tox.tolist()
             diff = rank_normalize(tox)
         else:
