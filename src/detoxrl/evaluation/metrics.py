@@ -83,6 +83,36 @@ def bootstrap_ci(x: Sequence[float] | np.ndarray, stat: Stat = np.mean, n_boot: 
     return (float(lo), float(hi))
 
 
+def bootstrap_ci_prompts(x: np.ndarray | Sequence[Sequence[float]], stat: Stat = np.mean, n_boot: int = 1000,
+                         alpha: float = 0.05, seed: int = 0) -> tuple[float, float]:
+    """Percentile-bootstrap interval of ``stat`` over all ``k × N`` values, resampling *prompts*.
+
+    ``x`` has shape ``[k, N]`` (``k`` samples of each of ``N`` prompts). Samples of one prompt are
+    not independent, so the resampling unit is the prompt (a cluster bootstrap): each resample draws
+    ``N`` columns with replacement and applies ``stat`` to the ``k·N`` values they hold. With
+    ``k = 1`` this is exactly :func:`bootstrap_ci` with the same seed.
+    """
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must lie in (0, 1), not {alpha}")
+    a = np.asarray(x, dtype=np.float64)
+    if a.ndim == 1:
+        a = a[None, :]
+    k, n = a.shape
+    if k == 1:
+        return bootstrap_ci(a[0], stat, n_boot, alpha, seed)
+    if n == 0:
+        return (math.nan, math.nan)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n, size=(n_boot, n))
+    dist = np.empty(n_boot)
+    block = max(1, 4_000_000 // max(k * n, 1))
+    for s in range(0, n_boot, block):
+        sub = a[:, idx[s : s + block]]  # [k, b, N]
+        dist[s : s + block] = _apply_stat(stat, sub.transpose(1, 0, 2).reshape(sub.shape[1], k * n))
+    lo, hi = np.quantile(dist, [alpha / 2, 1 - alpha / 2])
+    return (float(lo), float(hi))
+
+
 def mean_std(x: Sequence[float] | np.ndarray) -> tuple[float, float]:
     """Mean and population standard deviation (``ddof=0``); ``nan`` for an empty array."""
     a = _as_array(x)
