@@ -1,0 +1,146 @@
+"""Audit a judge on a labelled file: accuracy, F1 and ROC AUC, overall and per category.
+
+A text is predicted toxic when the judge's ``toxicity >= threshold``; AUC ranks texts by toxicity.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from rich.table import Table
+
+from detoxrl.errors import DataError
+from detoxrl.rewards.base import Judge
+from detoxrl.rewards.rows import column, read_rows
+
+POSITIVE_LABELS = ("hate", "1", "toxic", "true")
+
+
+# ---------------------------------------------------------------------------------------- metrics
+def average_ranks(x: Sequence[float]) -> np.ndarray:
+    """1-based ranks of ``x`` in ascending order; tied values share the mean of their ranks."""
+    x = np.asarray(x, dtype=float)
+    order = np.argsort(x, kind="mergesort")
+    ranks = np.empty(len(x))
+    sorted_x = x[order]
+    i = 0
+    while i < len(x):
+        j = i
+        while j + 1 < len(x) and sorted_x[j + 1] == sorted_x[i]:
+            j += 1
+        ranks[order[i : j + 1]] = (i + j) / 2 + 1
+        i = j + 1
+    return ranks
+
+
+def roc_auc(scores: Sequence[float], labels: Sequence[bool]) -> float | None:
+    """Area under the ROC curve by the rank-sum (Mann–Whitney) formula.
+
+    ``AUC = (Σ_{i positive} rank_i − P(P+1)/2) / (P·N)`` with average ranks for ties, i.e. the
+    probability that a random positive scores above a random negative, ties counting one half.
+    ``None`` when one class is absent.
+    """
+    y = np.asarray(labels, dtype=bool)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        return None
+    ranks = average_ranks(scores)
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def binary_counts(pred: Sequence[bool], labels: Sequence[bool]) -> tuple[int, int, int, int]:
+    """``(tp, fp, fn, tn)``."""
+    p, y = np.asarray(pred, dtype=bool), np.asarray(labels, dtype=bool)
+    return int((p & y).sum()), int((p & ~y).sum()), int((~p & y).sum()), int((~p & ~y).sum())
+
+
+def f1_score(pred: Sequence[bool], labels: Sequence[bool]) -> float:
+    """``F1 = 2·TP / (2·TP + FP + FN)`` (0 when there are neither predicted nor true positives)."""
+    tp, fp, fn, _ = binary_counts(pred, labels)
+    return 2 * tp / (2 * tp + fp + fn) if (2 * tp + fp + fn) else 0.0
+
+
+def binary_metrics(toxicity: Sequence[float], labels: Sequence[bool], threshold: float) -> dict:
+    """Accuracy, precision, recall, F1 and AUC of ``toxicity >= threshold`` against ``labels``."""
+    tox = np.asarray(toxicity, dtype=float)
+    y = np.asarray(labels, dtype=bool)
+    pred = tox >= threshold
+    tp, fp, fn, tn = binary_counts(pred, y)
+    n = len(y)
+    return {
+        "n": n,
+        "positives": int(y.sum()),
+        "accuracy": (tp + tn) / n if n else None,
+        "precision": tp / (tp + fp) if (tp + fp) else None,
+        "recall": tp / (tp + fn) if (tp + fn) else None,
+        "f1": f1_score(pred, y) if n else None,
+        "auc": roc_auc(tox, y) if n else None,
+        "predicted_toxic_rate": float(pred.mean()) if n else None,
+    }
+
+
+def is_positive(label, positive_labels: Sequence[str] = POSITIVE_LABELS) -> bool:
+    """Whether a label value means toxic (compared as lower-case text; ``True`` and 1 count)."""
+    if isinstance(label, bool):
+        label = "true" if label else "false"
+    elif isinstance(label, float) and label.is_integer():
+        label = int(label)
+    return str(label).strip().lower() in {p.lower() for p in positive_labels}
+
+
+# ---------------------------------------------------------------------------------------- judge
+def judge_eval(judge: Judge, path: str | Path, text_column: str = "text", label_column: str = "label",
+               category_column: str | None = None,
+               positive_labels: Sequence[str] = POSITIVE_LABELS) -> dict:
+    """Score every text of a labelled file with ``judge`` and compare with the labels.
+
+    Returns a JSON-ready dict: ``judge``, ``file``, ``threshold``, the overall metrics (``n``,
+    ``accuracy``, ``f1``, ``auc``, …), ``n_nonfinite`` (texts the judge could not score; left out of
+    the metrics) and ``categories`` (the same metrics per value of ``category_column``).
+    """
+    rows = read_rows(path)
+    texts = [str(t) for t in column(rows, text_column, path)]
+    labels = [is_positive(v, positive_labels) for v in column(rows, label_column, path)]
+    cats = [str(c) for c in column(rows, category_column, path)] if category_column else None
+    result = judge.score(texts)
+    tox = result.toxicity.numpy().astype(float)
+    ok = np.isfinite(tox)
+    y = np.asarray(labels, dtype=bool)
+    out = {"judge": judge.name, "file": str(path), "threshold": judge.threshold,
+           **binary_metrics(tox[ok], y[ok], judge.threshold), "n_nonfinite": int((~ok).sum())}
+    if out["n"] == 0:
+        raise DataError(f"{path}: judge {judge.name} produced no finite score for any row")
+    if cats is not None:
+        c = np.asarray(cats)
+        out["categories"] = {cat: binary_metrics(tox[ok & (c == cat)], y[ok & (c == cat)], judge.threshold)
+                             for cat in sorted(set(cats))}
+    return out
+
+
+def _fmt(v) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def format_judge_eval(result: dict) -> Table:
+    """A rich table: one row overall, then one per category."""
+    table = Table(title=f"judge {result['judge']} on {Path(result['file']).name} "
+                        f"(toxic if toxicity ≥ {result['threshold']:g})")
+    for col in ("subset", "n", "toxic", "accuracy", "precision", "recall", "F1", "AUC", "flagged"):
+        table.add_column(col, justify="left" if col == "subset" else "right")
+
+    def add(name: str, m: dict, style: str | None = None) -> None:
+        table.add_row(name, str(m["n"]), str(m["positives"]), _fmt(m["accuracy"]), _fmt(m["precision"]),
+                      _fmt(m["recall"]), _fmt(m["f1"]), _fmt(m["auc"]), _fmt(m["predicted_toxic_rate"]),
+                      style=style)
+
+    add("all", result, style="bold")
+    for cat, m in result.get("categories", {}).items():
+        add(cat, m)
+    if result.get("n_nonfinite"):
+        table.caption = f"{result['n_nonfinite']} rows left out: non-finite judge output"
+    return table
