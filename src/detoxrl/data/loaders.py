@@ -1,0 +1,447 @@
+"""Load (dialogue, reference summaries) examples from DialogSum, the testbed, or any table.
+
+Every loader checks each row. A bad row (a missing column, an empty or non-text field, undecodable
+bytes, a line that is not valid JSON) raises :class:`DataError` naming the file, the 1-based row or
+line and the column. With ``skip_bad_rows=True`` such rows are skipped instead, counted by reason in
+:attr:`LoadResult.skip_reasons`, and reported in one warning line.
+
+Supported sources:
+
+- DialogSum in its own formats (``dialogsum.{train,dev,test}.jsonl``, or the hub's csv files): the
+  train/dev schema ``fname, dialogue, summary, topic`` and the test schema ``fname, dialogue,
+  summary1..3, topic1..3`` (every summary becomes a reference); or the hub id ``knkarthick/dialogsum``
+  (columns ``id, dialogue, summary, topic``).
+- Any jsonl / csv / parquet file with a column mapping (:func:`load_table`).
+- The embedded testbed written by ``prepare`` (:func:`load_examples` with ``data.source: testbed``).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from detoxrl.config import Config
+from detoxrl.errors import DataError
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("jsonl", "csv", "parquet")
+_EXTENSIONS = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+SPLIT_ALIASES = {
+    "train": ("train",),
+    "validation": ("validation", "dev", "val"),
+    "dev": ("dev", "validation", "val"),
+    "val": ("val", "validation", "dev"),
+    "test": ("test",),
+}
+"""DialogSum calls its validation split ``dev``; the hub calls it ``validation``."""
+_HUB_SPLIT = {"dev": "validation", "val": "validation"}
+_SUMMARY_N = re.compile(r"^summary(\d+)$")
+
+
+@dataclass
+class Example:
+    """One dialogue (or any text to respond to) with its reference summaries."""
+
+    id: str
+    text: str
+    references: list[str]
+    meta: dict = field(default_factory=dict)
+
+
+@dataclass
+class LoadResult:
+    """The examples read from ``source`` and the bad rows that were skipped (by reason)."""
+
+    examples: list[Example]
+    skipped: int = 0
+    skip_reasons: Counter = field(default_factory=Counter)
+    source: str = ""
+
+
+class _BadRow(Exception):
+    """A row-level problem; ``reason`` is the short key counted in skip mode."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass
+class _Row:
+    number: int  # 1-based row (line for jsonl) number in the file
+    where: str  # "line 3" / "row 3"
+    data: dict | None
+    error: _BadRow | None = None
+
+
+# --------------------------------------------------------------------------------------- row readers
+def detect_format(path: Path, fmt: str = "auto") -> str:
+    """The table format of ``path``: ``fmt`` itself, or the one its extension names."""
+    if fmt not in ("auto", "dialogsum", "hub"):
+        if fmt not in FORMATS:
+            raise DataError(f"{path}: unknown format {fmt!r} (known: {', '.join(FORMATS)})")
+        return fmt
+    ext = path.suffix.lower()
+    if ext not in _EXTENSIONS:
+        raise DataError(f"{path}: unknown format (extension {ext or 'none'!r}; use .jsonl, .csv or .parquet)")
+    return _EXTENSIONS[ext]
+
+
+def _read_bytes(path: Path) -> bytes:
+    if not path.exists():
+        raise DataError(f"data file {path} does not exist")
+    if path.is_dir():
+        raise DataError(f"{path} is a folder, not a data file")
+    data = path.read_bytes()
+    if not data.strip():
+        raise DataError(f"data file {path} is empty")
+    return data
+
+
+def _jsonl_rows(path: Path) -> Iterator[_Row]:
+    for i, raw in enumerate(_read_bytes(path).split(b"\n"), start=1):
+        if not raw.strip():
+            continue
+        where = f"line {i}"
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            yield _Row(i, where, None, _BadRow("undecodable bytes", f"undecodable bytes at byte {exc.start} (not UTF-8)"))
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield _Row(i, where, None, _BadRow("invalid JSON", f"invalid JSON ({exc.msg} at column {exc.colno})"))
+            continue
+        if not isinstance(obj, dict):
+            yield _Row(i, where, None, _BadRow("not an object", f"expected a JSON object, got {type(obj).__name__}"))
+            continue
+        yield _Row(i, where, obj)
+
+
+def _has_surrogates(s: str) -> bool:
+    return any("\udc80" <= ch <= "\udcff" for ch in s)
+
+
+def _csv_rows(path: Path) -> Iterator[_Row]:
+    text = _read_bytes(path).decode("utf-8", errors="surrogateescape")
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader)
+    except (StopIteration, csv.Error) as exc:
+        raise DataError(f"{path}: cannot read the csv header ({exc})") from None
+    if any(_has_surrogates(h) for h in header):
+        raise DataError(f"{path}: line 1 (header): undecodable bytes (not UTF-8)")
+    row_no = 0
+    while True:
+        line = reader.line_num + 1
+        try:
+            values = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            row_no += 1
+            raise DataError(f"{path}: row {row_no} (line {line}): malformed csv ({exc})") from None
+        if not values or all(not v.strip() for v in values):
+            continue
+        row_no += 1
+        where = f"row {row_no} (line {line})"
+        bad = [h for h, v in zip(header, values) if _has_surrogates(v)]
+        if bad:
+            yield _Row(row_no, where, None, _BadRow("undecodable bytes", f"column '{bad[0]}': undecodable bytes (not UTF-8)"))
+            continue
+        # a short row lacks its last columns; an over-long row's extra cells are ignored
+        yield _Row(row_no, where, dict(zip(header, values)))
+    if row_no == 0:
+        raise DataError(f"data file {path} has a header but no rows")
+
+
+def _parquet_rows(path: Path) -> Iterator[_Row]:
+    _read_bytes(path)
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:  # pragma: no cover - pyarrow comes with datasets
+        raise DataError(f"{path}: reading parquet needs pyarrow (pip install pyarrow)") from None
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises many kinds
+        raise DataError(f"{path}: not a readable parquet file ({exc})") from None
+    if table.num_rows == 0:
+        raise DataError(f"data file {path} has no rows")
+    for i, row in enumerate(table.to_pylist(), start=1):
+        yield _Row(i, f"row {i}", row)
+
+
+def _columns_of(path: Path, fmt: str) -> list[str] | None:
+    """Column names a csv/parquet file declares (None for jsonl, whose rows each have their own)."""
+    if fmt == "csv":
+        text = _read_bytes(path).decode("utf-8", errors="replace").lstrip("\ufeff")
+        try:
+            return next(csv.reader(io.StringIO(text, newline="")))
+        except StopIteration:
+            return []
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            return list(pq.read_schema(path).names)
+        except Exception as exc:  # noqa: BLE001
+            raise DataError(f"{path}: not a readable parquet file ({exc})") from None
+    return None
+
+
+def file_rows(path: Path, fmt: str = "auto") -> Iterator[_Row]:
+    """Rows of a jsonl/csv/parquet file as dicts, with their 1-based position."""
+    fmt = detect_format(path, fmt)
+    return {"jsonl": _jsonl_rows, "csv": _csv_rows, "parquet": _parquet_rows}[fmt](path)
+
+
+def _hub_rows(dataset_id: str, split: str) -> Iterator[_Row]:
+    """Rows of a Hugging Face hub dataset split (``dev`` is asked for as ``validation``)."""
+    try:
+        from datasets import load_dataset
+
+        ds = load_dataset(dataset_id, split=_HUB_SPLIT.get(split, split))
+    except Exception as exc:  # noqa: BLE001 - offline, unknown id, unknown split, ...
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(f"cannot load hub dataset {dataset_id} split {split!r}: {first}") from None
+    if len(ds) == 0:
+        raise DataError(f"hub dataset {dataset_id} split {split!r} has no rows")
+    for i, row in enumerate(ds, start=1):
+        yield _Row(i, f"row {i}", dict(row))
+
+
+# ------------------------------------------------------------------------------------ row checking
+def _text_field(row: dict, column: str) -> str:
+    """The value of a text column, or :class:`_BadRow` if it is missing, not text, or empty."""
+    if column not in row or row[column] is None:
+        raise _BadRow(f"missing column '{column}'", f"column '{column}' is missing")
+    value = row[column]
+    if not isinstance(value, str):
+        raise _BadRow(f"non-text '{column}'", f"column '{column}' is not text (got {type(value).__name__})")
+    if _has_surrogates(value):
+        raise _BadRow("undecodable bytes", f"column '{column}': undecodable bytes (not UTF-8)")
+    if not value.strip():
+        raise _BadRow(f"empty '{column}'", f"column '{column}' is empty")
+    return value
+
+
+def _id_field(row: dict, column: str | None, default: str) -> str:
+    if column is None:
+        return default
+    if column not in row or row[column] is None:
+        raise _BadRow(f"missing column '{column}'", f"column '{column}' is missing")
+    value = row[column]
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise _BadRow(f"non-text '{column}'", f"column '{column}' is not text or an integer")
+    if isinstance(value, str) and not value.strip():
+        raise _BadRow(f"empty '{column}'", f"column '{column}' is empty")
+    return str(value)
+
+
+def table_example(row: dict, number: int, prefix: str, text_column: str, reference_columns: list[str],
+                  id_column: str | None) -> Example:
+    """An :class:`Example` from a row under a column mapping; other columns go to ``meta``."""
+    text = _text_field(row, text_column)
+    refs = [_text_field(row, c) for c in reference_columns]
+    ex_id = _id_field(row, id_column, f"{prefix}-{number}")
+    used = {text_column, *reference_columns, *([id_column] if id_column else [])}
+    meta = {k: v for k, v in row.items() if k not in used}
+    return Example(ex_id, text, refs, meta)
+
+
+def dialogsum_example(row: dict, number: int, prefix: str) -> Example:
+    """An :class:`Example` from a DialogSum row (train/dev schema, test schema, or the hub's).
+
+    ``summary`` gives one reference; ``summary1``, ``summary2``, ... (test split) give several.
+    The id is ``fname`` (own files) or ``id`` (hub). Other keys (``topic``, ...) go to ``meta``.
+    """
+    text = _text_field(row, "dialogue")
+    if "summary" in row:
+        ref_cols = ["summary"]
+    else:
+        numbered = sorted((int(m.group(1)), k) for k in row if (m := _SUMMARY_N.match(k)))
+        if not numbered:
+            raise _BadRow("missing column 'summary'", "column 'summary' is missing")
+        ref_cols = [k for _, k in numbered]
+    refs = [_text_field(row, c) for c in ref_cols]
+    id_col = "fname" if "fname" in row else ("id" if "id" in row else None)
+    ex_id = _id_field(row, id_col, f"{prefix}-{number}")
+    used = {"dialogue", *ref_cols, *([id_col] if id_col else [])}
+    meta = {k: v for k, v in row.items() if k not in used}
+    return Example(ex_id, text, refs, meta)
+
+
+def _collect(rows: Iterable[_Row], make, source: str, skip_bad_rows: bool, max_rows: int | None) -> LoadResult:
+    """Turn rows into examples, raising on (or counting) bad rows; stop after ``max_rows`` examples."""
+    result = LoadResult(examples=[], source=source)
+    for row in rows:
+        if max_rows is not None and len(result.examples) >= max_rows:
+            break
+        try:
+            if row.error is not None:
+                raise row.error
+            result.examples.append(make(row.data, row.number))
+        except _BadRow as bad:
+            if not skip_bad_rows:
+                raise DataError(f"{source}: {row.where}: {bad.detail}") from None
+            result.skipped += 1
+            result.skip_reasons[bad.reason] += 1
+    if result.skipped:
+        reasons = ", ".join(f"{r}: {n}" for r, n in result.skip_reasons.most_common())
+        log.warning("skipped %d bad row(s) in %s (%s)", result.skipped, source, reasons)
+    if not result.examples and result.skipped:
+        raise DataError(f"{source}: every row is bad ({result.skipped} skipped)")
+    return result
+
+
+def _check_columns(path: Path, fmt: str, needed: list[str]) -> None:
+    """A csv/parquet file whose header lacks a needed column is bad as a whole (not row by row)."""
+    cols = _columns_of(path, fmt)
+    if cols is None:
+        return
+    missing = [c for c in needed if c not in cols]
+    if missing:
+        raise DataError(f"{path}: row 1 (header): column '{missing[0]}' is missing (columns: {', '.join(cols)})")
+
+
+# ------------------------------------------------------------------------------------- public API
+def load_table(path: str | Path, fmt: str, text_column: str, reference_columns: list[str],
+               id_column: str | None = None, skip_bad_rows: bool = False,
+               max_rows: int | None = None) -> LoadResult:
+    """Read a jsonl / csv / parquet file under a column mapping.
+
+    ``fmt`` is ``auto`` (by extension), ``jsonl``, ``csv`` or ``parquet``. ``text_column`` is the text
+    to respond to, ``reference_columns`` its references (all required), ``id_column`` an optional id
+    (default ``<file stem>-<row>``). Columns outside the mapping go to ``Example.meta``.
+    """
+    path = Path(path)
+    fmt = detect_format(path, fmt)
+    _read_bytes(path)
+    needed = [text_column, *reference_columns, *([id_column] if id_column else [])]
+    _check_columns(path, fmt, needed)
+    make = lambda row, n: table_example(row, n, path.stem, text_column, list(reference_columns), id_column)  # noqa: E731
+    return _collect(file_rows(path, fmt), make, str(path), skip_bad_rows, max_rows)
+
+
+def find_split_file(folder: Path, split: str) -> Path:
+    """The file of ``split`` in a DialogSum-style folder.
+
+    Looks for ``*.{split}.jsonl``, ``{split}.jsonl``, ``*.{split}.csv``, ``{split}.csv`` (and parquet),
+    trying each alias of the split name (``validation`` / ``dev``) in turn.
+    """
+    aliases = SPLIT_ALIASES.get(split, (split,))
+    tried = []
+    for name in aliases:
+        for ext in ("jsonl", "csv", "parquet"):
+            for pattern in (f"*.{name}.{ext}", f"{name}.{ext}"):
+                tried.append(pattern)
+                found = sorted(p for p in folder.glob(pattern) if p.is_file())
+                if len(found) > 1:
+                    raise DataError(f"{folder}: split {split!r} is ambiguous: {', '.join(p.name for p in found)}")
+                if found:
+                    return found[0]
+    raise DataError(f"{folder}: no file for split {split!r} (looked for {', '.join(tried)})")
+
+
+def looks_like_hub_id(source: str) -> bool:
+    """``owner/name`` that is not a local path: a Hugging Face hub dataset id."""
+    if Path(source).exists() or source.startswith((".", "/", "~")) or Path(source).suffix.lower() in _EXTENSIONS:
+        return False
+    return bool(re.fullmatch(r"[\w.-]+(/[\w.-]+)?", source))
+
+
+def _local_file(source: str | Path, split: str) -> Path:
+    """The local file for ``split``: ``source`` itself, its ``{split}`` filled in, or found in a folder."""
+    raw = str(source)
+    path = Path(raw.replace("{split}", split))
+    if path.is_dir():
+        return find_split_file(path, split)
+    if not path.exists():
+        raise DataError(f"data file {path} does not exist")
+    return path
+
+
+def load_dialogsum(source: str | Path, split: str, *, skip_bad_rows: bool = False,
+                   max_rows: int | None = None) -> LoadResult:
+    """DialogSum's ``split`` from a hub id, a folder of its files, or one file.
+
+    Split names: ``train``, ``validation`` (alias ``dev``), ``test``.
+    """
+    if isinstance(source, str) and looks_like_hub_id(source):
+        label = f"{source}[{split}]"
+        make = lambda row, n: dialogsum_example(row, n, f"{source}-{split}")  # noqa: E731
+        return _collect(_hub_rows(source, split), make, label, skip_bad_rows, max_rows)
+    path = _local_file(source, split)
+    fmt = detect_format(path)
+    cols = _columns_of(path, fmt)
+    if cols is not None:
+        if "dialogue" not in cols:
+            raise DataError(f"{path}: row 1 (header): column 'dialogue' is missing (columns: {', '.join(cols)})")
+        if "summary" not in cols and not any(_SUMMARY_N.match(c) for c in cols):
+            raise DataError(f"{path}: row 1 (header): column 'summary' is missing (columns: {', '.join(cols)})")
+    make = lambda row, n: dialogsum_example(row, n, path.stem)  # noqa: E731
+    return _collect(file_rows(path, fmt), make, str(path), skip_bad_rows, max_rows)
+
+
+def _uses_dialogsum_columns(cfg: Config) -> bool:
+    d = cfg.data
+    return d.format == "dialogsum" or (
+        d.format in ("auto", "hub") and d.text_column == "dialogue" and d.reference_columns == ["summary"]
+        and d.id_column is None
+    )
+
+
+def testbed_split_path(cfg: Config, split: str) -> Path:
+    """Where ``prepare`` writes the testbed's ``split`` (``train``, ``test``, ``sft_train``, ...)."""
+    return cfg.path(f"{{run_dir}}/testbed/data/{split}.jsonl")
+
+
+def load_examples(cfg: Config, split: str) -> LoadResult:
+    """The examples of ``split`` for a run, from wherever ``cfg.data`` says.
+
+    - ``testbed``: ``{run_dir}/testbed/data/{split}.jsonl`` in DialogSum's schema; extra keys
+      (``severity``, ``offensive_words``, ...) go to ``meta``.
+    - a hub id: DialogSum's columns (default mapping) or the configured column mapping.
+    - a local file or folder (``{split}`` in the path is filled in): by extension / ``data.format``.
+
+    ``data.max_train_rows`` / ``data.max_eval_rows`` cap the train / eval split.
+    """
+    d = cfg.data
+    max_rows = d.max_train_rows if split == d.train_split else d.max_eval_rows if split == d.eval_split else None
+    if d.source == "testbed":
+        path = testbed_split_path(cfg, split)
+        if not path.exists():
+            raise DataError(f"testbed split {split!r} not found at {path}: run `detoxrl prepare` first")
+        make = lambda row, n: dialogsum_example(row, n, f"testbed-{split}")  # noqa: E731
+        return _collect(file_rows(path, "jsonl"), make, str(path), d.skip_bad_rows, max_rows)
+    source = cfg.resolve(d.source)
+    hub = d.format == "hub" or (d.format in ("auto", "dialogsum") and looks_like_hub_id(source))
+    if _uses_dialogsum_columns(cfg):
+        if hub:
+            make = lambda row, n: dialogsum_example(row, n, f"{source}-{split}")  # noqa: E731
+            return _collect(_hub_rows(source, split), make, f"{source}[{split}]", d.skip_bad_rows, max_rows)
+        return load_dialogsum(_local_file(source, split), split, skip_bad_rows=d.skip_bad_rows, max_rows=max_rows)
+    if hub:
+        make = lambda row, n: table_example(row, n, f"{source}-{split}", d.text_column,  # noqa: E731
+                                            list(d.reference_columns), d.id_column)
+        return _collect(_hub_rows(source, split), make, f"{source}[{split}]", d.skip_bad_rows, max_rows)
+    fmt = d.format if d.format in FORMATS else "auto"
+    return load_table(_local_file(source, split), fmt, d.text_column, list(d.reference_columns), d.id_column,
+                      skip_bad_rows=d.skip_bad_rows, max_rows=max_rows)
+
+
+def examples_to_rows(examples: list[Example]) -> list[dict[str, Any]]:
+    """Plain dicts (``id, text, references, meta``) for writing examples back to jsonl."""
+    return [{"id": e.id, "text": e.text, "references": list(e.references), "meta": dict(e.meta)} for e in examples]
