@@ -5,7 +5,7 @@ The project's source names no offensive word. The list is read from the installe
 hostility tier are the words whose SHA-256 digest (first 16 hex digits) is in an allow-list below.
 The allow-lists were chosen once by reading the list: general insults one can call a person
 (*insulting*) and expletives (*profane*, as exclamations or as modifiers). Slurs against real groups
-and sexual terms are deliberately left out: identity-based hostility in the testbed targets the
+and explicit terms are deliberately left out: identity-based hostility in the testbed targets the
 fictional groups of :data:`FICTIONAL_GROUPS` and uses the insulting pool.
 
 The *rude* tier uses mild, non-offensive words (:data:`RUDE_WORDS`) that are not in the lexicon.
