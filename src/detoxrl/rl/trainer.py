@@ -293,10 +293,10 @@ class PPOTrainer:
                 self.optimizer.zero_grad(set_to_none=True)
                 with torch.no_grad():
                     ent = masked_mean(entropy_from_logits(logits.detach()), mbro.response_mask)
-                stats["policy/loss"].append(float(pg_loss))
+                stats["policy/loss"].append(float(pg_loss.detach()))
                 stats["policy/clipfrac"].append(float(pg_stats["clipfrac"]))
                 stats["policy/approx_kl"].append(float(pg_stats["approx_kl"]))
-                stats["value/loss"].append(float(vf_loss))
+                stats["value/loss"].append(float(vf_loss.detach()))
                 stats["value/clipfrac"].append(float(vf_stats["vf_clipfrac"]))
                 stats["policy/entropy"].append(float(ent))
                 if s.target_approx_kl is not None and should_early_stop(float(pg_stats["approx_kl"]),
