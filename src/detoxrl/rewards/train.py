@@ -166,8 +166,9 @@ def collate(features: Sequence[dict], pad_id: int, fill_id: int) -> dict[str, Te
 
 
 # ------------------------------------------------------------------------------------------ model
-def load_base(base: str, *, num_labels: int, labels: Sequence[str] | None):
-    """Tokenizer and sequence classifier with the requested head.
+def load_base(base: str, labels: Sequence[str] | None):
+    """Tokenizer, sequence classifier and its label names: one output (``reward``) when ``labels`` is
+    None (rankings), else one per label.
 
     In ``labels`` mode a base model that already has exactly these label names keeps its column
     order (and head); otherwise the head is (re)made with ``id2label`` = ``labels`` in order.
@@ -190,7 +191,7 @@ def load_base(base: str, *, num_labels: int, labels: Sequence[str] | None):
     id2label = {i: n for i, n in enumerate(names)}
     try:
         model = AutoModelForSequenceClassification.from_pretrained(
-            base, num_labels=num_labels, id2label=id2label, label2id={n: i for i, n in id2label.items()},
+            base, id2label=id2label, label2id={n: i for i, n in id2label.items()},
             problem_type=problem, ignore_mismatched_sizes=True, use_safetensors=True)
     except (OSError, ValueError, KeyError) as exc:
         raise ModelError(f"cannot load base model {base}: {str(exc).splitlines()[0]}") from None
@@ -339,8 +340,7 @@ def train_rm(cfg: Config) -> Path:
     labels_mode = s.mode == "labels"
     if labels_mode and (len(set(s.labels)) != len(s.labels) or len(s.labels) < 2):
         raise ConfigError(f"train_rm.labels: need at least two distinct labels, got {s.labels}")
-    tokenizer, model, names = load_base(base, num_labels=len(s.labels) if labels_mode else 1,
-                                        labels=s.labels if labels_mode else None)
+    tokenizer, model, names = load_base(base, s.labels if labels_mode else None)
     max_len = _effective_max_length(model, tokenizer, s.max_length)
     data = (_labels_data(s, cfg, tokenizer, model, names, max_len, seed) if labels_mode
             else _rankings_data(s, cfg, tokenizer, max_len, seed))
@@ -372,11 +372,11 @@ def train_rm(cfg: Config) -> Path:
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             sched.step()
-            window.append(float(loss))
+            window.append(loss.item())
             if len(window) == max(1, min(20, steps_per_epoch)) or step == total - 1:
                 curve.append(sum(window) / len(window))
                 window = []
-            prog.update(task, advance=1, info=f"loss {curve[-1] if curve else float(loss):.4f}")
+            prog.update(task, advance=1, info=f"loss {curve[-1] if curve else window[-1]:.4f}")
     seconds = time.perf_counter() - t0
     after = data.evaluate(model)
     model.eval()

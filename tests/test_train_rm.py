@@ -1,0 +1,190 @@
+"""Reward-model training: rankings → pairs, the pairwise loss by hand, and end-to-end runs (labels and
+rankings) on tiny RoBERTa models that must learn, be deterministic, and load without detoxrl."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+
+import pytest
+import torch
+
+from detoxrl.config import config_from_dict
+from detoxrl.errors import ConfigError, DataError
+from detoxrl.rewards.train import (Pair, label_ids, lr_at, pairwise_loss, rankings_to_pairs, train_rm)
+
+CLEAN = "you are a kind friend the meeting went well today thanks for help cat dog report budget plan".split()
+BAD = ["zorp", "blarg", "snib", "quux"]
+
+
+# ------------------------------------------------------------------------------------ pure parts
+def test_rankings_to_pairs_all_pairs_best_first():
+    rows = [{"prompt": "p", "completions": ["a", "b", "c"], "ranks": [2, 1, 3]}]
+    assert rankings_to_pairs(rows) == [Pair("p", "b", "a"), Pair("p", "a", "c"), Pair("p", "b", "c")]
+
+
+def test_rankings_ties_and_single_completion_make_no_pairs():
+    rows = [{"prompt": "p", "completions": ["a", "b", "c"], "ranks": [1, 1, 2]},
+            {"prompt": "q", "completions": ["only"], "ranks": [1]},
+            {"prompt": "r", "completions": ["x", "y"], "ranks": [2, 2]},
+            {"completions": ["u", "v"], "ranks": ["2", 1.0]}]
+    assert rankings_to_pairs(rows) == [Pair("p", "a", "c"), Pair("p", "b", "c"), Pair("", "v", "u")]
+
+
+@pytest.mark.parametrize("row, message", [
+    ({"prompt": "p", "completions": ["a", "b"], "ranks": [1]}, "2 completions but 1 ranks"),
+    ({"prompt": "p", "completions": ["a", "b"], "ranks": [1, "best"]}, "rank 'best' is not a number"),
+    ({"prompt": "p", "completions": ["a", "b"], "ranks": [1, True]}, "rank True is not a number"),
+    ({"prompt": "p", "completions": ["a", "b"], "ranks": [1, None]}, "rank None is not a number"),
+    ({"prompt": "p", "completions": ["a", "b"], "ranks": [1, float("nan")]}, "rank nan is not a finite number"),
+    ({"prompt": "p", "completions": "ab", "ranks": [1, 2]}, "`completions` and `ranks` must both be lists"),
+])
+def test_rankings_bad_rows_name_file_and_row(row, message):
+    good = {"prompt": "p", "completions": ["a", "b"], "ranks": [1, 2], "_row": 1}
+    with pytest.raises(DataError, match=f"ranks.jsonl row 7: {message}"):
+        rankings_to_pairs([good, {**row, "_row": 7}], "ranks.jsonl")
+
+
+def test_pairwise_loss_hand_computed():
+    # −log σ(1 − 0) = log(1 + e^−1) = 0.3132617; −log σ(0 − 2) = log(1 + e^2) = 2.1269280
+    loss = pairwise_loss(torch.tensor([1.0, 0.0]), torch.tensor([0.0, 2.0]))
+    assert loss.item() == pytest.approx((math.log(1 + math.exp(-1)) + math.log(1 + math.exp(2))) / 2)
+    assert loss.item() == pytest.approx(1.2200948, abs=1e-6)
+    assert pairwise_loss(torch.tensor([0.0]), torch.tensor([0.0])).item() == pytest.approx(math.log(2))
+
+
+def test_lr_schedule_warmup_then_linear_decay():
+    assert [lr_at(k, 10, 2) for k in range(10)] == pytest.approx(
+        [0.5, 1.0, 1.0, 0.875, 0.75, 0.625, 0.5, 0.375, 0.25, 0.125])
+
+
+def test_label_ids_names_indices_and_errors():
+    rows = [{"_row": i} for i in range(1, 6)]
+    assert label_ids(["nothate", "hate", 1, "0", "HATE"], ["nothate", "hate"], rows, "f") == [0, 1, 1, 0, 1]
+    with pytest.raises(DataError, match=r"f row 2: label 'toxic' is not one of \['nothate', 'hate'\]"):
+        label_ids(["hate", "toxic"], ["nothate", "hate"], rows, "f")
+    with pytest.raises(DataError, match="label 2 is not one of"):
+        label_ids([2], ["nothate", "hate"], rows, "f")
+
+
+# ------------------------------------------------------------------------------------ end to end
+def synthetic_text(rng: random.Random, n_bad: int) -> str:
+    words = [rng.choice(CLEAN) for _ in range(rng.randint(4, 8))]
+    for _ in range(n_bad):
+        words.insert(rng.randrange(len(words) + 1), rng.choice(BAD))
+    return " ".join(words)
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def make_cfg(tmp_path, **train_rm):
+    from test_rewards_hf import make_roberta_dir
+
+    base = make_roberta_dir(tmp_path / "judge-init", words=CLEAN + BAD, hidden=32, layers=1, init_range=0.02)
+    return config_from_dict({
+        "name": "t", "run_dir": str(tmp_path / "run"), "data": {"source": "x.jsonl"},
+        "policy": {"name_or_path": "p"},
+        "reward": {"judges": [{"name": "j", "model": "{run_dir}/judge", "label": "nothate"}]},
+        "train_rm": {"enabled": True, "base_model": str(base), **train_rm},
+    })
+
+
+@pytest.fixture(scope="module")
+def labelled_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("labelled")
+    rng = random.Random(0)
+
+    def rows(n):
+        out = []
+        for _ in range(n):
+            hate = rng.random() < 0.4
+            out.append({"text": synthetic_text(rng, 1 if hate else 0), "label": "hate" if hate else "nothate"})
+        return out
+
+    return write_jsonl(d / "train.jsonl", rows(640)), write_jsonl(d / "eval.jsonl", rows(200))
+
+
+@pytest.mark.slow
+def test_train_labels_learns_and_loads_without_detoxrl(tmp_path, labelled_files):
+    from transformers import AutoModelForSequenceClassification
+
+    from detoxrl.rewards.hf import HFClassifierJudge
+
+    train, ev = labelled_files
+    cfg = make_cfg(tmp_path, mode="labels", train_file=str(train), eval_file=str(ev), epochs=3,
+                   batch_size=32, learning_rate=2e-3, seed=1)
+    out = train_rm(cfg)
+    assert out == cfg.path("{run_dir}/judge")
+    metrics = json.loads((out / "train_metrics.json").read_text())
+    assert metrics["eval"]["accuracy"] >= 0.95 > metrics["eval_before"]["accuracy"] + 0.2
+    assert metrics["eval"]["auc"] >= 0.98 and metrics["eval"]["f1"] >= 0.9
+    assert metrics["loss_curve"][-1] < metrics["loss_curve"][0] - 0.1
+    assert metrics["labels"] == ["nothate", "hate"] and metrics["eval"]["positive_label"] == "hate"
+    assert (out / "model.safetensors").exists() and not list(out.parent.glob(".judge.*"))
+    model = AutoModelForSequenceClassification.from_pretrained(out)
+    assert model.config.id2label == {0: "nothate", 1: "hate"}
+    judge = HFClassifierJudge("trained", str(out), label="nothate", dimensions={"hate": "hate"})
+    res = judge.score(["you are a kind friend", "you are a zorp friend"])
+    assert res.toxicity[1] > 0.5 > res.toxicity[0] and res.score[0] > res.score[1]
+
+
+@pytest.mark.slow
+def test_train_is_deterministic_and_splits_heldout(tmp_path, labelled_files):
+    train, _ = labelled_files
+    runs = []
+    for k in range(2):
+        cfg = make_cfg(tmp_path / str(k), mode="labels", train_file=str(train), epochs=0.3, batch_size=32,
+                       heldout_share=0.2)
+        runs.append(json.loads((train_rm(cfg) / "train_metrics.json").read_text()))
+    assert runs[0]["n_eval"] == 128 and runs[0]["n_train"] == 512
+    assert runs[0]["loss_curve"] == runs[1]["loss_curve"] and runs[0]["eval"] == runs[1]["eval"]
+
+
+@pytest.mark.slow
+def test_train_rankings_learns_pair_order(tmp_path):
+    from detoxrl.rewards.hf import HFClassifierJudge
+
+    rng = random.Random(0)
+
+    def rows(n):  # two clean completions tied for first, one with an offensive word last
+        out = []
+        for _ in range(n):
+            n_bad = [0, 0, 1]
+            rng.shuffle(n_bad)
+            comps = [synthetic_text(rng, k) for k in n_bad]
+            out.append({"prompt": "summarise the meeting", "completions": comps, "ranks": [k + 1 for k in n_bad]})
+        return out
+
+    train = write_jsonl(tmp_path / "rank_train.jsonl", rows(160))
+    ev = write_jsonl(tmp_path / "rank_eval.jsonl", rows(40))
+    cfg = make_cfg(tmp_path, mode="rankings", train_file=str(train), eval_file=str(ev), epochs=3,
+                   batch_size=32, learning_rate=3e-3, output_dir="{run_dir}/rm")
+    out = train_rm(cfg)
+    metrics = json.loads((out / "train_metrics.json").read_text())
+    assert metrics["n_train"] == 320 and metrics["eval"]["n_pairs"] == 80  # ties make no pair
+    assert metrics["eval"]["pair_accuracy"] >= 0.95 > metrics["eval_before"]["pair_accuracy"] + 0.2
+    assert metrics["eval"]["loss"] < metrics["eval_before"]["loss"] and metrics["eval"]["mean_margin"] > 0
+    judge = HFClassifierJudge("rm", str(out))  # one output: no label needed
+    res = judge.score(["you are a kind friend", "you zorp blarg"], ["summarise the meeting"] * 2)
+    assert res.score[0] > res.score[1]
+
+
+def test_train_rm_config_and_data_errors(tmp_path):
+    cfg = make_cfg(tmp_path, mode="labels")
+    with pytest.raises(ConfigError, match="train_rm.train_file"):
+        train_rm(cfg)
+    bad = write_jsonl(tmp_path / "bad.jsonl", [{"text": "a", "label": "hate"}, {"text": "b", "label": "spam"}])
+    cfg = make_cfg(tmp_path, mode="labels", train_file=str(bad))
+    with pytest.raises(DataError, match=r"bad.jsonl row 2: label 'spam'"):
+        train_rm(cfg)
+    ties = write_jsonl(tmp_path / "ties.jsonl", [{"prompt": "p", "completions": ["a", "b"], "ranks": [1, 1]}] * 4)
+    cfg = make_cfg(tmp_path, mode="rankings", train_file=str(ties))
+    with pytest.raises(DataError, match="need at least one of each"):
+        train_rm(cfg)
+    cfg = make_cfg(tmp_path, mode="labels", train_file=str(bad), base_model=str(tmp_path / "nowhere" / "m"))
+    with pytest.raises(Exception, match="nowhere/m does not exist"):
+        train_rm(cfg)
