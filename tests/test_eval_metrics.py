@@ -79,7 +79,10 @@ def test_paired_exact_sign_flip_by_hand():
     assert res["p_value"] == pytest.approx(0.25)
     assert res["ci95"] == [1.0, 1.0]
     # d = [1, 2, 3, 4]: again only the two constant sign vectors -> 2/16
-    assert paired_bootstrap([0, 0, 0, 0], [1, 2, 3, 4])["p_value"] == pytest.approx(0.125)
+    res = paired_bootstrap([0, 0, 0, 0], [1, 2, 3, 4])
+    assert res["p_value"] == pytest.approx(0.125) and res["p_value_min"] == pytest.approx(0.125)
+    # with more prompts than log2(n_boot) the resolution is 1 / (1 + n_boot)
+    assert paired_bootstrap(np.zeros(30), np.ones(30), n_boot=99)["p_value_min"] == pytest.approx(0.01)
     # d = [1, -1]: mean 0, every sign vector is as extreme -> 1
     assert paired_bootstrap([0, 0], [1, -1])["p_value"] == pytest.approx(1.0)
     # nothing changed at all

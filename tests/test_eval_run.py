@@ -216,6 +216,12 @@ def test_verdicts():
     assert E.verdict({"ci95": [None, None], "p_value": None}) == "not enough data"
 
 
+def test_format_p():
+    assert E.format_p(0.0123) == "= 0.0123"
+    assert E.format_p(0.001, 0.001) == "≤ 0.001"
+    assert E.format_p(None) == "= n/a"
+
+
 def test_table_round_trip_keeps_awkward_text(tmp_path):
     rows = [{"id": "a", "sample": 0, "dialogue": 'line one\nline "two", with comma', "reward_before": 0.5,
              "reward_after": float("nan"), "toxic_before": True, "toxic_after": False,

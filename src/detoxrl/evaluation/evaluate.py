@@ -514,6 +514,15 @@ def run_eval(cfg: Config, samples: int | None = None, *, device: str | None = No
     return result
 
 
+def format_p(p: float | None, p_min: float | None = None) -> str:
+    """``= 0.0123``, or ``≤ 0.000999`` when ``p`` is the smallest value the test can give."""
+    if p is None or (isinstance(p, float) and math.isnan(p)):
+        return "= n/a"
+    if p_min is not None and p <= p_min * (1 + 1e-9):
+        return f"≤ {p_min:.3g}"
+    return f"= {p:.3g}"
+
+
 def headline(result: dict) -> list[str]:
     """One line per judge: mean toxicity before → after, the paired interval and the verdict."""
     lines = []
@@ -524,11 +533,12 @@ def headline(result: dict) -> list[str]:
         pct = result["improvement"]["per_judge"][name]["toxicity_mean_pct"]
         lo, hi = pr["ci95"]
         fmt = lambda v, spec=".4f": "n/a" if v is None else format(v, spec)  # noqa: E731
+        p_text = format_p(pr.get("p_value"), pr.get("p_value_min"))
         lines.append(
             f"{name}{'' if j['trained_against'] else ' (held-out judge)'}: mean toxicity "
             f"{fmt(b['toxicity_mean'])} → {fmt(a['toxicity_mean'])} ({fmt(pct, '+.1f')}% improvement); "
             f"paired difference {fmt(pr['mean_diff'], '+.4f')} [95% CI {fmt(lo, '+.4f')}, {fmt(hi, '+.4f')}], "
-            f"p = {fmt(pr['p_value'], '.3g')}: {pr['verdict']}")
+            f"p {p_text}: {pr['verdict']}")
     return lines
 
 

@@ -173,6 +173,8 @@ def paired_bootstrap(before: Sequence[float] | np.ndarray, after: Sequence[float
     - ``ci95`` = percentile-bootstrap interval of :math:`\bar d` (level ``1 − alpha``);
     - ``p_value`` = two-sided sign-flip permutation test of :math:`E[d] = 0` with ``n_boot`` sign
       vectors (exact over all ``2^n`` when that is at most ``n_boot``); see the module docstring;
+    - ``p_value_min`` = the smallest p-value the test can give with this ``n`` and ``n_boot``
+      (``2/2^n`` exact, else ``1/(1 + n_boot)``): a p-value equal to it means "at most this";
     - ``sign_test_p`` = exact binomial sign test (:func:`sign_test`), a second opinion;
     - ``n``, ``n_better`` (``d < 0``), ``n_worse`` (``d > 0``), ``n_ties``.
 
@@ -184,14 +186,15 @@ def paired_bootstrap(before: Sequence[float] | np.ndarray, after: Sequence[float
     d = a - b
     out: dict = {"n": int(d.size), "test": "sign-flip permutation (two-sided)"}
     if d.size == 0:
-        out.update(mean_diff=math.nan, ci95=[math.nan, math.nan], p_value=math.nan,
+        out.update(mean_diff=math.nan, ci95=[math.nan, math.nan], p_value=math.nan, p_value_min=math.nan,
                    sign_test_p=math.nan, n_better=0, n_worse=0, n_ties=0)
         return out
     lo, hi = bootstrap_ci(d, np.mean, n_boot=n_boot, alpha=alpha, seed=seed)
     rng = np.random.default_rng(seed + 1)
     p = 1.0 if np.all(d == 0) else _sign_flip_pvalue(d, n_boot, rng)
+    p_min = 2.0 / 2**d.size if d.size <= math.log2(n_boot) else 1.0 / (1 + n_boot)
     st = sign_test(b, a)
-    out.update(mean_diff=float(d.mean()), ci95=[lo, hi], p_value=float(min(1.0, p)),
+    out.update(mean_diff=float(d.mean()), ci95=[lo, hi], p_value=float(min(1.0, p)), p_value_min=float(p_min),
                sign_test_p=st["p_value"], n_better=st["n_better"], n_worse=st["n_worse"],
                n_ties=st["n_ties"])
     return out
