@@ -13,17 +13,10 @@ from detoxrl.models.policy import (
     generation_config,
     load_policy_model,
     response_logits,
-    response_mask_from_ids,
     save_policy,
 )
 
 PROMPTS = ["w1 w2 w3 w4", "w5 w6", "w7 w8 w9"]
-
-
-def test_response_mask_keeps_first_eos_and_drops_the_rest():
-    ids = torch.tensor([[5, 6, 1, 7, 1], [5, 5, 5, 5, 5], [1, 4, 4, 4, 4]])
-    mask = response_mask_from_ids(ids, eos_id=1)
-    assert mask.tolist() == [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]]
 
 
 def test_loads_both_shapes(tiny_t5_dir, tiny_gpt2_dir):

@@ -33,6 +33,7 @@ from transformers import (
 
 from detoxrl.config import GenerationSettings, ModelSettings
 from detoxrl.errors import ModelError
+from detoxrl.rl.core import truncate_after_eos
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 ADAPTER_CONFIG = "adapter_config.json"
@@ -170,13 +171,6 @@ def add_lora(model: PreTrainedModel, s: ModelSettings, seq2seq: bool):
 
 
 # ----------------------------------------------------------------------------------------- batches
-def response_mask_from_ids(response_ids: torch.Tensor, eos_id: int) -> torch.Tensor:
-    """1.0 for tokens up to and including the first EOS, 0.0 after it (a response without EOS is all 1)."""
-    is_eos = response_ids == eos_id
-    after_eos = (is_eos.cumsum(dim=1) - is_eos.long()) > 0
-    return (~after_eos).float()
-
-
 def tokenize_prompts(tokenizer, prompts: list[str], max_prompt_tokens: int,
                      device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
     enc = tokenizer(prompts, return_tensors="pt", padding=True, truncation=True,
@@ -236,8 +230,7 @@ def generate_from_ids(lp: LoadedPolicy, query_ids: torch.Tensor, query_mask: tor
         resp = out[:, query_ids.shape[1]:]
     if resp.shape[1] == 0:  # degenerate: max_new_tokens produced nothing
         resp = torch.full((query_ids.shape[0], 1), lp.eos_id, dtype=query_ids.dtype, device=query_ids.device)
-    mask = response_mask_from_ids(resp, lp.eos_id)
-    resp = resp.masked_fill(mask == 0, lp.pad_id)
+    resp, mask, _ = truncate_after_eos(resp, lp.eos_id, lp.pad_id)
     texts = lp.tokenizer.batch_decode(resp, skip_special_tokens=True)
     return Generation(query_ids, query_mask, resp, mask, [t.strip() for t in texts], encoder_hidden)
 
