@@ -1,0 +1,171 @@
+"""Legacy side of the PPO benchmark: TRL 0.11.4's ``PPOTrainer`` on a tiny T5 (runs inside ``.bench-venv``).
+
+It does what the legacy FLAN-T5 detox recipe does, with full fine-tuning and a separate frozen reference
+(``create_reference_model``: a deep copy), on the workload the harness passes:
+
+    per step:  prompts (B × prompt_len ids)                       same ids as the detoxrl side
+               → ppo_trainer.generate(list, batch_size=B)         sampling, top_k=0, top_p=1,
+                                                                   min_new_tokens = max_new_tokens
+               → even_token_reward(responses)                     the shared cheap reward
+               → ppo_trainer.step(queries, responses, scores)     old logprobs/values, reference
+                                                                   logprobs, rewards, GAE, PPO epochs
+
+Generation is batched (the whole batch at once), the fastest way TRL 0.11.4 offers; the original recipe
+generated one prompt at a time, which would make the legacy side slower still.
+
+A whole step (generation + scoring + ``trainer.step``) is timed with ``time.perf_counter`` after the
+warm-up steps; TRL's own ``time/ppo/*`` figures are recorded per step. The result is one line
+``BENCH_RESULT {json}`` on stdout (see ``_common.emit_result``).
+
+Compatibility patches for torch 2.13 / current packages: none were needed. TRL 0.11.4, transformers
+4.46.3 and peft 0.13.2 run unchanged on torch 2.13.0 (CPU); the only adjustments are pinned versions
+of accelerate, datasets, huggingface-hub, fsspec, pandas and rich (see the harness's install list).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import time
+import warnings
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import (  # noqa: E402
+    PhaseClock,
+    current_rss_mb,
+    emit_result,
+    even_token_reward,
+    make_prompts,
+    param_checksum,
+    peak_rss_mb,
+    worker_parser,
+    workload_dict,
+    workload_from_args,
+)
+
+import torch  # noqa: E402
+
+TRL_PHASES = {
+    "time/ppo/forward_pass": "forward",  # old logprobs + values (policy) and reference logprobs
+    "time/ppo/compute_rewards": "rewards",  # per-token KL penalty + score
+    "time/ppo/compute_advantages": "advantages",  # GAE and whitening
+    "time/ppo/optimize_step": "update",  # ppo_epochs × minibatches: forward, backward, Adam
+    "time/ppo/calc_stats": "stats",
+    "time/ppo/total": "trainer_step",
+}
+
+
+def instrument(trainer, clock: PhaseClock) -> None:
+    """Time TRL's forward passes and minibatch updates on both clocks, without changing what they do.
+
+    ``batched_forward_pass`` runs without gradients for the old logprobs/values and the reference
+    (phase ``forward``) and with gradients inside the PPO epochs (phase ``update``, together with
+    ``train_minibatch``: loss, backward, optimiser step). Instance attributes shadow the methods.
+    """
+    forward, train = trainer.batched_forward_pass, trainer.train_minibatch
+
+    def timed_forward(*args, **kwargs):
+        with clock.phase("update" if torch.is_grad_enabled() else "forward"):
+            return forward(*args, **kwargs)
+
+    def timed_train(*args, **kwargs):
+        with clock.phase("update"):
+            return train(*args, **kwargs)
+
+    trainer.batched_forward_pass = timed_forward
+    trainer.train_minibatch = timed_train
+
+
+def main() -> None:
+    """Parse arguments, build the TRL trainer, run warm-up and timed steps, print the result line."""
+    args = worker_parser(__doc__.splitlines()[0]).parse_args()
+    torch.set_num_threads(args.threads)
+    work = workload_from_args(args)
+    rss_start = current_rss_mb()
+
+    warnings.filterwarnings("ignore")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import transformers
+    import trl
+    from transformers import AutoTokenizer
+    from trl import AutoModelForSeq2SeqLMWithValueHead, PPOConfig, PPOTrainer, create_reference_model
+
+    transformers.logging.set_verbosity_error()
+    rss_import = current_rss_mb()
+
+    tokenizer = AutoTokenizer.from_pretrained(str(args.model_dir))
+    model = AutoModelForSeq2SeqLMWithValueHead.from_pretrained(str(args.model_dir))
+    checksum = param_checksum(model.pretrained_model)
+    n_params = sum(p.numel() for p in model.pretrained_model.parameters())
+    ref_model = create_reference_model(model)
+    config = PPOConfig(
+        model_name=str(args.model_dir), batch_size=work.batch_size, mini_batch_size=work.mini_batch_size,
+        ppo_epochs=work.ppo_epochs, learning_rate=work.learning_rate, seed=args.seed, log_with=None,
+    )
+    trainer = PPOTrainer(config=config, model=model, ref_model=ref_model, tokenizer=tokenizer)
+    vocab = model.pretrained_model.config.vocab_size
+    gen_kwargs = {
+        "do_sample": True, "top_k": 0, "top_p": 1.0, "temperature": 1.0,
+        "min_new_tokens": work.response_len, "max_new_tokens": work.response_len,
+        "pad_token_id": tokenizer.pad_token_id, "eos_token_id": tokenizer.eos_token_id,
+    }
+    clock = PhaseClock()
+    instrument(trainer, clock)
+    rss_setup = current_rss_mb()
+
+    def one_step(step: int) -> dict[str, float]:
+        prompts = make_prompts(step, work.batch_size, work.prompt_len, vocab, args.seed)
+        clock.take()
+        t0, c0 = time.perf_counter(), time.process_time()
+        queries = list(prompts)
+        with clock.phase("generate"):
+            responses = trainer.generate(queries, batch_size=work.batch_size, return_prompt=False, **gen_kwargs)
+        t1 = time.perf_counter()
+        with clock.phase("score"):
+            # Seq2seq outputs start with the decoder start token; TRL's step expects it kept.
+            generated = torch.stack([r[1:] for r in responses])
+            if generated.shape[1] != work.response_len:
+                raise RuntimeError(f"expected {work.response_len} response tokens, got {generated.shape[1]}")
+            scores = list(even_token_reward(generated))
+        t2 = time.perf_counter()
+        stats = trainer.step(queries, responses, scores)
+        t3, c3 = time.perf_counter(), time.process_time()
+        out = {"step": t3 - t0, "step_cpu": c3 - c0, "generate": t1 - t0, "score": t2 - t1,
+               "mean_score": float(torch.stack(scores).mean()),
+               "kl": float(stats.get("objective/kl", float("nan")))}
+        out.update({name: float(stats[key]) for key, name in TRL_PHASES.items() if key in stats})
+        out["cpu"] = clock.take()[1]
+        return out
+
+    warm = [one_step(s)["step"] for s in range(args.warmup)]
+    records = [one_step(args.warmup + s) for s in range(args.steps)]
+
+    phases = sorted({k for r in records for k in r} - {"step", "step_cpu", "mean_score", "kl", "cpu"})
+    cpu_phases = sorted({k for r in records for k in r["cpu"]})
+    emit_result({
+        "side": "legacy",
+        "versions": {"python": platform.python_version(), "torch": torch.__version__,
+                     "transformers": transformers.__version__, "trl": trl.__version__},
+        "threads": torch.get_num_threads(),
+        "workload": workload_dict(work),
+        "n_params": n_params,
+        "param_checksum": checksum,
+        "warmup_seconds": warm,
+        "step_seconds": [r["step"] for r in records],
+        "step_cpu_seconds": [r["step_cpu"] for r in records],
+        "phases": {p: [r.get(p, float("nan")) for r in records] for p in phases},
+        "cpu_phases": {p: [r["cpu"].get(p, 0.0) for r in records] for p in cpu_phases},
+        "mean_score": [r["mean_score"] for r in records],
+        "kl": [r["kl"] for r in records],
+        "rss_start_mb": rss_start,
+        "rss_after_import_mb": rss_import,
+        "rss_after_setup_mb": rss_setup,
+        "peak_rss_mb": peak_rss_mb(),
+    })
+
+
+if __name__ == "__main__":
+    main()
