@@ -216,6 +216,19 @@ def test_model_card_for_a_local_testbed_model_without_eval(tmp_path):
     assert meta["tags"][:4] == ["detoxrl", "rlhf", "ppo", "detoxification"]
     assert "sft" in text and "testbed" in text.lower()
     assert "not evaluated" in text.lower()
+    assert meta["license"] == "apache-2.0"  # built from scratch by the project
+
+
+def test_model_card_pipeline_tag_for_decoder_models(tmp_path):
+    from detoxrl.evaluation.model_card import front_matter, is_hub_id
+
+    cfg = make_cfg(tmp_path / "run", policy={"name_or_path": "openai-community/gpt2"})
+    policy = tmp_path / "policy"
+    policy.mkdir()
+    (policy / "config.json").write_text('{"is_encoder_decoder": false}', encoding="utf-8")
+    meta = front_matter(cfg, policy)
+    assert meta["pipeline_tag"] == "text-generation" and meta["license"] == "mit"
+    assert is_hub_id("gpt2") and not is_hub_id("runs/default/sft") and not is_hub_id(str(policy))
 
 
 # ------------------------------------------------------------------------------------------ browser

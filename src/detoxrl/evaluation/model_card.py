@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from detoxrl.config import Config
+from detoxrl.evaluation.evaluate import format_p
 from detoxrl.utils import atomic_write_text
 
 TAGS = ["detoxrl", "rlhf", "ppo", "detoxification"]
@@ -104,9 +105,9 @@ def evaluation_markdown(ev: dict | None) -> str:
         "| metric | before | after | change |",
         "|---|---|---|---|",
         f"| toxicity mean | {_ci(b.get('toxicity_mean'), b.get('toxicity_ci95'))} | "
-        f"{_ci(a.get('toxicity_mean'), a.get('toxicity_ci95'))} | {_f(imp.get('toxicity_mean_pct'), '+.1f')}% |",
+        f"{_ci(a.get('toxicity_mean'), a.get('toxicity_ci95'))} | {_f(imp.get('toxicity_mean_pct'), '+.1f')}% improvement |",
         f"| toxicity std | {_ci(b.get('toxicity_std'), b.get('toxicity_std_ci95'))} | "
-        f"{_ci(a.get('toxicity_std'), a.get('toxicity_std_ci95'))} | {_f(imp.get('toxicity_std_pct'), '+.1f')}% |",
+        f"{_ci(a.get('toxicity_std'), a.get('toxicity_std_ci95'))} | {_f(imp.get('toxicity_std_pct'), '+.1f')}% improvement |",
         f"| toxic rate (any judge) | {_ci(b.get('toxic_rate'), b.get('toxic_rate_ci95'))} | "
         f"{_ci(a.get('toxic_rate'), a.get('toxic_rate_ci95'))} | {_f(imp.get('toxic_rate_abs'), '+.4f')} fewer |",
         f"| reward mean | {_ci(b.get('reward_mean'), b.get('reward_ci95'))} | "
@@ -130,7 +131,8 @@ def evaluation_markdown(ev: dict | None) -> str:
         lines.append(f"| {_md_cell(n)} | {'yes' if j.get('trained_against') else 'no (held out)'} | "
                      f"{_ci(pb.get('toxicity_mean'), pb.get('toxicity_ci95'))} | "
                      f"{_ci(pa.get('toxicity_mean'), pa.get('toxicity_ci95'))} | "
-                     f"{_ci(pr.get('mean_diff'), pr.get('ci95'), '+.4f')} | {_f(pr.get('p_value'), '.3g')} | "
+                     f"{_ci(pr.get('mean_diff'), pr.get('ci95'), '+.4f')} | "
+                     f"{format_p(pr.get('p_value'), pr.get('p_value_min')).lstrip('= ')} | "
                      f"{_md_cell(pr.get('verdict', ''))} |")
     return "\n".join(lines) + "\n"
 
@@ -205,6 +207,7 @@ def card_markdown(cfg: Config, policy_dir: Path, ev: dict | None) -> str:
         "```python",
         f"from transformers import AutoTokenizer, {auto}",
         "",
+        'dialogue = "#Person1#: Could you help me with the report?\\n#Person2#: Sure, send it over."',
         'tokenizer = AutoTokenizer.from_pretrained("path/to/this/folder")',
         f'model = {auto}.from_pretrained("path/to/this/folder")',
         f"prompt = {json.dumps(cfg.data.prompt_template)}.replace(\"{{text}}\", dialogue)",
