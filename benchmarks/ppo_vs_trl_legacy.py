@@ -1,0 +1,370 @@
+"""PPO step speed and memory: detoxrl's trainer against TRL 0.11.4's legacy ``PPOTrainer`` on identical work.
+
+Usage (from the project root, in the project's environment; ``make bench`` runs the first line)::
+
+    python benchmarks/ppo_vs_trl_legacy.py                   # headline size, 3 repeats x 5 steps
+    python benchmarks/ppo_vs_trl_legacy.py --size large      # d_model 512, 6+6 layers
+    python benchmarks/ppo_vs_trl_legacy.py --legacy-only     # the legacy baseline alone
+
+What it does, in order:
+
+1. makes sure ``.bench-venv`` (the legacy environment: torch 2.13 CPU, TRL 0.11.4, transformers 4.46.3,
+   peft 0.13.2 and pinned companions) exists, creating it with pip and printing each command;
+2. builds one seeded random T5 of the chosen size and a word-level tokenizer into a temporary folder
+   (``save_pretrained``, safetensors), which both sides load;
+3. measures fp32 matrix-multiply throughput with torch in this process (best GFLOP/s over a few
+   shapes), the reference for model FLOPs utilisation (MFU);
+4. runs the two workers in fresh subprocesses, alternating ``legacy, detoxrl, detoxrl, legacy, ...``
+   (ABBA order, so slow drift of the machine hits both sides alike), each doing warm-up steps then
+   timed PPO steps, and reading one JSON result line from each; both sides are checked to have
+   loaded the same weights;
+5. measures matmul throughput again, prints seconds per PPO step (median, min, max over all timed
+   steps of all runs), CPU seconds, peak RSS (the highest of each side's runs), phase medians and the
+   update phase's MFU, writes every figure to a JSON file, and ends with the line
+   ``speedup=<legacy s/step ÷ detoxrl s/step> memory_ratio=<detoxrl peak ÷ legacy peak>``.
+
+MFU of the update phase = update FLOPs ÷ (update seconds × best matmul FLOP/s), with update FLOPs
+= ppo_epochs × batch × 3 × forward FLOPs of the T5 (``_common.t5_forward_flops``, counted per matmul;
+backward ≈ 2 × forward). It is given on wall-clock time and, beside it, on CPU time (update CPU seconds
+against matmul throughput per CPU second), which stays meaningful when other processes share the CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from _common import (  # noqa: E402
+    SIZES,
+    ModelSize,
+    Workload,
+    build_model_folder,
+    param_checksum,
+    parse_result,
+    update_phase_flops,
+)
+
+NOT_READY_EXIT = 3  # the detoxrl worker's "trainer not plugged in yet" status (see _detoxrl_worker.py)
+
+TORCH_SPEC = os.environ.get("BENCH_TORCH_SPEC", "torch==2.13.0")
+"""Installed first and alone, so that pip takes the CPU build that the package index offers."""
+LEGACY_PINS = [
+    "trl==0.11.4", "transformers==4.46.3", "peft==0.13.2",
+    # Companions from the same season as TRL 0.11.4 (October 2024): newer accelerate/datasets/hub
+    # releases are not what TRL 0.11.4 was written against, and TRL needs rich, which it does not declare.
+    "accelerate==1.1.1", "datasets==3.1.0", "huggingface-hub==0.26.5", "fsspec==2024.9.0",
+    "tokenizers==0.20.3", "safetensors==0.8.0", "rich==13.9.4", "pandas==2.3.3", "numpy==2.4.6",
+]
+STAMP = ".bench-installed"
+
+
+# --------------------------------------------------------------------------------- legacy venv
+def _run_logged(cmd: list[str]) -> None:
+    """Print a command, run it, stop with its output on failure."""
+    print("$ " + " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True)
+
+
+def ensure_bench_venv(venv: Path, base_python: str = sys.executable) -> Path:
+    """Create or update the legacy environment at ``venv``; return its python.
+
+    A stamp file inside the venv records what was installed; the pip steps run again only when it is
+    missing or differs from the pins above.
+    """
+    python = venv / "bin" / "python"
+    wanted = "\n".join([TORCH_SPEC, *LEGACY_PINS]) + "\n"
+    stamp = venv / STAMP
+    if python.exists() and stamp.exists() and stamp.read_text() == wanted:
+        return python
+    print(f"setting up the legacy environment in {venv.name}/ (TRL 0.11.4; a few minutes, once)", flush=True)
+    if not python.exists():
+        _run_logged([base_python, "-m", "venv", str(venv)])
+    _run_logged([str(python), "-m", "pip", "install", "-q", "--upgrade", "pip"])
+    _run_logged([str(python), "-m", "pip", "install", "-q", TORCH_SPEC])
+    _run_logged([str(python), "-m", "pip", "install", "-q", *LEGACY_PINS])
+    stamp.write_text(wanted)
+    return python
+
+
+# ------------------------------------------------------------------------------- matmul peak
+def matmul_throughput(threads: int, shapes: list[tuple[int, int, int]], seconds: float = 0.5) -> dict[str, Any]:
+    """fp32 GEMM throughput of ``(m×k) @ (k×n)`` for each shape, on wall and CPU clocks.
+
+    FLOPs per product are 2·m·k·n; each shape runs for about ``seconds`` after two warm-up products.
+    Returns per-shape GFLOP/s and the best of each clock (``best_wall_gflops``, ``best_cpu_gflops``).
+    """
+    torch.set_num_threads(threads)
+    per_shape = {}
+    for m, k, n in shapes:
+        a, b = torch.randn(m, k), torch.randn(k, n)
+        for _ in range(2):
+            a @ b
+        count, w0, c0 = 0, time.perf_counter(), time.process_time()
+        while time.perf_counter() - w0 < seconds:
+            a @ b
+            count += 1
+        wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+        flops = 2.0 * m * k * n * count
+        per_shape[f"{m}x{k}x{n}"] = {"wall_gflops": flops / wall / 1e9, "cpu_gflops": flops / max(cpu, 1e-9) / 1e9}
+    return {
+        "threads": threads,
+        "shapes": per_shape,
+        "best_wall_gflops": max(v["wall_gflops"] for v in per_shape.values()),
+        "best_cpu_gflops": max(v["cpu_gflops"] for v in per_shape.values()),
+    }
+
+
+def gemm_shapes(size: ModelSize, work: Workload) -> list[tuple[int, int, int]]:
+    """Square products plus the model's own feed-forward product for one minibatch of prompts."""
+    rows = work.mini_batch_size * work.prompt_len
+    return [(256, 256, 256), (512, 512, 512), (1024, 1024, 1024), (2048, 2048, 2048),
+            (rows, size.d_model, size.d_ff)]
+
+
+# ------------------------------------------------------------------------------------ workers
+class WorkerNotReady(RuntimeError):
+    """The detoxrl worker said its trainer is not plugged in yet."""
+
+
+def worker_command(python: Path, script: Path, model_dir: Path, work: Workload, args: argparse.Namespace) -> list[str]:
+    """The command line of one worker run (both sides take the same arguments)."""
+    return [str(python), str(script), "--model-dir", str(model_dir),
+            "--batch-size", str(work.batch_size), "--prompt-len", str(work.prompt_len),
+            "--response-len", str(work.response_len), "--ppo-epochs", str(work.ppo_epochs),
+            "--mini-batch-size", str(work.mini_batch_size), "--learning-rate", repr(work.learning_rate),
+            "--steps", str(args.steps), "--warmup", str(args.warmup), "--seed", str(args.seed),
+            "--threads", str(args.threads)]
+
+
+def run_worker(side: str, cmd: list[str], log: Path, threads: int, timeout: float | None) -> dict[str, Any]:
+    """Run one worker in a fresh process; return its result, its stderr going to ``log``."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
+               TOKENIZERS_PARALLELISM="false", DETOXRL_NO_PROGRESS="1", PYTHONUNBUFFERED="1")
+    with log.open("w") as err:
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=err, text=True, env=env, cwd=str(ROOT),
+                              timeout=timeout)
+    if side == "detoxrl" and proc.returncode == NOT_READY_EXIT:
+        raise WorkerNotReady(log.read_text().strip().splitlines()[-1])
+    if proc.returncode != 0:
+        tail = "\n".join(log.read_text().splitlines()[-15:])
+        raise RuntimeError(f"the {side} worker failed (exit {proc.returncode}); its log ends with:\n{tail}")
+    return parse_result(proc.stdout)
+
+
+def alternation(repeats: int) -> list[str]:
+    """ABBA order: legacy, detoxrl, detoxrl, legacy, legacy, detoxrl, ..."""
+    order: list[str] = []
+    for r in range(repeats):
+        order += ["legacy", "detoxrl"] if r % 2 == 0 else ["detoxrl", "legacy"]
+    return order
+
+
+# ------------------------------------------------------------------------------------ summary
+def spread(values: list[float]) -> dict[str, float]:
+    """Median, min and max of a non-empty list."""
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def summarise(runs: list[dict[str, Any]], flops_update: float, gemm: dict[str, Any]) -> dict[str, Any]:
+    """Pool one side's runs: s/step, CPU s/step, phases, peak RSS and update-phase MFU."""
+    steps = [s for r in runs for s in r["step_seconds"]]
+    cpu = [s for r in runs for s in r.get("step_cpu_seconds", [])]
+    phase_names = sorted({p for r in runs for p in r["phases"]})
+    phases = {p: statistics.median([v for r in runs for v in r["phases"].get(p, [])]) for p in phase_names}
+    cpu_names = sorted({p for r in runs for p in r.get("cpu_phases", {})})
+    cpu_phases = {p: statistics.median([v for r in runs for v in r["cpu_phases"].get(p, [])]) for p in cpu_names}
+    out = {
+        "runs": len(runs),
+        "s_per_step": spread(steps),
+        "cpu_s_per_step": spread(cpu) if cpu else None,
+        "phases_median_s": phases,
+        "cpu_phases_median_s": cpu_phases,
+        "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
+        "peak_rss_mb_runs": [r["peak_rss_mb"] for r in runs],
+        "rss_after_import_mb": statistics.median([r["rss_after_import_mb"] for r in runs]),
+        "rss_after_setup_mb": statistics.median([r["rss_after_setup_mb"] for r in runs]),
+        "versions": runs[0]["versions"],
+        "param_checksum": runs[0]["param_checksum"],
+    }
+    if "update" in phases and phases["update"] > 0:
+        out["update_mfu_wall"] = flops_update / phases["update"] / (gemm["best_wall_gflops"] * 1e9)
+    if cpu_phases.get("update", 0) > 0:
+        out["update_mfu_cpu"] = flops_update / cpu_phases["update"] / (gemm["best_cpu_gflops"] * 1e9)
+    return out
+
+
+def _fmt_side(name: str, s: dict[str, Any]) -> str:
+    st, cpu = s["s_per_step"], s["cpu_s_per_step"]
+    cpu_txt = f"{cpu['median']:8.2f}" if cpu else "     n/a"
+    upd = s["phases_median_s"].get("update", float("nan"))
+    mfu_w = s.get("update_mfu_wall", float("nan")) * 100
+    mfu_c = s.get("update_mfu_cpu", float("nan")) * 100
+    return (f"{name:<8} {st['median']:8.2f} {st['min']:8.2f} {st['max']:8.2f} {cpu_txt} "
+            f"{s['peak_rss_mb']:10.0f} {upd:9.2f} {mfu_w:8.1f}% {mfu_c:8.1f}%")
+
+
+def report(size_name: str, size: ModelSize, work: Workload, args: argparse.Namespace, n_params: int,
+           gemm: dict[str, Any], sides: dict[str, dict[str, Any]], flops_update: float) -> None:
+    """Print the human-readable summary (everything but the final line)."""
+    print()
+    print(f"PPO step benchmark, size {size_name}: T5 d_model {size.d_model}, {size.num_layers}+"
+          f"{size.num_decoder_layers} layers, d_ff {size.d_ff}, vocab {size.vocab_size} "
+          f"({n_params / 1e6:.2f} M params); batch {work.batch_size}, prompt {work.prompt_len}, response "
+          f"{work.response_len}, {work.ppo_epochs} PPO epochs, minibatch {work.mini_batch_size}; "
+          f"{args.threads} thread(s); {args.repeats} repeat(s) x {args.steps} steps (+{args.warmup} warm-up)")
+    shapes = ", ".join(f"{k} {v['wall_gflops']:.0f}" for k, v in gemm["shapes"].items())
+    print(f"matmul fp32 GFLOP/s (torch {torch.__version__}): {shapes}; best {gemm['best_wall_gflops']:.1f} "
+          f"wall, {gemm['best_cpu_gflops']:.1f} per CPU-second")
+    print(f"update phase: {flops_update / 1e9:.1f} GFLOP per PPO step (3 x forward, counted per matmul)")
+    print(f"{'side':<8} {'s/step':>8} {'min':>8} {'max':>8} {'cpu-s':>8} {'peakRSS MB':>10} "
+          f"{'update s':>9} {'MFU wall':>9} {'MFU cpu':>9}")
+    for name, s in sides.items():
+        print(_fmt_side(name, s))
+    for name, s in sides.items():
+        ph = ", ".join(f"{k} {v:.2f}" for k, v in s["phases_median_s"].items() if v >= 0.005)
+        cp = ", ".join(f"{k} {v:.2f}" for k, v in s["cpu_phases_median_s"].items() if v >= 0.005)
+        print(f"{name} phases, median wall s: {ph}")
+        if cp:
+            print(f"{name} phases, median CPU s: {cp}")
+        print(f"{name} versions: " + ", ".join(f"{k} {v}" for k, v in s["versions"].items()))
+
+
+# --------------------------------------------------------------------------------------- main
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line options (sizes default to the headline workload)."""
+    w = Workload()
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--size", choices=sorted(SIZES), default="headline")
+    p.add_argument("--repeats", type=int, default=3, help="runs per side, alternated")
+    p.add_argument("--steps", type=int, default=5, help="timed PPO steps per run")
+    p.add_argument("--warmup", type=int, default=1, help="untimed PPO steps per run")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads on both sides")
+    p.add_argument("--batch-size", type=int, default=w.batch_size)
+    p.add_argument("--prompt-len", type=int, default=w.prompt_len)
+    p.add_argument("--response-len", type=int, default=w.response_len)
+    p.add_argument("--ppo-epochs", type=int, default=w.ppo_epochs)
+    p.add_argument("--mini-batch-size", type=int, default=w.mini_batch_size)
+    p.add_argument("--legacy-only", action="store_true", help="measure the legacy side alone")
+    p.add_argument("--bench-venv", type=Path, default=ROOT / ".bench-venv", help="legacy environment")
+    p.add_argument("--json-out", type=Path, default=None,
+                   help="where to write every figure (default runs/bench/ppo_vs_trl_legacy_<size>.json)")
+    p.add_argument("--timeout", type=float, default=None, help="seconds allowed per worker run")
+    return p.parse_args(argv)
+
+
+def _progress():
+    """detoxrl's progress bar where the package is importable, otherwise none."""
+    try:
+        from detoxrl.utils import progress
+    except ImportError:
+        return None
+    return progress()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; 0 on success, 2 when the detoxrl side is not plugged in yet."""
+    args = parse_args(argv)
+    size = SIZES[args.size]
+    work = Workload(batch_size=args.batch_size, prompt_len=args.prompt_len, response_len=args.response_len,
+                    ppo_epochs=args.ppo_epochs, mini_batch_size=args.mini_batch_size)
+    if work.batch_size % work.mini_batch_size:
+        raise SystemExit("--batch-size must be a multiple of --mini-batch-size")
+    legacy_python = ensure_bench_venv(args.bench_venv)
+    flops_update = update_phase_flops(size, work)
+    load_before = os.getloadavg()
+    if load_before[0] > (os.cpu_count() or 1) + 0.5:
+        print(f"note: load average {load_before[0]:.1f} on {os.cpu_count()} cores: other processes share the "
+              "CPU, wall-clock figures will be noisy (CPU-time figures less so)", flush=True)
+
+    with tempfile.TemporaryDirectory(prefix="ppo-bench-") as tmp:
+        tmp_path = Path(tmp)
+        import transformers
+        from transformers import T5ForConditionalGeneration
+
+        transformers.utils.logging.disable_progress_bar()
+        transformers.utils.logging.set_verbosity_error()
+        model_dir = build_model_folder(tmp_path / "model", size, args.seed)
+
+        reference = T5ForConditionalGeneration.from_pretrained(model_dir)
+        checksum, n_params = param_checksum(reference), sum(p.numel() for p in reference.parameters())
+        del reference
+        gemm_before = matmul_throughput(args.threads, gemm_shapes(size, work))
+
+        scripts = {"legacy": (legacy_python, HERE / "_legacy_trl_worker.py"),
+                   "detoxrl": (Path(sys.executable), HERE / "_detoxrl_worker.py")}
+        order = [s for s in alternation(args.repeats) if not (args.legacy_only and s == "detoxrl")]
+        results: dict[str, list[dict[str, Any]]] = {"legacy": [], "detoxrl": []}
+        not_ready = None
+        bar = _progress()
+        with bar if bar is not None else nullcontext():
+            task = bar.add_task("PPO benchmark", total=len(order), info="") if bar is not None else None
+            for i, side in enumerate(order):
+                if bar is not None:
+                    bar.update(task, info=f"{side} run {len(results[side]) + 1}")
+                res = None
+                if not (side == "detoxrl" and not_ready):
+                    python, script = scripts[side]
+                    cmd = worker_command(python, script, model_dir, work, args)
+                    try:
+                        res = run_worker(side, cmd, tmp_path / f"{i:02d}-{side}.log", args.threads, args.timeout)
+                    except WorkerNotReady as e:
+                        not_ready = str(e)
+                if res is not None:
+                    if abs(res["param_checksum"] - checksum) > 1e-9 * max(1.0, abs(checksum)):
+                        raise SystemExit(f"the {side} worker loaded different weights (checksum "
+                                         f"{res['param_checksum']!r} vs {checksum!r})")
+                    results[side].append(res)
+                if bar is not None:
+                    bar.advance(task)
+        gemm_after = matmul_throughput(args.threads, gemm_shapes(size, work))
+
+    gemm = gemm_before if gemm_before["best_wall_gflops"] >= gemm_after["best_wall_gflops"] else gemm_after
+    gemm = dict(gemm, best_cpu_gflops=max(gemm_before["best_cpu_gflops"], gemm_after["best_cpu_gflops"]))
+    sides = {name: summarise(runs, flops_update, gemm) for name, runs in results.items() if runs}
+    report(args.size, size, work, args, n_params, gemm, sides, flops_update)
+    load_after = os.getloadavg()
+    print(f"load average before/after: {load_before[0]:.1f} / {load_after[0]:.1f} on {os.cpu_count()} cores")
+
+    out_path = args.json_out or ROOT / "runs" / "bench" / f"ppo_vs_trl_legacy_{args.size}.json"
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"size": args.size, "model": vars(size), "workload": vars(work), "threads": args.threads,
+               "repeats": args.repeats, "steps": args.steps, "warmup": args.warmup, "n_params": n_params,
+               "update_flops": flops_update, "matmul": {"before": gemm_before, "after": gemm_after},
+               "load_average": {"before": load_before, "after": load_after},
+               "summary": sides, "runs": results}
+    if "legacy" in sides and "detoxrl" in sides:
+        speedup = sides["legacy"]["s_per_step"]["median"] / sides["detoxrl"]["s_per_step"]["median"]
+        memory_ratio = sides["detoxrl"]["peak_rss_mb"] / sides["legacy"]["peak_rss_mb"]
+        payload.update(speedup=speedup, memory_ratio=memory_ratio)
+        out_path.write_text(json.dumps(payload, indent=2))
+        print(f"figures: {out_path.relative_to(ROOT) if out_path.is_relative_to(ROOT) else out_path}")
+        print(f"speedup={speedup:.2f} memory_ratio={memory_ratio:.2f}")
+        return 0
+    out_path.write_text(json.dumps(payload, indent=2))
+    print(f"figures: {out_path.relative_to(ROOT) if out_path.is_relative_to(ROOT) else out_path}")
+    if args.legacy_only:
+        print("legacy side only (--legacy-only): no speedup line")
+        return 0
+    print(f"detoxrl side not available: {not_ready}", file=sys.stderr)
+    print("speedup=n/a memory_ratio=n/a")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
