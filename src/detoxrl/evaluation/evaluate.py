@@ -511,6 +511,7 @@ def run_eval(cfg: Config, samples: int | None = None, *, device: str | None = No
     result = json_clean(result)
     write_json(cfg.run_path / EVAL_JSON, result)
     print_summary(result)
+    print_examples(rows, cfg.eval.table_examples, primary)
     return result
 
 
@@ -551,3 +552,24 @@ def print_summary(result: dict) -> None:
                   f"ROUGE-L {b['rougeL'] if b['rougeL'] is None else round(b['rougeL'], 4)} → "
                   f"{a['rougeL'] if a['rougeL'] is None else round(a['rougeL'], 4)}; "
                   f"KL to reference {'n/a' if kl is None else round(kl, 3)}")
+
+
+def _short(text: str, n: int = 90) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def print_examples(rows: list[dict], n: int, primary: str) -> None:
+    """The first ``n`` rows of the side-by-side table on the console (texts shortened)."""
+    if n <= 0 or not rows:
+        return
+    from rich.table import Table
+
+    t = Table(title=f"first {min(n, len(rows))} of {len(rows)} rows of eval_table.csv (reward = {primary} score)",
+              show_lines=True)
+    for col in ("dialogue", "response before", "response after", "reward before", "reward after", "diff"):
+        t.add_column(col, overflow="fold")
+    for r in rows[:n]:
+        t.add_row(_short(r["dialogue"]), _short(r["response_before"]), _short(r["response_after"]),
+                  f"{r['reward_before']:.3f}", f"{r['reward_after']:.3f}", f"{r['reward_diff']:+.3f}")
+    console.print(t)
