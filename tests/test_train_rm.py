@@ -12,7 +12,8 @@ import torch
 
 from detoxrl.config import config_from_dict
 from detoxrl.errors import ConfigError, DataError
-from detoxrl.rewards.train import (Pair, label_ids, lr_at, pairwise_loss, rankings_to_pairs, train_rm)
+from detoxrl.rewards.train import (Pair, bucketed_batches, label_ids, lr_at, pairwise_loss, rankings_to_pairs,
+                                   train_rm)
 
 CLEAN = "you are a kind friend the meeting went well today thanks for help cat dog report budget plan".split()
 BAD = ["zorp", "blarg", "snib", "quux"]
@@ -57,6 +58,16 @@ def test_pairwise_loss_hand_computed():
 def test_lr_schedule_warmup_then_linear_decay():
     assert [lr_at(k, 10, 2) for k in range(10)] == pytest.approx(
         [0.5, 1.0, 1.0, 0.875, 0.75, 0.625, 0.5, 0.375, 0.25, 0.125])
+
+
+def test_bucketed_batches_cover_every_row_once_with_little_padding():
+    lengths = [random.Random(k).randint(1, 100) for k in range(1000)]
+    batches = bucketed_batches(lengths, 16, torch.Generator().manual_seed(0), bucket=4)
+    assert sorted(i for b in batches for i in b) == list(range(1000))
+    assert batches == bucketed_batches(lengths, 16, torch.Generator().manual_seed(0), bucket=4)
+    padded = sum(len(b) * max(lengths[i] for i in b) for b in batches)
+    plain = [list(range(k, min(k + 16, 1000))) for k in range(0, 1000, 16)]
+    assert padded < 0.85 * sum(len(b) * max(lengths[i] for i in b) for b in plain)
 
 
 def test_label_ids_names_indices_and_errors():

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from detoxrl.config import Config, RewardModelSettings
-from detoxrl.errors import ConfigError, DataError, ModelError
+from detoxrl.errors import ConfigError, DataError, ModelError, TrainingError
 from detoxrl.rewards.hf import check_model_source
 from detoxrl.rewards.judge_eval import POSITIVE_LABELS, f1_score, roc_auc
 from detoxrl.rewards.rows import column, read_rows
@@ -203,6 +203,33 @@ def load_base(base: str, labels: Sequence[str] | None):
     return tokenizer, model, names
 
 
+def bucketed_batches(lengths: Sequence[int], batch_size: int, generator: torch.Generator,
+                     bucket: int = 4) -> list[list[int]]:
+    """One epoch of batches with little padding: shuffle, sort each run of ``bucket`` batches' worth
+    of rows by length, cut into batches, shuffle the batches. Seeded by ``generator``."""
+    perm = torch.randperm(len(lengths), generator=generator).tolist()
+    batches = []
+    span = batch_size * bucket
+    for k in range(0, len(perm), span):
+        chunk = sorted(perm[k : k + span], key=lambda i: lengths[i])
+        batches += [chunk[j : j + batch_size] for j in range(0, len(chunk), batch_size)]
+    order = torch.randperm(len(batches), generator=generator).tolist()
+    return [batches[i] for i in order]
+
+
+def training_threads(model, small: int = 20_000_000) -> int:
+    """Threads for training: 1 for small models, whose matrices are too small to gain from intra-op
+    parallelism and which slow down badly when cores are shared; else every core. ``OMP_NUM_THREADS``
+    wins when set."""
+    import os
+
+    if "OMP_NUM_THREADS" in os.environ:
+        return torch.get_num_threads()
+    if sum(p.numel() for p in model.parameters()) < small:
+        return 1
+    return max(1, os.cpu_count() or 1)
+
+
 def _split(items: list, share: float, seed: int) -> tuple[list, list]:
     """Seeded shuffle, then the last ``share`` (at least one item) is held out."""
     items = list(items)
@@ -315,6 +342,11 @@ def _pad_fill(tokenizer) -> tuple[int, int]:
     return pad, int(tokenizer.unk_token_id if tokenizer.unk_token_id is not None else pad)
 
 
+def _length(item) -> int:
+    first = item[0]
+    return len(first["input_ids"]) + (len(item[1]["input_ids"]) if isinstance(item[1], dict) else 0)
+
+
 def _batch_loss(model, batch: list, mode: str, pad: int, fill: int) -> Tensor:
     if mode == "labels":
         inputs = collate([f for f, _ in batch], pad, fill)
@@ -326,47 +358,29 @@ def _batch_loss(model, batch: list, mode: str, pad: int, fill: int) -> Tensor:
     return pairwise_loss(r[:n], r[n:])
 
 
-def train_rm(cfg: Config) -> Path:
-    """Train the reward model / judge that ``cfg.train_rm`` describes; return its output folder."""
-    s = cfg.train_rm
-    if not s.train_file:
-        raise ConfigError("train_rm.train_file: set the jsonl/csv file to train on")
-    if not s.base_model:
-        raise ConfigError("train_rm.base_model: set the model to start from (a hub id or a folder)")
-    seed = cfg.seed_for(s.seed)
-    configure_threads()
-    set_seed(seed)
-    base = cfg.resolve(s.base_model)
-    labels_mode = s.mode == "labels"
-    if labels_mode and (len(set(s.labels)) != len(s.labels) or len(s.labels) < 2):
-        raise ConfigError(f"train_rm.labels: need at least two distinct labels, got {s.labels}")
-    tokenizer, model, names = load_base(base, s.labels if labels_mode else None)
-    max_len = _effective_max_length(model, tokenizer, s.max_length)
-    data = (_labels_data(s, cfg, tokenizer, model, names, max_len, seed) if labels_mode
-            else _rankings_data(s, cfg, tokenizer, max_len, seed))
-    pad, fill = _pad_fill(tokenizer)
+def fit(model, data: _Data, s: RewardModelSettings, seed: int, pad: int, fill: int) -> tuple[list[float], int]:
+    """AdamW with warm-up and linear decay, gradient clipping at 1, length-bucketed seeded batches.
 
-    before = data.evaluate(model)
+    Returns the training-loss curve (means over windows of up to 20 steps) and the number of steps.
+    """
     steps_per_epoch = math.ceil(len(data.train) / s.batch_size)
     total = max(1, math.ceil(s.epochs * steps_per_epoch))
-    warmup = int(0.06 * total)
     opt = torch.optim.AdamW(model.parameters(), lr=s.learning_rate, weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: lr_at(k, total, warmup))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: lr_at(k, total, int(0.06 * total)))
     gen = torch.Generator().manual_seed(seed)
+    lengths = [_length(item) for item in data.train]
     curve: list[float] = []
     window: list[float] = []
-    t0 = time.perf_counter()
-    order: list[int] = []
+    batches: list[list[int]] = []
+    model.train()
     with progress() as prog:
         task = prog.add_task("train-rm", total=total, info="")
         for step in range(total):
-            if not order:
-                order = torch.randperm(len(data.train), generator=gen).tolist()
-            idx, order = order[: s.batch_size], order[s.batch_size :]
-            model.train()
-            loss = _batch_loss(model, [data.train[i] for i in idx], s.mode, pad, fill)
+            if not batches:
+                batches = bucketed_batches(lengths, s.batch_size, gen)
+            loss = _batch_loss(model, [data.train[i] for i in batches.pop()], s.mode, pad, fill)
             if not torch.isfinite(loss):
-                raise ModelError(f"train-rm: non-finite loss at step {step + 1}; lower train_rm.learning_rate")
+                raise TrainingError(f"train-rm: non-finite loss at step {step + 1}; lower train_rm.learning_rate")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -377,15 +391,46 @@ def train_rm(cfg: Config) -> Path:
                 curve.append(sum(window) / len(window))
                 window = []
             prog.update(task, advance=1, info=f"loss {curve[-1] if curve else window[-1]:.4f}")
-    seconds = time.perf_counter() - t0
-    after = data.evaluate(model)
     model.eval()
+    return curve, total
+
+
+def train_rm(cfg: Config) -> Path:
+    """Train the reward model / judge that ``cfg.train_rm`` describes; return its output folder."""
+    s = cfg.train_rm
+    if not s.train_file:
+        raise ConfigError("train_rm.train_file: set the jsonl/csv file to train on")
+    if not s.base_model:
+        raise ConfigError("train_rm.base_model: set the model to start from (a hub id or a folder)")
+    labels_mode = s.mode == "labels"
+    if labels_mode and (len(set(s.labels)) != len(s.labels) or len(s.labels) < 2):
+        raise ConfigError(f"train_rm.labels: need at least two distinct labels, got {s.labels}")
+    seed = cfg.seed_for(s.seed)
+    configure_threads()
+    set_seed(seed)
+    base = cfg.resolve(s.base_model)
+    tokenizer, model, names = load_base(base, s.labels if labels_mode else None)
+    max_len = _effective_max_length(model, tokenizer, s.max_length)
+    data = (_labels_data(s, cfg, tokenizer, model, names, max_len, seed) if labels_mode
+            else _rankings_data(s, cfg, tokenizer, max_len, seed))
+    pad, fill = _pad_fill(tokenizer)
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(training_threads(model))
+    try:
+        before = data.evaluate(model)
+        t0 = time.perf_counter()
+        curve, steps = fit(model, data, s, seed, pad, fill)
+        seconds = time.perf_counter() - t0
+        after = data.evaluate(model)
+    finally:
+        torch.set_num_threads(threads)
 
     metrics = {
         "mode": s.mode, "base_model": base, "labels": names, "seed": seed, "max_length": max_len,
-        "n_train": len(data.train), "n_eval": len(data.eval), "epochs": s.epochs, "steps": total,
+        "n_train": len(data.train), "n_eval": len(data.eval), "epochs": s.epochs, "steps": steps,
         "batch_size": s.batch_size, "learning_rate": s.learning_rate,
-        "train_seconds": round(seconds, 2), "examples_per_second": round(total * s.batch_size / seconds, 1),
+        "train_seconds": round(seconds, 2), "examples_per_second": round(steps * s.batch_size / seconds, 1),
         "loss_curve": [round(x, 5) for x in curve], "eval_before": before, "eval": after,
     }
     out = cfg.path(s.output_dir)
