@@ -242,3 +242,26 @@ def test_generation_settings_for_samples():
     assert E.eval_generation(greedy, 4).do_sample is True
     kl = E.kl_generation(greedy)
     assert (kl.do_sample, kl.top_k, kl.top_p, kl.temperature, kl.max_new_tokens) == (True, 0, 1.0, 1.0, 7)
+
+
+def test_eval_prompts_from_real_dialogsum_keep_three_references(tmp_path):
+    from conftest import SHARED_DATA, make_tokenizer
+
+    folder = SHARED_DATA / "dialogsum"
+    if not (folder / "dialogsum.test.jsonl").exists():
+        pytest.skip("DialogSum test file not available")
+    cfg = config_from_dict({
+        "name": "t", "run_dir": str(tmp_path), "policy": {"name_or_path": "unused"},
+        "data": {"source": str(folder), "format": "dialogsum", "max_prompt_tokens": 2000},
+        "reward": {"judges": [{"name": "p", "type": "profanity"}]},
+        "eval": {"n_prompts": 5},
+    })
+    prompts, stats = E.load_eval_prompts(cfg, make_tokenizer(append_eos=True))
+    assert len(prompts) == 5 and stats["kept"] >= 5
+    assert all(len(p.references) == 3 for p in prompts)
+    assert prompts[0].id == "test_0"
+    # a response equal to one of the three references scores a perfect best-reference ROUGE
+    from detoxrl.evaluation.metrics import rouge_scores
+
+    res = rouge_scores([p.references[2] for p in prompts], [p.references for p in prompts])
+    assert res["rouge1"] == pytest.approx(1.0) and res["rougeL"] == pytest.approx(1.0)
