@@ -251,3 +251,14 @@ def test_profanity_judge_scores_and_survives_empty():
 def test_empty_input_list(roberta_dir):
     res = HFClassifierJudge("e", str(roberta_dir), label="nothate").score([])
     assert len(res) == 0 and res.score.shape == (0,)
+
+
+def test_small_judges_score_on_one_thread_and_restore_the_setting(roberta_dir, monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    judge = HFClassifierJudge("t", str(roberta_dir), label="nothate")
+    assert judge.threads == 1
+    before = torch.get_num_threads()
+    judge.score(TEXTS)
+    assert torch.get_num_threads() == before
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert HFClassifierJudge("t", str(roberta_dir), label="nothate").threads is None

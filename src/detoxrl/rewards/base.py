@@ -17,9 +17,11 @@ Subclasses implement :meth:`Judge._score_batch` on one batch; :meth:`Judge.score
 from __future__ import annotations
 
 import abc
+import contextlib
+import os
 import re
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
 from torch import Tensor
@@ -96,6 +98,38 @@ def prob_score(p_good: Tensor, kind: str, eps: float = 1e-6) -> Tensor:
     raise ValueError(f"unknown score kind {kind!r}")
 
 
+SMALL_MODEL_PARAMETERS = 20_000_000
+
+
+def cpu_threads_for(model, device: str | torch.device = "cpu") -> int | None:
+    """Intra-op threads for a model on CPU: 1 for small models (< 20 M parameters), None (leave
+    torch's setting) otherwise, on GPUs, or when ``OMP_NUM_THREADS`` is set.
+
+    The matrices of a small model are too small to gain from several threads, and several threads
+    slow down many times over when the cores are shared with other work (measured: a 0.2 M-parameter
+    judge scored 1600 texts/s on one thread and 285 on two while the two cores were busy).
+    """
+    if torch.device(device).type != "cpu" or "OMP_NUM_THREADS" in os.environ:
+        return None
+    if sum(p.numel() for p in model.parameters()) < SMALL_MODEL_PARAMETERS:
+        return 1
+    return None
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run the block with ``n`` intra-op threads (``None``: unchanged), then restore the setting."""
+    if n is None or n == torch.get_num_threads():
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def truncate_words(text: str, max_words: int) -> str:
     """The first ``max_words`` whitespace-separated words of ``text`` (the text itself if shorter)."""
     if len(text) <= max_words:  # cannot hold more words than characters
@@ -112,6 +146,8 @@ class Judge(abc.ABC):
     threshold: float = 0.5
     batch_size: int = 64
     max_length: int = 512
+    threads: int | None = None
+    """Intra-op CPU threads while scoring (None: torch's current setting)."""
 
     @abc.abstractmethod
     def _score_batch(self, texts: list[str], prompts: list[str] | None) -> JudgeResult:
@@ -132,7 +168,7 @@ class Judge(abc.ABC):
         if not texts:
             return JudgeResult.empty(self.name, self.dimensions, self.threshold)
         parts = []
-        with torch.inference_mode():
+        with torch.inference_mode(), torch_threads(self.threads):
             for i in range(0, len(texts), self.batch_size):
                 batch_prompts = None if prompts is None else prompts[i : i + self.batch_size]
                 parts.append(self._score_batch(texts[i : i + self.batch_size], batch_prompts))

@@ -26,7 +26,7 @@ from torch import Tensor
 
 from detoxrl.config import DIMENSIONS
 from detoxrl.errors import ConfigError, ModelError
-from detoxrl.rewards.base import Judge, JudgeResult
+from detoxrl.rewards.base import Judge, JudgeResult, cpu_threads_for
 
 
 def check_model_source(path: str) -> None:
@@ -143,6 +143,7 @@ class HFClassifierJudge(Judge):
             model, tokenizer = load_classifier(model_name_or_path, trust_remote_code=trust_remote_code,
                                                revision=revision, device=self.device)
         self.model, self.tokenizer = model, tokenizer
+        self.threads = cpu_threads_for(model, self.device)
         self.labels = model_labels(model)
         where = f"judge {name}: model {model_name_or_path}"
         self.single_output = len(self.labels) == 1

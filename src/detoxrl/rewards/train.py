@@ -27,6 +27,7 @@ from torch import Tensor
 
 from detoxrl.config import Config, RewardModelSettings
 from detoxrl.errors import ConfigError, DataError, ModelError, TrainingError
+from detoxrl.rewards.base import cpu_threads_for, torch_threads
 from detoxrl.rewards.hf import check_model_source
 from detoxrl.rewards.judge_eval import POSITIVE_LABELS, f1_score, roc_auc
 from detoxrl.rewards.rows import column, read_rows
@@ -217,19 +218,6 @@ def bucketed_batches(lengths: Sequence[int], batch_size: int, generator: torch.G
     return [batches[i] for i in order]
 
 
-def training_threads(model, small: int = 20_000_000) -> int:
-    """Threads for training: 1 for small models, whose matrices are too small to gain from intra-op
-    parallelism and which slow down badly when cores are shared; else every core. ``OMP_NUM_THREADS``
-    wins when set."""
-    import os
-
-    if "OMP_NUM_THREADS" in os.environ:
-        return torch.get_num_threads()
-    if sum(p.numel() for p in model.parameters()) < small:
-        return 1
-    return max(1, os.cpu_count() or 1)
-
-
 def _split(items: list, share: float, seed: int) -> tuple[list, list]:
     """Seeded shuffle, then the last ``share`` (at least one item) is held out."""
     items = list(items)
@@ -415,16 +403,12 @@ def train_rm(cfg: Config) -> Path:
             else _rankings_data(s, cfg, tokenizer, max_len, seed))
     pad, fill = _pad_fill(tokenizer)
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(training_threads(model))
-    try:
+    with torch_threads(cpu_threads_for(model)):
         before = data.evaluate(model)
         t0 = time.perf_counter()
         curve, steps = fit(model, data, s, seed, pad, fill)
         seconds = time.perf_counter() - t0
         after = data.evaluate(model)
-    finally:
-        torch.set_num_threads(threads)
 
     metrics = {
         "mode": s.mode, "base_model": base, "labels": names, "seed": seed, "max_length": max_len,
