@@ -160,6 +160,30 @@ def judge_eval(file: Path = typer.Argument(..., help="Labelled csv/jsonl to scor
     _guard(go)
 
 
+@app.command()
+def generate(config: Optional[str] = ConfigArg, set_: Optional[list[str]] = SetOpt,
+             run_dir: Optional[Path] = RunDirOpt,
+             constitution: Optional[Path] = typer.Option(None, help="Constitution file (default: constitution.path)."),
+             prompt: Optional[list[str]] = typer.Option(None, "--prompt", "-p", help="A prompt (repeatable)."),
+             prompts: Optional[Path] = typer.Option(None, help="Prompts file: .jsonl (prompt or text column) or .txt."),
+             wrap: bool = typer.Option(False, help="Fill --prompt and .txt prompts into data.prompt_template."),
+             revision: Optional[str] = typer.Option(None, help="none | policy | resample | rewrite (default: constitution.revision)."),
+             policy: Optional[str] = typer.Option(None, help="Policy folder or hub id (default: the trained policy, else policy.name_or_path)."),
+             output: Optional[Path] = typer.Option(None, "--output", "-o", help="jsonl to write (default: {run_dir}/constitution/generations.jsonl)."),
+             seed: Optional[int] = typer.Option(None, help="Sampling seed (default: the eval seed).")):
+    """Generate responses, check each against the constitution's principles and revise violations."""
+
+    def go():
+        from detoxrl.constitution.generate import run_generate
+
+        _quiet_libraries()
+        cfg = _load(config, set_, run_dir)
+        run_generate(cfg, prompts=prompt or [], prompts_file=prompts, wrap=wrap, constitution=constitution,
+                     revision=revision, policy=policy, output=output, seed=seed, echo=typer.echo)
+
+    _guard(go)
+
+
 @app.command("config")
 def show_config(config: Optional[str] = ConfigArg, set_: Optional[list[str]] = SetOpt,
                 run_dir: Optional[Path] = RunDirOpt):

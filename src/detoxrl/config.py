@@ -323,11 +323,22 @@ class CurriculumSettings(_Strict):
 
 
 class ConstitutionSettings(_Strict):
+    """Principles checked on every PPO response (penalties, revisions); see ``detoxrl.constitution``."""
+
     enabled: bool = False
     path: str = "configs/constitution.yaml"
+    """The constitution file; ``configs/<name>.yaml`` or a bare name also finds the packaged ones."""
     revision: Literal["none", "policy", "resample", "rewrite"] = "rewrite"
     max_resamples: int = Field(2, ge=0)
     violation_weight: float = Field(1.0, ge=0)
+    """Multiplies every principle's weight: ``reward −= violation_weight · Σ_p w_p · violated_p``."""
+    critic_model: str | None = None
+    """Model that answers critique and revision requests and resamples (default: the policy)."""
+    max_new_tokens: int | None = Field(None, gt=0)
+    """Length of policy revisions and resamples (default: ``ppo.generation.max_new_tokens``)."""
+    record: bool = True
+    """During PPO, keep (original, revised) pairs as preference and SFT data in ``output_dir``."""
+    output_dir: str = "{run_dir}/constitution"
 
 
 # --------------------------------------------------------------------------------------------------
