@@ -196,10 +196,10 @@ class CompositeReward:
             weights[judge.name] = w
         dims = combine_dimensions(list(results.values()))
         for d, v in dims.items():
-            components[f"dim/{d}"] = (-self.dimension_weights[d] * v).float()
+            components[f"dim/{d}"] = (-self.dimension_weights[d] * v + 0.0).float()  # + 0.0: no "-0.000"
         severity = torch.stack([r.severity for r in results.values()], 0).amax(0)
         tiers, penalty = severity_tier(severity, self.settings.severity_tiers)
-        components["severity_penalty"] = -penalty
+        components["severity_penalty"] = -penalty + 0.0
         total = torch.stack(list(components.values()), 0).sum(0).float()
         total = torch.where(finite, total, torch.tensor(float("nan")))
         return RewardOutput(total=total, per_judge=results, components=components, dimensions=dims,
