@@ -12,7 +12,7 @@ import pytest
 import torch
 import yaml
 
-from detoxrl.config import GenerationSettings, config_from_dict
+from detoxrl.config import GenerationSettings, JudgeSettings, config_from_dict
 from detoxrl.constitution.checks import (
     CheckContext,
     PrincipleChecker,
@@ -173,6 +173,10 @@ def test_unknown_judge_or_dimension_names_the_principle(tmp_path, lexicon_file):
         checker_for([principle("p", {"kind": "lexicon", "lexicon": "testbed:rude"})])
     with pytest.raises(DataError, match="does not exist"):
         checker_for([principle("p", {"kind": "lexicon", "lexicon": str(tmp_path / "none.txt")})])
+    ghost = cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"extra_judges": [
+        JudgeSettings(name="ghost", type="hf", model=str(tmp_path / "no-model"), label="nothate")]})})
+    with pytest.raises(ModelError, match="constitution principle p: judge ghost: model folder .*no-model does not exist"):
+        checker_for([principle("p", {"kind": "judge", "judge": "ghost"})], cfg=ghost)
 
 
 # ----------------------------------------------------------------------------------------- checks
@@ -251,6 +255,7 @@ def test_faithfulness_measures_by_hand():
     assert word_tokens("Leo's 6 pm, #Person1#!") == ["leo", "6", "pm", "person", "1"]
     assert novel_entities("#Person2# tells Leo the bakery opens until 6 pm.", PROMPT) == []
     assert novel_entities("He tells Maria it opens at 9 in Paris.", PROMPT) == ["Maria", "9", "Paris"]
+    assert novel_entities("Every Zorbians and the Leos.", PROMPT) == []  # a plural s either way
     # response a b b c against prompt a b: (1 + min(2, 1) + 0) / 4
     assert unigram_precision("a b b c", "a b") == pytest.approx(0.5)
     assert unigram_precision("", "a b") == 1.0

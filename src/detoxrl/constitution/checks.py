@@ -7,7 +7,7 @@ dialogue never mentions). :class:`PrincipleChecker` runs every principle of a co
 Faithfulness measures (tokens: lower-cased words and numbers, possessive ``'s`` dropped):
 
 - novel entities — capitalised words and numbers of the response, minus common function words, whose
-  lower-cased form is not a token of the prompt;
+  lower-cased form is not a token of the prompt (a plural ``s`` is ignored on either side);
 - unigram precision (ROUGE-1 precision of the response against the prompt), with counts ``c``::
 
       P = Σ_w min(c_resp(w), c_prompt(w)) / Σ_w c_resp(w)          (P = 1 for an empty response)
@@ -35,7 +35,7 @@ from detoxrl.constitution.principles import (
     Principle,
     SelfCritiqueCheck,
 )
-from detoxrl.errors import ConfigError
+from detoxrl.errors import ConfigError, DetoxError
 from detoxrl.rewards.base import Judge, JudgeResult
 
 
@@ -78,15 +78,18 @@ def word_tokens(text: str) -> list[str]:
 
 
 def novel_entities(response: str, prompt: str) -> list[str]:
-    """Capitalised words and numbers of ``response`` that ``prompt`` never mentions, each once."""
+    """Capitalised words and numbers of ``response`` that ``prompt`` never mentions, each once
+    (``Drelkan`` is mentioned by ``Drelkans`` and the other way round)."""
     known = set(word_tokens(prompt))
+    known |= {w[:-1] for w in known if len(w) > 3 and w.endswith("s")}
     out: list[str] = []
     for m in _WORD.finditer(response):
         raw = m.group()
         if not (raw[0].isupper() or raw[0].isdigit()):
             continue
         w = _norm(raw)
-        if w and w not in known and w not in COMMON_WORDS and raw not in out:
+        singular = w[:-1] if len(w) > 3 and w.endswith("s") else w
+        if w and w not in known and singular not in known and w not in COMMON_WORDS and raw not in out:
             out.append(raw)
     return out
 
@@ -237,7 +240,10 @@ class CheckContext:
             if name in self.judges:
                 return self.judges[name]
             if name in settings:
-                self.judges[name] = build_judge(settings[name], self.cfg, self.device)
+                try:
+                    self.judges[name] = build_judge(settings[name], self.cfg, self.device)
+                except DetoxError as exc:
+                    raise type(exc)(f"{where}: judge {name}: {exc}") from None
                 return self.judges[name]
         known = sorted(set(self.judges) | set(settings))
         known = [k for k in known if not k.startswith("inline:")]
