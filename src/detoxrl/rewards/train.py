@@ -268,7 +268,7 @@ class _Data(NamedTuple):
     evaluate: object  # model -> metrics dict
 
 
-def _labels_data(s: RewardModelSettings, cfg: Config, tokenizer, model, names, max_len, seed) -> _Data:
+def _labels_data(s: RewardModelSettings, cfg: Config, tokenizer, names, max_len, seed) -> _Data:
     def load(path: str) -> tuple[list[str], list[int]]:
         rows = read_rows(cfg.path(path))
         texts = [str(t) for t in column(rows, "text", cfg.path(path))]
@@ -399,7 +399,7 @@ def train_rm(cfg: Config) -> Path:
     base = cfg.resolve(s.base_model)
     tokenizer, model, names = load_base(base, s.labels if labels_mode else None)
     max_len = _effective_max_length(model, tokenizer, s.max_length)
-    data = (_labels_data(s, cfg, tokenizer, model, names, max_len, seed) if labels_mode
+    data = (_labels_data(s, cfg, tokenizer, names, max_len, seed) if labels_mode
             else _rankings_data(s, cfg, tokenizer, max_len, seed))
     pad, fill = _pad_fill(tokenizer)
 
