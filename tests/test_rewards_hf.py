@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from detoxrl.config import JudgeSettings, config_from_dict
-from detoxrl.errors import ConfigError, ModelError
+from detoxrl.errors import ConfigError, DataError, ModelError
 from detoxrl.rewards.build import build_judge, build_judges
 from detoxrl.rewards.hf import HFClassifierJudge
 from detoxrl.rewards.presets import META_HATE, TOXIC_BERT, apply_preset
@@ -231,6 +231,9 @@ def test_build_judge_resolves_run_dir_and_types(tmp_path, roberta_dir):
         build_judge(cfg.reward.judges[0])
     with pytest.raises(ConfigError, match="lexicon 'testbed' needs a config"):
         build_judge(cfg.eval.extra_judges[0])
+    (run / "testbed" / "lexicon.txt").unlink()
+    with pytest.raises(DataError, match="lexicon.txt does not exist .run `detoxrl prepare`"):
+        build_judge(cfg.eval.extra_judges[0], cfg)
     with pytest.raises(ConfigError, match="unique"):
         build_judges([cfg.eval.extra_judges[1], cfg.eval.extra_judges[1]], cfg)
 

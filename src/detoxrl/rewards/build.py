@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence
 
 import torch
 
 from detoxrl.config import Config, JudgeSettings
-from detoxrl.errors import ConfigError
+from detoxrl.errors import ConfigError, DataError
 from detoxrl.rewards.base import Judge
 from detoxrl.rewards.presets import apply_preset
 
@@ -46,6 +47,9 @@ def build_judge(settings: JudgeSettings, cfg: Config | None = None,
             if cfg is None:
                 raise ConfigError(f"judge {s.name}: lexicon 'testbed' needs a config (the run folder)")
             source = str(cfg.path(TESTBED_LEXICON))
+            if not Path(source).exists():
+                raise DataError(f"judge {s.name}: lexicon file {source} does not exist (run `detoxrl prepare` "
+                                "to build the testbed)")
         else:
             source = _resolve(s.lexicon, cfg, s.name, "lexicon")
         return LexiconJudge.from_source(s.name, source, threshold=s.threshold, score=s.score,
