@@ -62,6 +62,8 @@ def test_judge_eval_overall_and_per_category(tmp_path):
     assert res["auc"] == pytest.approx((2.5 + 2.5 + 1.0) / 9)
     assert res["categories"]["profane"]["accuracy"] == 1.0 and res["categories"]["profane"]["auc"] is None
     assert res["categories"]["clean"]["accuracy"] == pytest.approx(2 / 3)
+    assert res["categories"]["clean"]["f1"] == 0.0  # one false positive, no true one
+    assert binary_metrics([0.1, 0.2], [0, 0], 0.5)["f1"] is None  # nothing toxic, nothing flagged
     json.dumps(res)  # JSON-ready
     console = Console(record=True, width=120)
     console.print(format_judge_eval(res))

@@ -76,7 +76,7 @@ def binary_metrics(toxicity: Sequence[float], labels: Sequence[bool], threshold:
         "accuracy": (tp + tn) / n if n else None,
         "precision": tp / (tp + fp) if (tp + fp) else None,
         "recall": tp / (tp + fn) if (tp + fn) else None,
-        "f1": f1_score(pred, y) if n else None,
+        "f1": f1_score(pred, y) if (2 * tp + fp + fn) else None,  # undefined: no positive anywhere
         "auc": roc_auc(tox, y) if n else None,
         "predicted_toxic_rate": float(pred.mean()) if n else None,
     }
@@ -127,11 +127,12 @@ def _fmt(v) -> str:
 
 
 def format_judge_eval(result: dict) -> Table:
-    """A rich table: one row overall, then one per category."""
+    """A rich table: one row overall, then one per category (toxic = true positives in the file,
+    flagged = share the judge calls toxic)."""
     table = Table(title=f"judge {result['judge']} on {Path(result['file']).name} "
                         f"(toxic if toxicity ≥ {result['threshold']:g})")
-    for col in ("subset", "n", "toxic", "accuracy", "precision", "recall", "F1", "AUC", "flagged"):
-        table.add_column(col, justify="left" if col == "subset" else "right")
+    for col in ("subset", "n", "toxic", "acc", "prec", "recall", "F1", "AUC", "flagged"):
+        table.add_column(col, justify="left" if col == "subset" else "right", no_wrap=col == "subset")
 
     def add(name: str, m: dict, style: str | None = None) -> None:
         table.add_row(name, str(m["n"]), str(m["positives"]), _fmt(m["accuracy"]), _fmt(m["precision"]),
