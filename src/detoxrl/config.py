@@ -442,8 +442,8 @@ def apply_override(data: dict[str, Any], override: str) -> None:
         raise ConfigError(f"override {override!r} has an empty key")
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"override {key}: value {raw!r} is not valid YAML ({exc})") from None
+    except yaml.YAMLError:
+        value = raw  # not YAML (e.g. "{run_dir}/x"): take it as a plain string
     node: Any = data
     parts = key.split(".")
     for i, part in enumerate(parts[:-1]):
