@@ -1,0 +1,81 @@
+"""Configuration: presets load, overrides apply, bad values are rejected with the key's full path."""
+
+from __future__ import annotations
+
+import pytest
+
+from detoxrl.config import apply_override, load_config
+from detoxrl.errors import ConfigError
+
+
+def test_default_and_seed_recipe_presets_validate():
+    d = load_config()
+    assert d.name == "default" and d.testbed is not None and d.sft.enabled
+    f = load_config("flan-t5-dialogsum")
+    assert f.policy.name_or_path == "google/flan-t5-base"
+    assert f.policy.lora.enabled and (f.policy.lora.r, f.policy.lora.alpha) == (32, 32)
+    assert f.policy.lora.dropout == 0.05 and f.policy.lora.target_modules == ["q", "v"]
+    assert f.data.source == "knkarthick/dialogsum"
+    assert f.data.prompt_template.startswith("Summarize the following conversation.")
+    judge = f.reward.judges[0]
+    assert judge.model == "facebook/roberta-hate-speech-dynabench-r4-target"
+    assert (judge.label, judge.score) == ("nothate", "logit")
+
+
+def test_dotted_overrides_and_run_dir(tmp_path):
+    c = load_config(overrides=["ppo.learning_rate=1e-5", "ppo.kl.penalty=abs", "eval.n_prompts=10",
+                               "reward.judges.0.threshold=0.7"], run_dir=tmp_path / "r")
+    assert c.ppo.learning_rate == 1e-5 and c.ppo.kl.penalty == "abs" and c.eval.n_prompts == 10
+    assert c.reward.judges[0].threshold == 0.7
+    assert c.path("{run_dir}/sft") == tmp_path / "r" / "sft"
+
+
+@pytest.mark.parametrize("override, key, words", [
+    ("ppo.learning_rate=-1", "ppo.learning_rate", "greater than 0"),
+    ("ppo.bogus=1", "ppo.bogus", "unknown key"),
+    ("ppo.batch_size=abc", "ppo.batch_size", "integer"),
+    ("ppo.kl.penalty=huge", "ppo.kl.penalty", "kl"),
+    ("ppo.mini_batch_size=5", "ppo", "multiple"),
+    ("testbed.hostile_share=1.5", "testbed.hostile_share", "less than or equal"),
+    ("data.prompt_template=no placeholder", "data", "{text}"),
+    ("reward.dimension_weights.rudeness=1", "reward.dimension_weights", "unknown dimension"),
+])
+def test_bad_values_name_the_full_key(override, key, words):
+    with pytest.raises(ConfigError) as err:
+        load_config(overrides=[override])
+    msg = str(err.value)
+    assert f"  {key}" in msg and words in msg
+
+
+def test_bad_override_syntax():
+    with pytest.raises(ConfigError, match="key.path=value"):
+        load_config(overrides=["ppo.learning_rate"])
+    with pytest.raises(ConfigError, match="empty key"):
+        apply_override({}, "ppo..x=1")
+
+
+def test_bad_files(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.yaml")
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(tmp_path / "list.yaml")
+    (tmp_path / "broken.yaml").write_text("a: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(tmp_path / "broken.yaml")
+    (tmp_path / "bytes.yaml").write_bytes(b"name: \xff\xfe\n")
+    with pytest.raises(ConfigError, match="UTF-8"):
+        load_config(tmp_path / "bytes.yaml")
+
+
+def test_nothing_in_a_config_is_evaluated_as_code(tmp_path):
+    (tmp_path / "evil.yaml").write_text("name: !!python/object/apply:os.system ['echo hacked']\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(tmp_path / "evil.yaml")
+
+
+def test_resolved_config_round_trips(tmp_path):
+    c = load_config()
+    path = tmp_path / "c.yaml"
+    path.write_text(c.to_yaml())
+    assert load_config(path) == c
