@@ -66,3 +66,44 @@ def tiny_gpt2_dir(tmp_path_factory) -> Path:
 @pytest.fixture(params=["t5", "gpt2"])
 def tiny_policy_dir(request, tiny_t5_dir, tiny_gpt2_dir) -> Path:
     return tiny_t5_dir if request.param == "t5" else tiny_gpt2_dir
+
+
+def write_tiny_run(tmp_path: Path, policy_dir: Path, **overrides) -> Path:
+    """A complete config for a tiny offline run: word-level data, the given policy, a word-list judge."""
+    import json
+    import random
+
+    import yaml
+
+    rng = random.Random(0)
+    data = tmp_path / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", 64), ("test", 16)):
+        with open(data / f"{split}.jsonl", "w") as fh:
+            for i in range(n):
+                words = [f"w{rng.randrange(10, 60)}" for _ in range(rng.randrange(4, 9))]
+                fh.write(json.dumps({"id": f"{split}-{i}", "dialogue": " ".join(words),
+                                     "summary": " ".join(words[:3])}) + "\n")
+    (tmp_path / "bad_words.txt").write_text("w7\nw8\nw9\n")
+    cfg = {
+        "name": "tiny",
+        "seed": 0,
+        "run_dir": str(tmp_path / "run"),
+        "policy": {"name_or_path": str(policy_dir)},
+        "data": {"source": str(data), "format": "jsonl", "train_split": "train", "eval_split": "test",
+                 "prompt_template": "{text}", "max_prompt_tokens": 32},
+        "reward": {"judges": [{"name": "bad-words", "type": "lexicon",
+                               "lexicon": str(tmp_path / "bad_words.txt")}]},
+        "ppo": {"steps": 3, "batch_size": 8, "mini_batch_size": 4, "ppo_epochs": 1,
+                "learning_rate": 1e-3, "generation": {"max_new_tokens": 6}},
+        "eval": {"n_prompts": 16, "batch_size": 8, "bootstrap": 50, "generation": {"max_new_tokens": 6}},
+    }
+    for key, value in overrides.items():
+        node = cfg
+        *parents, last = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[last] = value
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path

@@ -524,6 +524,7 @@ def train_ppo(cfg: Config, resume: bool = False, reward_fn: RewardFn | None = No
             fh.close()
         if tb is not None:
             tb.close()
+    console.print(f"ppo: process {rank + 1}/{world} finished at step {trainer.step_count}")
     if stop_after is not None and stop_after < s.steps:
         return ckpt_root
     out = cfg.path(s.output_dir)
