@@ -208,6 +208,11 @@ def test_lexicon_check_by_lexicon_judge_name_and_testbed_tiers(tmp_path, lexicon
     assert v.violations["by-judge"].tolist() == [True, False, False]
     assert v.violations["insults"].tolist() == [False, True, False]
     assert v.violations["profane"].tolist() == [False, False, True]
+    # plain `testbed` is the run's testbed lexicon when `prepare` wrote one
+    (cfg.run_path / "testbed").mkdir(parents=True)
+    (cfg.run_path / "testbed" / "lexicon.txt").write_text("blorp\n", encoding="utf-8")
+    run_lex = checker_for([principle("run", {"kind": "lexicon", "lexicon": "testbed"})], cfg=cfg)
+    assert run_lex.evaluate(["a blorp", texts[1]], ["", ""]).violations["run"].tolist() == [True, False]
 
 
 def test_judge_check_threshold_measure_and_cache():
@@ -564,6 +569,16 @@ def test_read_prompts_from_jsonl_and_txt(tmp_path, lexicon_file):
     csv.write_text("prompt\nhi\n", encoding="utf-8")
     with pytest.raises(DataError, match="unsupported extension '.csv'"):
         read_prompts(csv, cfg)
+
+
+def test_default_policy_is_the_trained_one_when_saved(tmp_path, lexicon_file):
+    from detoxrl.constitution.generate import default_policy
+
+    cfg = make_cfg(tmp_path, policy="{run_dir}/sft")
+    assert default_policy(cfg) == str(cfg.run_path / "sft")
+    (cfg.run_path / "policy").mkdir(parents=True)
+    (cfg.run_path / "policy" / "config.json").write_text("{}", encoding="utf-8")
+    assert default_policy(cfg) == str(cfg.run_path / "policy")
 
 
 def _cli_setup(tmp_path, tiny_t5_dir, lexicon_file) -> tuple[Path, Path]:
