@@ -450,6 +450,7 @@ def run_eval(cfg: Config, samples: int | None = None, *, device: str | None = No
     bs = cfg.eval.batch_size
     mpt = cfg.data.max_prompt_tokens
 
+    judges = build_eval_judges(cfg, device=device)  # a bad judge setting fails before any generation
     ref = load_policy_model(cfg.policy.model_copy(update={"name_or_path": before_name}), device=device)
     ref.model.eval()
     prompts, prompt_stats = load_eval_prompts(cfg, ref.tokenizer)
@@ -479,7 +480,6 @@ def run_eval(cfg: Config, samples: int | None = None, *, device: str | None = No
         _release_memory()
 
         t_judge = time.perf_counter()
-        judges = build_eval_judges(cfg, device=device)
         flat_prompts = prompt_texts * k
         judged_before: dict[str, dict[str, np.ndarray]] = {}
         judged_after: dict[str, dict[str, np.ndarray]] = {}
