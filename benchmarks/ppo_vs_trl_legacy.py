@@ -290,7 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
     if load_before[0] > (os.cpu_count() or 1) + 0.5:
         print(f"note: load average {load_before[0]:.1f} on {os.cpu_count()} cores: other processes share the "
-              "CPU, wall-clock figures will be noisy (CPU-time figures less so)", flush=True)
+              "CPU, wall-clock figures will be noisy (CPU-time figures less so; --threads 1 avoids the worst of "
+              "it)", flush=True)
 
     with tempfile.TemporaryDirectory(prefix="ppo-bench-") as tmp:
         tmp_path = Path(tmp)
