@@ -157,9 +157,10 @@ def run_sft(cfg: Config, device: str = "cpu") -> Path:
                 sched.step()
                 opt.zero_grad(set_to_none=True)
                 step += 1
-                ema = float(loss) if ema is None else 0.95 * ema + 0.05 * float(loss)
+                lv = float(loss.detach())
+                ema = lv if ema is None else 0.95 * ema + 0.05 * lv
                 if step % 10 == 0 or step == total:
-                    history.append({"step": step, "loss": float(loss), "lr": sched.get_last_lr()[0]})
+                    history.append({"step": step, "loss": lv, "lr": sched.get_last_lr()[0]})
                 bar.update(task, advance=1, info=f"loss {ema:.3f}")
     train_s = time.perf_counter() - t0
     eval_after = evaluate_loss(lp, eval_items, 64, device)

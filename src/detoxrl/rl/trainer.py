@@ -363,7 +363,9 @@ class PPOTrainer:
             "skipped_steps": self.skipped_steps,
         }
         for name, comp in ro.components.items():
-            stats[f"reward/{name}"] = self._gather_mean(comp)
+            # constitution terms are logged under their own prefix (the report plots them per principle)
+            key = name if name.startswith("constitution/") else f"reward/{name}"
+            stats[key] = self._gather_mean(comp)
         return stats
 
     # ---------------------------------------------------------------------------- state
@@ -462,6 +464,8 @@ def train_ppo(cfg: Config, resume: bool = False, reward_fn: RewardFn | None = No
     texts = [p.prompt for p in prompts]
     reward_fn = reward_fn or build_reward_fn(cfg, acc.device)
     trainer = PPOTrainer(s, lp, reward_fn, accelerator=acc, seed=seed)
+    if hasattr(reward_fn, "attach_policy"):
+        reward_fn.attach_policy(lp)  # self-critique and revision use the live policy, not a second copy
 
     difficulty = None
     if cfg.curriculum.enabled:
