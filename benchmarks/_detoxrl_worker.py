@@ -44,14 +44,6 @@ from _common import (  # noqa: E402
 
 import torch  # noqa: E402
 
-NOT_READY_EXIT = 3
-"""Exit status meaning 'the detoxrl trainer is not plugged in yet' (the harness says so and stops)."""
-
-
-class TrainerNotReady(NotImplementedError):
-    """Raised until :func:`build_trainer` and :func:`ppo_step` call detoxrl's PPO trainer."""
-
-
 def build_trainer(model_dir: Path, work: Workload, seed: int) -> tuple[Any, dict[str, Any]]:
     """Load the policy (with value head) and a separate frozen reference from ``model_dir``; build the trainer.
 
@@ -59,20 +51,53 @@ def build_trainer(model_dir: Path, work: Workload, seed: int) -> tuple[Any, dict
     ``param_checksum`` (``_common.param_checksum`` of the policy as loaded, which the harness compares
     with the legacy side's) and ``vocab_size``.
     """
-    raise TrainerNotReady(
-        "the detoxrl side of the benchmark is not plugged in yet: benchmarks/_detoxrl_worker.py needs "
-        "build_trainer() and ppo_step() to call detoxrl.rl.trainer (see the module docstring for the work "
-        "each step must do)")
+    from _common import param_checksum
+
+    from detoxrl.config import GenerationSettings, KLSettings, PPOSettings
+    from detoxrl.models.policy import load_policy_model
+    from detoxrl.rl.trainer import PPOTrainer
+    from detoxrl.utils import set_seed
+
+    class EvenTokenTrainer(PPOTrainer):
+        """detoxrl's trainer, scoring token ids with the benchmark's shared reward."""
+
+        def score(self, gen, prompts):
+            return even_token_reward(gen.response_ids).float(), {}
+
+    set_seed(seed)
+    lp = load_policy_model(str(model_dir))
+    info = {"n_params": sum(p.numel() for p in lp.model.parameters()),
+            "param_checksum": param_checksum(lp.model),
+            "vocab_size": int(lp.model.config.vocab_size)}
+    settings = PPOSettings(
+        steps=1_000_000, batch_size=work.batch_size, mini_batch_size=work.mini_batch_size,
+        ppo_epochs=work.ppo_epochs, learning_rate=work.learning_rate,
+        kl=KLSettings(penalty="kl", init_coef=0.2, adaptive=True, target=6.0, horizon=10_000),
+        gamma=1.0, lam=0.95, cliprange=0.2, cliprange_value=0.2, vf_coef=0.1, whiten_advantages=True,
+        score_norm=False, score_clip=None,
+        max_grad_norm=1e30,  # the legacy trainer does not clip; a norm this large never clips
+        generation=GenerationSettings(max_new_tokens=work.response_len, min_new_tokens=work.response_len,
+                                      do_sample=True, top_k=0, top_p=1.0, temperature=1.0),
+    )
+    trainer = EvenTokenTrainer(settings, lp, reward_fn=None, seed=seed)
+    return trainer, info
 
 
 def ppo_step(trainer: Any, prompts: torch.Tensor, work: Workload) -> dict[str, float]:
     """One PPO step on ``prompts`` ``(B, prompt_len)``: generate, score with ``even_token_reward``, learn.
 
-    Returns wall seconds per phase (see the module docstring) and ``mean_score``; may add ``kl`` and
-    ``cpu``: CPU seconds per phase (``_common.PhaseClock`` gives both; at least ``generate``, ``forward``
-    and ``update``, which the harness shows beside the legacy side's).
+    Returns wall seconds per phase (see the module docstring) and ``mean_score``.
     """
-    raise TrainerNotReady("ppo_step() is not plugged in yet")
+    mask = torch.ones_like(prompts)
+    stats = trainer.step([""] * prompts.shape[0], prompts, mask, work.response_len)
+    return {
+        "generate": stats["perf/generate_s"],
+        "score": stats["perf/score_s"],
+        "forward": stats["perf/policy_fwd_s"] + stats["perf/reference_s"],
+        "update": stats["perf/update_s"],
+        "mean_score": stats["reward/mean"],
+        "kl": stats["kl/mean"],
+    }
 
 
 def main() -> None:
@@ -87,11 +112,7 @@ def main() -> None:
     import detoxrl
 
     rss_import = current_rss_mb()
-    try:
-        trainer, info = build_trainer(args.model_dir, work, args.seed)
-    except TrainerNotReady as e:
-        print(f"detoxrl worker: {e}", file=sys.stderr)
-        raise SystemExit(NOT_READY_EXIT) from None
+    trainer, info = build_trainer(args.model_dir, work, args.seed)
     rss_setup = current_rss_mb()
 
     def one_step(step: int) -> dict[str, float]:
@@ -131,8 +152,7 @@ def main() -> None:
     })
 
 
-# even_token_reward is imported for ppo_step's use once it is plugged in.
-__all__ = ["build_trainer", "ppo_step", "even_token_reward", "NOT_READY_EXIT"]
+__all__ = ["build_trainer", "ppo_step"]
 
 if __name__ == "__main__":
     main()

@@ -141,6 +141,11 @@ class PPOTrainer:
         self.step_count = 0
 
     # ------------------------------------------------------------------------------ helpers
+    def amp(self):
+        """bfloat16 autocast for forward passes when ``ppo.mixed_precision`` is ``bf16``."""
+        return torch.autocast(device_type=self.acc.device.type, dtype=torch.bfloat16,
+                              enabled=self.s.mixed_precision == "bf16")
+
     @property
     def unwrapped(self) -> PolicyWithValue:
         return self.acc.unwrap_model(self.model)
@@ -163,9 +168,11 @@ class PPOTrainer:
         logps, values, ents = [], [], []
         for i in range(0, len(ro.prompts), mb):
             sl = slice(i, i + mb)
-            logits, v = self.unwrapped(ro.query_ids[sl], ro.query_mask[sl], ro.response_ids[sl],
-                                       ro.response_mask[sl],
-                                       encoder_hidden=ro.encoder_hidden[sl] if ro.encoder_hidden is not None else None)
+            with self.amp():
+                logits, v = self.unwrapped(ro.query_ids[sl], ro.query_mask[sl], ro.response_ids[sl],
+                                           ro.response_mask[sl],
+                                           encoder_hidden=ro.encoder_hidden[sl] if ro.encoder_hidden is not None else None)
+            v = v.float()
             logits = logits / self.s.generation.temperature
             logps.append(logprobs_from_logits(logits, ro.response_ids[sl]))
             values.append(v)
@@ -178,11 +185,12 @@ class PPOTrainer:
         for i in range(0, len(ro.prompts), mb):
             sl = slice(i, i + mb)
             args = (ro.query_ids[sl], ro.query_mask[sl], ro.response_ids[sl], ro.response_mask[sl])
-            if self.use_lora:
-                with self.unwrapped.lm.disable_adapter():
-                    logits, _ = forward_response(self.unwrapped.lm, self.lp.is_seq2seq, *args)
-            else:
-                logits, _ = forward_response(self.ref_model, self.lp.is_seq2seq, *args)
+            with self.amp():
+                if self.use_lora:
+                    with self.unwrapped.lm.disable_adapter():
+                        logits, _ = forward_response(self.unwrapped.lm, self.lp.is_seq2seq, *args)
+                else:
+                    logits, _ = forward_response(self.ref_model, self.lp.is_seq2seq, *args)
             logits = logits / self.s.generation.temperature
             out_lp.append(logprobs_from_logits(logits, ro.response_ids[sl]))
             if want_logits:
@@ -190,6 +198,12 @@ class PPOTrainer:
         return torch.cat(out_lp), (out_logits if want_logits else None)
 
     # -------------------------------------------------------------------------- experience
+    def score(self, gen: Generation, prompts: list[str]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Judge the decoded responses: ``(scores [B], components)``. Override to score token ids."""
+        out = self.reward_fn(gen.texts, prompts)
+        comps = {k: v.detach().float() for k, v in getattr(out, "components", {}).items()}
+        return out.total.detach().float(), comps
+
     def max_new_tokens(self, gen_rng: torch.Generator) -> int:
         g = self.s.generation
         if g.length_sampler is None:
@@ -201,17 +215,17 @@ class PPOTrainer:
                         max_new_tokens: int, timings: dict) -> Rollout:
         s = self.s
         t0 = time.perf_counter()
-        gen: Generation = generate_from_ids(self.lp, query_ids, query_mask, s.generation,
-                                            max_new_tokens=max_new_tokens, model=self.unwrapped.lm)
+        with self.amp():
+            gen: Generation = generate_from_ids(self.lp, query_ids, query_mask, s.generation,
+                                                max_new_tokens=max_new_tokens, model=self.unwrapped.lm)
         timings["generate_s"] = time.perf_counter() - t0
         ro = Rollout(prompts=prompts, texts=gen.texts, query_ids=gen.query_ids, query_mask=gen.query_mask,
                      response_ids=gen.response_ids, response_mask=gen.response_mask,
                      encoder_hidden=gen.encoder_hidden)
 
         t0 = time.perf_counter()
-        out = self.reward_fn(gen.texts, prompts)
-        raw = out.total.detach().float().to(query_ids.device)
-        ro.components = {k: v.detach().float() for k, v in getattr(out, "components", {}).items()}
+        raw, ro.components = self.score(gen, prompts)
+        raw = raw.to(query_ids.device)
         timings["score_s"] = time.perf_counter() - t0
         ro.raw_scores = raw
         if not torch.isfinite(raw).all():
@@ -240,7 +254,8 @@ class PPOTrainer:
                 pol_logits = []
                 for i in range(0, len(prompts), mb):
                     sl = slice(i, i + mb)
-                    lg, _ = self.unwrapped(ro.query_ids[sl], ro.query_mask[sl], ro.response_ids[sl], ro.response_mask[sl])
+                    with self.amp():
+                        lg, _ = self.unwrapped(ro.query_ids[sl], ro.query_mask[sl], ro.response_ids[sl], ro.response_mask[sl])
                     pol_logits.append(lg / s.generation.temperature)
                 kl_tensor = torch.cat([full_kl_from_logits(p, r) for p, r in zip(pol_logits, ref_logits)])
         timings["reference_s"] = time.perf_counter() - t0
@@ -268,8 +283,10 @@ class PPOTrainer:
                 mbro = ro.select(perm[i: i + s.mini_batch_size])
                 # The generation-time encoder output is exact here only if the encoder does not train.
                 enc = mbro.encoder_hidden if frozen_encoder else None
-                logits, values = self.model(mbro.query_ids, mbro.query_mask, mbro.response_ids,
-                                            mbro.response_mask, encoder_hidden=enc)
+                with self.amp():
+                    logits, values = self.model(mbro.query_ids, mbro.query_mask, mbro.response_ids,
+                                                mbro.response_mask, encoder_hidden=enc)
+                values = values.float()
                 logits = logits / s.generation.temperature
                 logp = logprobs_from_logits(logits, mbro.response_ids)
                 pg_loss, pg_stats = ppo_policy_loss(logp, mbro.logprobs, mbro.advantages, mbro.response_mask,
