@@ -3,7 +3,7 @@
 Layout::
 
     testbed/
-      fingerprint.json     hash of the testbed settings (+ prompt template, word list, format version)
+      fingerprint.json     hash of the testbed settings (+ prompt template, word list, generator code)
       lexicon.txt          the offensive words this testbed used, one per line
       stats.json           counts per split / topic / severity, shares, token lengths
       data/train.jsonl     DialogSum schema (fname, dialogue, summary, topic) + severity, offensive_words, combo
@@ -56,8 +56,12 @@ def fingerprint(cfg: Config) -> dict[str, Any]:
     import transformers
 
     src = wordlist_path()
+    code = hashlib.sha256()
+    for f in sorted(Path(__file__).parent.glob("*.py")):  # the generator itself: edits rebuild
+        code.update(f.name.encode() + b"\0" + f.read_bytes())
     body = {
         "format_version": FORMAT_VERSION,
+        "code_sha256": code.hexdigest(),
         "testbed": cfg.testbed.model_dump(mode="json"),
         "prompt_template": cfg.data.prompt_template,
         "wordlist_sha256": hashlib.sha256(src.read_bytes()).hexdigest(),
