@@ -71,6 +71,13 @@ def rankings_to_pairs(rows: Sequence[dict], source: str = "<rankings>") -> list[
         if len(comps) != len(ranks):
             raise DataError(f"{where}: {len(comps)} completions but {len(ranks)} ranks")
         values = [_rank_value(r, where) for r in ranks]
+        seen: dict[str, float] = {}
+        for comp, value in zip(comps, values):
+            key = str(comp)
+            if key in seen and seen[key] != value:
+                raise DataError(f"{where}: the same completion is ranked both {seen[key]:g} and {value:g} "
+                                "(a contradictory ranking: it would be preferred to itself)")
+            seen[key] = value
         prompt = str(row.get("prompt") or "")
         for i in range(len(comps)):
             for j in range(i + 1, len(comps)):
