@@ -299,13 +299,13 @@ class PPOTrainer:
                     self.optimizer.zero_grad(set_to_none=True)
                     continue
                 self.acc.backward(loss)
-                grads_ok = all(torch.isfinite(p.grad).all() for p in self.model.parameters()
-                               if p.grad is not None)
-                if not grads_ok:
+                # One check instead of a pass over every gradient: the total norm is finite iff every
+                # gradient entry is (clipping a non-finite norm only scales grads that are dropped here).
+                total_norm = self.acc.clip_grad_norm_(self.model.parameters(), s.max_grad_norm)
+                if total_norm is not None and not torch.isfinite(torch.as_tensor(total_norm)):
                     bad_updates += 1
                     self.optimizer.zero_grad(set_to_none=True)
                     continue
-                self.acc.clip_grad_norm_(self.model.parameters(), s.max_grad_norm)
                 self.optimizer.step()
                 self.optimizer.zero_grad(set_to_none=True)
                 with torch.no_grad():
