@@ -131,8 +131,11 @@ class PPOTrainer:
         # Dropout off: logprobs at rollout time and at update time must come from the same function.
         self.module.eval()
         params = [p for p in self.module.parameters() if p.requires_grad]
+        # The fused kernel updates all parameters in one call (about 3x faster than the per-tensor
+        # loop that AdamW picks by default on CPU); same update rule, float32 rounding aside.
+        fused = self.fused_adam_supported(params)
         self.optimizer = torch.optim.AdamW(params, lr=settings.learning_rate, eps=settings.adam_eps,
-                                           weight_decay=0.0)
+                                           weight_decay=0.0, fused=fused or None)
         self.model, self.optimizer = self.acc.prepare(self.module, self.optimizer)
         self.kl_ctl = make_kl_controller(settings.kl)
         self.score_moments = RunningMoments()
@@ -141,6 +144,18 @@ class PPOTrainer:
         self.step_count = 0
 
     # ------------------------------------------------------------------------------ helpers
+    @staticmethod
+    def fused_adam_supported(params: list[torch.Tensor]) -> bool:
+        """Whether torch has a fused Adam kernel for every parameter's device and dtype (CPU and CUDA do)."""
+        try:
+            from torch.optim.optimizer import _get_fused_kernels_supported_devices
+
+            devices = set(_get_fused_kernels_supported_devices())
+        except ImportError:  # older torch: keep the default implementation
+            return False
+        ok_dtypes = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+        return bool(params) and all(p.device.type in devices and p.dtype in ok_dtypes for p in params)
+
     def amp(self):
         """bfloat16 autocast for forward passes when ``ppo.mixed_precision`` is ``bf16``."""
         return torch.autocast(device_type=self.acc.device.type, dtype=torch.bfloat16,
