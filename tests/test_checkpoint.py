@@ -81,7 +81,7 @@ def test_failed_write_leaves_previous_checkpoint_intact(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(ckpt, "save_file", full_disk)
-    with pytest.raises(OSError, match="No space"):
+    with pytest.raises(CheckpointError, match="No space left on device.*step-000001 is intact"):
         ckpt.save_checkpoint(tmp_path, 2, model.state_dict(), opt.state_dict(), {"x": 2})
     latest = ckpt.latest_checkpoint(tmp_path)
     assert latest.name == "step-000001" and ckpt.load_checkpoint(latest)[3]["x"] == 1

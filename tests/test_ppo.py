@@ -95,3 +95,21 @@ def test_non_finite_scores_skip_the_step(tiny_t5_dir):
 
     with pytest.raises(TrainingError, match="skipped"):  # a second skip exceeds max_skipped_steps=1
         _step(tr, lp)
+
+
+def test_nan_loss_never_reaches_the_weights(tiny_t5_dir, monkeypatch):
+    import detoxrl.rl.trainer as trainer_mod
+
+    tr, lp = _trainer(tiny_t5_dir, max_skipped_steps=3)
+    before = {k: v.clone() for k, v in tr.unwrapped.state_dict().items()}
+    real = trainer_mod.ppo_policy_loss
+
+    def nan_loss(*args, **kwargs):
+        loss, stats = real(*args, **kwargs)
+        return loss * float("nan"), stats
+
+    monkeypatch.setattr(trainer_mod, "ppo_policy_loss", nan_loss)
+    stats = _step(tr, lp)
+    assert stats["ppo/bad_updates"] == 4 * 16 // 4 and stats["skipped_steps"] == 1
+    for k, v in tr.unwrapped.state_dict().items():
+        assert torch.equal(v, before[k]), k

@@ -98,6 +98,18 @@ def save_checkpoint(ckpt_root: Path, step: int, model_state: dict[str, torch.Ten
     target = Path(ckpt_root) / f"step-{step:06d}"
     opt_skeleton, opt_tensors = split_tensors(optimizer_state, "opt")
     state_skeleton, state_tensors = split_tensors(state, "st")
+    try:
+        _write_checkpoint(target, model_state, opt_skeleton, opt_tensors, state_skeleton, state_tensors, step)
+    except OSError as exc:
+        previous = latest_checkpoint(ckpt_root)
+        kept = f"the previous checkpoint {previous.name} is intact" if previous else "no earlier checkpoint exists"
+        raise CheckpointError(f"could not write checkpoint {target} ({exc.strerror or exc}); {kept}") from exc
+    prune_checkpoints(ckpt_root, keep)
+    return target
+
+
+def _write_checkpoint(target: Path, model_state, opt_skeleton, opt_tensors, state_skeleton, state_tensors,
+                      step: int) -> None:
     with atomic_dir(target) as tmp:
         save_file({k: v.detach().cpu().contiguous() for k, v in model_state.items()},
                   str(tmp / "model.safetensors"))
@@ -108,8 +120,6 @@ def save_checkpoint(ckpt_root: Path, step: int, model_state: dict[str, torch.Ten
                   str(tmp / "optimizer.safetensors"))
         payload = {"format": FORMAT, "step": step, "optimizer": opt_skeleton, "state": state_skeleton}
         (tmp / "state.json").write_text(json.dumps(payload), encoding="utf-8")
-    prune_checkpoints(ckpt_root, keep)
-    return target
 
 
 def list_checkpoints(ckpt_root: Path) -> list[tuple[int, Path]]:
