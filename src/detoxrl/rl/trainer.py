@@ -161,6 +161,11 @@ class PPOTrainer:
         return torch.autocast(device_type=self.acc.device.type, dtype=torch.bfloat16,
                               enabled=self.s.mixed_precision == "bf16")
 
+    def _tempered(self, logits: torch.Tensor) -> torch.Tensor:
+        """``logits / temperature``; at temperature 1 the logits themselves (no [B, T, V] copy)."""
+        t = self.s.generation.temperature
+        return logits if t == 1.0 else logits / t
+
     @property
     def unwrapped(self) -> PolicyWithValue:
         return self.acc.unwrap_model(self.model)
@@ -188,7 +193,7 @@ class PPOTrainer:
                                            ro.response_mask[sl],
                                            encoder_hidden=ro.encoder_hidden[sl] if ro.encoder_hidden is not None else None)
             v = v.float()
-            logits = logits / self.s.generation.temperature
+            logits = self._tempered(logits)
             logps.append(logprobs_from_logits(logits, ro.response_ids[sl]))
             values.append(v)
             ents.append(entropy_from_logits(logits))
@@ -206,7 +211,7 @@ class PPOTrainer:
                         logits, _ = forward_response(self.unwrapped.lm, self.lp.is_seq2seq, *args)
                 else:
                     logits, _ = forward_response(self.ref_model, self.lp.is_seq2seq, *args)
-            logits = logits / self.s.generation.temperature
+            logits = self._tempered(logits)
             out_lp.append(logprobs_from_logits(logits, ro.response_ids[sl]))
             if want_logits:
                 out_logits.append(logits)
@@ -258,7 +263,9 @@ class PPOTrainer:
 
         t0 = time.perf_counter()
         mb = s.mini_batch_size
-        ro.logprobs, ro.values, _ = self._policy_forward_nograd(ro, mb)
+        ro.logprobs, ro.values, entropy = self._policy_forward_nograd(ro, mb)
+        # Logged as policy/entropy: the rollout policy's entropy, from this pass (no second softmax later).
+        self._rollout_entropy = float(masked_mean(entropy, ro.response_mask))
         timings["policy_fwd_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         want_full = s.kl.penalty == "full"
@@ -271,7 +278,7 @@ class PPOTrainer:
                     sl = slice(i, i + mb)
                     with self.amp():
                         lg, _ = self.unwrapped(ro.query_ids[sl], ro.query_mask[sl], ro.response_ids[sl], ro.response_mask[sl])
-                    pol_logits.append(lg / s.generation.temperature)
+                    pol_logits.append(self._tempered(lg))
                 kl_tensor = torch.cat([full_kl_from_logits(p, r) for p, r in zip(pol_logits, ref_logits)])
         timings["reference_s"] = time.perf_counter() - t0
 
@@ -287,7 +294,7 @@ class PPOTrainer:
         s = self.s
         n = len(ro.prompts)
         stats: dict[str, list[float]] = {k: [] for k in (
-            "policy/loss", "policy/clipfrac", "policy/approx_kl", "value/loss", "value/clipfrac", "policy/entropy")}
+            "policy/loss", "policy/clipfrac", "policy/approx_kl", "value/loss", "value/clipfrac")}
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.step_count)
         bad_updates = 0
         frozen_encoder = self._frozen_encoder()
@@ -302,8 +309,8 @@ class PPOTrainer:
                     logits, values = self.model(mbro.query_ids, mbro.query_mask, mbro.response_ids,
                                                 mbro.response_mask, encoder_hidden=enc)
                 values = values.float()
-                logits = logits / s.generation.temperature
-                logp = logprobs_from_logits(logits, mbro.response_ids)
+                logp = logprobs_from_logits(self._tempered(logits), mbro.response_ids)
+                del logits  # the [mb, T, V] logits are not needed past the logprobs
                 pg_loss, pg_stats = ppo_policy_loss(logp, mbro.logprobs, mbro.advantages, mbro.response_mask,
                                                     s.cliprange)
                 vf_loss, vf_stats = ppo_value_loss(values, mbro.values, mbro.returns, mbro.response_mask,
@@ -323,14 +330,11 @@ class PPOTrainer:
                     continue
                 self.optimizer.step()
                 self.optimizer.zero_grad(set_to_none=True)
-                with torch.no_grad():
-                    ent = masked_mean(entropy_from_logits(logits.detach()), mbro.response_mask)
                 stats["policy/loss"].append(float(pg_loss.detach()))
                 stats["policy/clipfrac"].append(float(pg_stats["clipfrac"]))
                 stats["policy/approx_kl"].append(float(pg_stats["approx_kl"]))
                 stats["value/loss"].append(float(vf_loss.detach()))
                 stats["value/clipfrac"].append(float(vf_stats["vf_clipfrac"]))
-                stats["policy/entropy"].append(float(ent))
                 if s.target_approx_kl is not None and should_early_stop(float(pg_stats["approx_kl"]),
                                                                         s.target_approx_kl):
                     stop = True
@@ -338,6 +342,7 @@ class PPOTrainer:
             if stop:
                 break
         out = {k: (sum(v) / len(v) if v else float("nan")) for k, v in stats.items()}
+        out["policy/entropy"] = getattr(self, "_rollout_entropy", float("nan"))
         out["ppo/updates"] = len(stats["policy/loss"])
         out["ppo/bad_updates"] = bad_updates
         return out
