@@ -44,14 +44,18 @@ from _common import (  # noqa: E402
 
 import torch  # noqa: E402
 
-def build_trainer(model_dir: Path, work: Workload, seed: int) -> tuple[Any, dict[str, Any]]:
+def build_trainer(model_dir: Path, work: Workload, seed: int,
+                  precision: str = "fp32") -> tuple[Any, dict[str, Any]]:
     """Load the policy (with value head) and a separate frozen reference from ``model_dir``; build the trainer.
+
+    ``precision`` ``"bf16"`` sets ``ppo.mixed_precision="bf16"`` (bf16 autocast for generation and every
+    forward pass, fp32 master weights, optimiser and logprobs); ``"fp32"`` runs everything in float32.
 
     Returns ``(trainer, info)`` where ``info`` holds ``n_params`` (policy without value head),
     ``param_checksum`` (``_common.param_checksum`` of the policy as loaded, which the harness compares
     with the legacy side's) and ``vocab_size``.
     """
-    from _common import param_checksum
+    from _common import PhaseClock, param_checksum
 
     from detoxrl.config import GenerationSettings, KLSettings, PPOSettings
     from detoxrl.models.policy import load_policy_model
@@ -59,10 +63,41 @@ def build_trainer(model_dir: Path, work: Workload, seed: int) -> tuple[Any, dict
     from detoxrl.utils import set_seed
 
     class EvenTokenTrainer(PPOTrainer):
-        """detoxrl's trainer, scoring token ids with the benchmark's shared reward."""
+        """detoxrl's trainer, scoring token ids with the benchmark's shared reward, with CPU clocks per phase.
+
+        The wrappers only time (``PhaseClock``) and call the trainer's own methods: ``forward`` = the
+        no-grad policy pass and the reference pass, ``update`` = :meth:`learn`, ``score`` = this score,
+        ``generate`` = the rest of ``make_experience`` (sampling, plus the KL rewards and GAE, < 1 %).
+        """
+
+        clock = PhaseClock()
 
         def score(self, gen, prompts):
-            return even_token_reward(gen.response_ids).float(), {}
+            with self.clock.phase("score"):
+                return even_token_reward(gen.response_ids).float(), {}
+
+        def make_experience(self, *args, **kwargs):
+            with self.clock.phase("experience"):
+                return super().make_experience(*args, **kwargs)
+
+        def _policy_forward_nograd(self, *args, **kwargs):
+            with self.clock.phase("forward"):
+                return super()._policy_forward_nograd(*args, **kwargs)
+
+        def _reference_forward(self, *args, **kwargs):
+            with self.clock.phase("forward"):
+                return super()._reference_forward(*args, **kwargs)
+
+        def learn(self, *args, **kwargs):
+            with self.clock.phase("update"):
+                return super().learn(*args, **kwargs)
+
+        def take_cpu(self) -> dict[str, float]:
+            """CPU seconds per phase since the last call: ``generate``, ``score``, ``forward``, ``update``."""
+            cpu = self.clock.take()[1]
+            exp = cpu.pop("experience", 0.0)
+            cpu["generate"] = max(0.0, exp - cpu.get("forward", 0.0) - cpu.get("score", 0.0))
+            return cpu
 
     set_seed(seed)
     lp = load_policy_model(str(model_dir))
@@ -74,7 +109,7 @@ def build_trainer(model_dir: Path, work: Workload, seed: int) -> tuple[Any, dict
         ppo_epochs=work.ppo_epochs, learning_rate=work.learning_rate,
         kl=KLSettings(penalty="kl", init_coef=0.2, adaptive=True, target=6.0, horizon=10_000),
         gamma=1.0, lam=0.95, cliprange=0.2, cliprange_value=0.2, vf_coef=0.1, whiten_advantages=True,
-        score_norm=False, score_clip=None,
+        score_norm=False, score_clip=None, mixed_precision="bf16" if precision == "bf16" else "no",
         max_grad_norm=1e30,  # the legacy trainer does not clip; a norm this large never clips
         generation=GenerationSettings(max_new_tokens=work.response_len, min_new_tokens=work.response_len,
                                       do_sample=True, top_k=0, top_p=1.0, temperature=1.0),
@@ -86,11 +121,14 @@ def build_trainer(model_dir: Path, work: Workload, seed: int) -> tuple[Any, dict
 def ppo_step(trainer: Any, prompts: torch.Tensor, work: Workload) -> dict[str, float]:
     """One PPO step on ``prompts`` ``(B, prompt_len)``: generate, score with ``even_token_reward``, learn.
 
-    Returns wall seconds per phase (see the module docstring) and ``mean_score``.
+    Returns wall seconds per phase (see the module docstring), CPU seconds per phase under ``cpu``,
+    ``mean_score`` and ``kl``.
     """
     mask = torch.ones_like(prompts)
+    trainer.take_cpu()
     stats = trainer.step([""] * prompts.shape[0], prompts, mask, work.response_len)
     return {
+        "cpu": trainer.take_cpu(),
         "generate": stats["perf/generate_s"],
         "score": stats["perf/score_s"],
         "forward": stats["perf/policy_fwd_s"] + stats["perf/reference_s"],
@@ -102,7 +140,10 @@ def ppo_step(trainer: Any, prompts: torch.Tensor, work: Workload) -> dict[str, f
 
 def main() -> None:
     """Parse arguments, build the trainer, run warm-up and timed steps, print the result line."""
-    args = worker_parser(__doc__.splitlines()[0]).parse_args()
+    parser = worker_parser(__doc__.splitlines()[0])
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                        help="bf16: detoxrl's bf16 autocast (ppo.mixed_precision=bf16)")
+    args = parser.parse_args()
     torch.set_num_threads(args.threads)
     work = workload_from_args(args)
     rss_start = current_rss_mb()
@@ -112,7 +153,7 @@ def main() -> None:
     import detoxrl
 
     rss_import = current_rss_mb()
-    trainer, info = build_trainer(args.model_dir, work, args.seed)
+    trainer, info = build_trainer(args.model_dir, work, args.seed, precision=args.precision)
     rss_setup = current_rss_mb()
 
     def one_step(step: int) -> dict[str, float]:
@@ -131,6 +172,7 @@ def main() -> None:
     cpu_phases = sorted({k for r in records for k in r.get("cpu", {})})
     emit_result({
         "side": "detoxrl",
+        "precision": args.precision,
         "versions": {"python": platform.python_version(), "torch": torch.__version__,
                      "transformers": transformers.__version__,
                      "detoxrl": getattr(detoxrl, "__version__", "unknown")},

@@ -59,8 +59,6 @@ from _common import (  # noqa: E402
     update_phase_flops,
 )
 
-NOT_READY_EXIT = 3  # the detoxrl worker's "trainer not plugged in yet" status (see _detoxrl_worker.py)
-
 TORCH_SPEC = os.environ.get("BENCH_TORCH_SPEC", "torch==2.13.0")
 """Installed first and alone, so that pip takes the CPU build that the package index offers."""
 LEGACY_PINS = [
@@ -102,8 +100,9 @@ def ensure_bench_venv(venv: Path, base_python: str = sys.executable) -> Path:
 
 
 # ------------------------------------------------------------------------------- matmul peak
-def matmul_throughput(threads: int, shapes: list[tuple[int, int, int]], seconds: float = 0.5) -> dict[str, Any]:
-    """fp32 GEMM throughput of ``(m×k) @ (k×n)`` for each shape, on wall and CPU clocks.
+def matmul_throughput(threads: int, shapes: list[tuple[int, int, int]], seconds: float = 0.5,
+                      dtype: torch.dtype = torch.float32) -> dict[str, Any]:
+    """GEMM throughput of ``(m×k) @ (k×n)`` in ``dtype`` for each shape, on wall and CPU clocks.
 
     FLOPs per product are 2·m·k·n; each shape runs for about ``seconds`` after two warm-up products.
     Returns per-shape GFLOP/s and the best of each clock (``best_wall_gflops``, ``best_cpu_gflops``).
@@ -111,7 +110,7 @@ def matmul_throughput(threads: int, shapes: list[tuple[int, int, int]], seconds:
     torch.set_num_threads(threads)
     per_shape = {}
     for m, k, n in shapes:
-        a, b = torch.randn(m, k), torch.randn(k, n)
+        a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
         for _ in range(2):
             a @ b
         count, w0, c0 = 0, time.perf_counter(), time.process_time()
@@ -123,6 +122,7 @@ def matmul_throughput(threads: int, shapes: list[tuple[int, int, int]], seconds:
         per_shape[f"{m}x{k}x{n}"] = {"wall_gflops": flops / wall / 1e9, "cpu_gflops": flops / max(cpu, 1e-9) / 1e9}
     return {
         "threads": threads,
+        "dtype": str(dtype).replace("torch.", ""),
         "shapes": per_shape,
         "best_wall_gflops": max(v["wall_gflops"] for v in per_shape.values()),
         "best_cpu_gflops": max(v["cpu_gflops"] for v in per_shape.values()),
@@ -137,18 +137,20 @@ def gemm_shapes(size: ModelSize, work: Workload) -> list[tuple[int, int, int]]:
 
 
 # ------------------------------------------------------------------------------------ workers
-class WorkerNotReady(RuntimeError):
-    """The detoxrl worker said its trainer is not plugged in yet."""
+SIDES = {"legacy": "legacy (TRL 0.11.4, fp32)", "detoxrl-fp32": "detoxrl fp32", "detoxrl-bf16": "detoxrl bf16"}
+"""Run names and how the table labels them. The legacy side is always fp32, as TRL 0.11.4 runs it."""
 
 
-def worker_command(python: Path, script: Path, model_dir: Path, work: Workload, args: argparse.Namespace) -> list[str]:
-    """The command line of one worker run (both sides take the same arguments)."""
+def worker_command(python: Path, script: Path, model_dir: Path, work: Workload, args: argparse.Namespace,
+                   precision: str | None = None) -> list[str]:
+    """The command line of one worker run (both sides take the same arguments; detoxrl also ``--precision``)."""
+    extra = ["--precision", precision] if precision else []
     return [str(python), str(script), "--model-dir", str(model_dir),
             "--batch-size", str(work.batch_size), "--prompt-len", str(work.prompt_len),
             "--response-len", str(work.response_len), "--ppo-epochs", str(work.ppo_epochs),
             "--mini-batch-size", str(work.mini_batch_size), "--learning-rate", repr(work.learning_rate),
             "--steps", str(args.steps), "--warmup", str(args.warmup), "--seed", str(args.seed),
-            "--threads", str(args.threads)]
+            "--threads", str(args.threads), *extra]
 
 
 def run_worker(side: str, cmd: list[str], log: Path, threads: int, timeout: float | None) -> dict[str, Any]:
@@ -158,19 +160,21 @@ def run_worker(side: str, cmd: list[str], log: Path, threads: int, timeout: floa
     with log.open("w") as err:
         proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=err, text=True, env=env, cwd=str(ROOT),
                               timeout=timeout)
-    if side == "detoxrl" and proc.returncode == NOT_READY_EXIT:
-        raise WorkerNotReady(log.read_text().strip().splitlines()[-1])
     if proc.returncode != 0:
         tail = "\n".join(log.read_text().splitlines()[-15:])
         raise RuntimeError(f"the {side} worker failed (exit {proc.returncode}); its log ends with:\n{tail}")
     return parse_result(proc.stdout)
 
 
-def alternation(repeats: int) -> list[str]:
-    """ABBA order: legacy, detoxrl, detoxrl, legacy, legacy, detoxrl, ..."""
+def alternation(repeats: int, sides: list[str] | None = None) -> list[str]:
+    """ABBA order over ``sides``: forwards in even repeats, backwards in odd ones.
+
+    With ``["legacy", "detoxrl-fp32"]``: legacy, detoxrl-fp32, detoxrl-fp32, legacy, legacy, ...
+    """
+    sides = sides or ["legacy", "detoxrl-fp32"]
     order: list[str] = []
     for r in range(repeats):
-        order += ["legacy", "detoxrl"] if r % 2 == 0 else ["detoxrl", "legacy"]
+        order += sides if r % 2 == 0 else sides[::-1]
     return order
 
 
@@ -180,8 +184,13 @@ def spread(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
-def summarise(runs: list[dict[str, Any]], flops_update: float, gemm: dict[str, Any]) -> dict[str, Any]:
-    """Pool one side's runs: s/step, CPU s/step, phases, peak RSS and update-phase MFU."""
+def summarise(runs: list[dict[str, Any]], flops_update: float, gemm: dict[str, Any],
+              gemm_bf16: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Pool one side's runs: s/step, CPU s/step, phases, peak RSS and update-phase MFU.
+
+    MFU is always given against the fp32 matmul peak (``update_mfu_wall``/``update_mfu_cpu``); with
+    ``gemm_bf16`` also against the bf16 peak (``update_mfu_wall_bf16``/``update_mfu_cpu_bf16``).
+    """
     steps = [s for r in runs for s in r["step_seconds"]]
     cpu = [s for r in runs for s in r.get("step_cpu_seconds", [])]
     phase_names = sorted({p for r in runs for p in r["phases"]})
@@ -205,43 +214,79 @@ def summarise(runs: list[dict[str, Any]], flops_update: float, gemm: dict[str, A
         out["update_mfu_wall"] = flops_update / phases["update"] / (gemm["best_wall_gflops"] * 1e9)
     if cpu_phases.get("update", 0) > 0:
         out["update_mfu_cpu"] = flops_update / cpu_phases["update"] / (gemm["best_cpu_gflops"] * 1e9)
+    if gemm_bf16 is not None:
+        if "update" in phases and phases["update"] > 0:
+            out["update_mfu_wall_bf16"] = flops_update / phases["update"] / (gemm_bf16["best_wall_gflops"] * 1e9)
+        if cpu_phases.get("update", 0) > 0:
+            out["update_mfu_cpu_bf16"] = flops_update / cpu_phases["update"] / (gemm_bf16["best_cpu_gflops"] * 1e9)
     return out
 
 
+def _pct(x: float | None) -> str:
+    return "      n/a" if x is None else f"{x * 100:8.1f}%"
+
+
 def _fmt_side(name: str, s: dict[str, Any]) -> str:
+    """One table row: s/step spread, CPU s/step, peak RSS, update seconds and MFU against each peak."""
     st, cpu = s["s_per_step"], s["cpu_s_per_step"]
     cpu_txt = f"{cpu['median']:8.2f}" if cpu else "     n/a"
     upd = s["phases_median_s"].get("update", float("nan"))
-    mfu_w = s.get("update_mfu_wall", float("nan")) * 100
-    mfu_c = s.get("update_mfu_cpu", float("nan")) * 100
-    return (f"{name:<8} {st['median']:8.2f} {st['min']:8.2f} {st['max']:8.2f} {cpu_txt} "
-            f"{s['peak_rss_mb']:10.0f} {upd:9.2f} {mfu_w:8.1f}% {mfu_c:8.1f}%")
+    upd_cpu = s["cpu_phases_median_s"].get("update", float("nan"))
+    return (f"{SIDES.get(name, name):<26} {st['median']:8.2f} {st['min']:8.2f} {st['max']:8.2f} {cpu_txt} "
+            f"{s['peak_rss_mb']:10.0f} {upd:8.2f} {upd_cpu:8.2f} {_pct(s.get('update_mfu_wall'))} "
+            f"{_pct(s.get('update_mfu_cpu'))} {_pct(s.get('update_mfu_cpu_bf16'))}")
+
+
+def _gemm_line(gemm: dict[str, Any]) -> str:
+    shapes = ", ".join(f"{k} {v['wall_gflops']:.0f}" for k, v in gemm["shapes"].items())
+    return (f"matmul {gemm['dtype']} GFLOP/s (torch {torch.__version__}): {shapes}; best "
+            f"{gemm['best_wall_gflops']:.1f} wall, {gemm['best_cpu_gflops']:.1f} per CPU-second")
 
 
 def report(size_name: str, size: ModelSize, work: Workload, args: argparse.Namespace, n_params: int,
-           gemm: dict[str, Any], sides: dict[str, dict[str, Any]], flops_update: float) -> None:
-    """Print the human-readable summary (everything but the final line)."""
+           gemm: dict[str, Any], gemm_bf16: dict[str, Any] | None, sides: dict[str, dict[str, Any]],
+           flops_update: float) -> None:
+    """Print the human-readable summary (everything but the final lines)."""
     print()
     print(f"PPO step benchmark, size {size_name}: T5 d_model {size.d_model}, {size.num_layers}+"
           f"{size.num_decoder_layers} layers, d_ff {size.d_ff}, vocab {size.vocab_size} "
           f"({n_params / 1e6:.2f} M params); batch {work.batch_size}, prompt {work.prompt_len}, response "
           f"{work.response_len}, {work.ppo_epochs} PPO epochs, minibatch {work.mini_batch_size}; "
           f"{args.threads} thread(s); {args.repeats} repeat(s) x {args.steps} steps (+{args.warmup} warm-up)")
-    shapes = ", ".join(f"{k} {v['wall_gflops']:.0f}" for k, v in gemm["shapes"].items())
-    print(f"matmul fp32 GFLOP/s (torch {torch.__version__}): {shapes}; best {gemm['best_wall_gflops']:.1f} "
-          f"wall, {gemm['best_cpu_gflops']:.1f} per CPU-second")
-    print(f"update phase: {flops_update / 1e9:.1f} GFLOP per PPO step (3 x forward, counted per matmul)")
-    print(f"{'side':<8} {'s/step':>8} {'min':>8} {'max':>8} {'cpu-s':>8} {'peakRSS MB':>10} "
-          f"{'update s':>9} {'MFU wall':>9} {'MFU cpu':>9}")
+    print("precision: the legacy side always runs fp32 (TRL 0.11.4 has no mixed precision on CPU); "
+          "'detoxrl bf16' is bf16 autocast with fp32 master weights, optimiser and logprobs")
+    print(_gemm_line(gemm))
+    if gemm_bf16 is not None:
+        print(_gemm_line(gemm_bf16))
+    print(f"update phase: {flops_update / 1e9:.1f} GFLOP per PPO step (3 x forward, counted per matmul); "
+          "MFU = those FLOPs / (update seconds x best matmul throughput of the named dtype)")
+    print(f"{'run':<26} {'s/step':>8} {'min':>8} {'max':>8} {'cpu-s':>8} {'peakRSS MB':>10} {'upd s':>8} "
+          f"{'upd cpu':>8} {'MFU fp32':>9} {'MFUcpu32':>9} {'MFUcpu16':>9}")
     for name, s in sides.items():
         print(_fmt_side(name, s))
+    print("(MFU fp32 = wall clock against the fp32 peak; MFUcpu32 / MFUcpu16 = CPU time against the fp32 / "
+          "bf16 peak per CPU-second; the bf16 peak applies to the bf16 run only)")
     for name, s in sides.items():
         ph = ", ".join(f"{k} {v:.2f}" for k, v in s["phases_median_s"].items() if v >= 0.005)
         cp = ", ".join(f"{k} {v:.2f}" for k, v in s["cpu_phases_median_s"].items() if v >= 0.005)
         print(f"{name} phases, median wall s: {ph}")
         if cp:
             print(f"{name} phases, median CPU s: {cp}")
+        print(f"{name} memory: after imports {s['rss_after_import_mb']:.0f} MB, after setup "
+              f"{s['rss_after_setup_mb']:.0f} MB, peak {s['peak_rss_mb']:.0f} MB")
         print(f"{name} versions: " + ", ".join(f"{k} {v}" for k, v in s["versions"].items()))
+
+
+def ratios(legacy: dict[str, Any], ours: dict[str, Any]) -> tuple[float, float]:
+    """``(speedup, memory_ratio)`` = (legacy median s/step ÷ ours, our peak RSS ÷ legacy's)."""
+    return (legacy["s_per_step"]["median"] / ours["s_per_step"]["median"],
+            ours["peak_rss_mb"] / legacy["peak_rss_mb"])
+
+
+def best_run(sides: dict[str, dict[str, Any]]) -> str:
+    """The detoxrl run with the lowest median s/step (its memory is reported with it, whatever it is)."""
+    ours = [k for k in sides if k.startswith("detoxrl")]
+    return min(ours, key=lambda k: sides[k]["s_per_step"]["median"])
 
 
 # --------------------------------------------------------------------------------------- main
@@ -260,6 +305,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--response-len", type=int, default=w.response_len)
     p.add_argument("--ppo-epochs", type=int, default=w.ppo_epochs)
     p.add_argument("--mini-batch-size", type=int, default=w.mini_batch_size)
+    p.add_argument("--precision", choices=["fp32", "bf16", "both"], default="both",
+                   help="detoxrl's precision: fp32, bf16 autocast, or both in the same alternation "
+                        "(the legacy side always runs fp32)")
     p.add_argument("--legacy-only", action="store_true", help="measure the legacy side alone")
     p.add_argument("--bench-venv", type=Path, default=ROOT / ".bench-venv", help="legacy environment")
     p.add_argument("--json-out", type=Path, default=None,
@@ -277,8 +325,22 @@ def _progress():
     return progress()
 
 
+def _best_gemm(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """The better of two throughput measurements (best wall and best CPU figure taken separately)."""
+    gemm = before if before["best_wall_gflops"] >= after["best_wall_gflops"] else after
+    return dict(gemm, best_cpu_gflops=max(before["best_cpu_gflops"], after["best_cpu_gflops"]))
+
+
+def run_names(args: argparse.Namespace) -> list[str]:
+    """The runs of one alternation: legacy first, then detoxrl in the precisions asked for."""
+    if args.legacy_only:
+        return ["legacy"]
+    ours = ["fp32", "bf16"] if args.precision == "both" else [args.precision]
+    return ["legacy", *(f"detoxrl-{p}" for p in ours)]
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark; 0 on success, 2 when the detoxrl side is not plugged in yet."""
+    """Run the benchmark; 0 on success (a failing worker stops it with its log's tail)."""
     args = parse_args(argv)
     size = SIZES[args.size]
     work = Workload(batch_size=args.batch_size, prompt_len=args.prompt_len, response_len=args.response_len,
@@ -287,6 +349,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("--batch-size must be a multiple of --mini-batch-size")
     legacy_python = ensure_bench_venv(args.bench_venv)
     flops_update = update_phase_flops(size, work)
+    names = run_names(args)
+    with_bf16 = "detoxrl-bf16" in names
     load_before = os.getloadavg()
     if load_before[0] > (os.cpu_count() or 1) + 0.5:
         print(f"note: load average {load_before[0]:.1f} on {os.cpu_count()} cores: other processes share the "
@@ -305,66 +369,74 @@ def main(argv: list[str] | None = None) -> int:
         reference = T5ForConditionalGeneration.from_pretrained(model_dir)
         checksum, n_params = param_checksum(reference), sum(p.numel() for p in reference.parameters())
         del reference
-        gemm_before = matmul_throughput(args.threads, gemm_shapes(size, work))
+        shapes = gemm_shapes(size, work)
+        gemm_before = matmul_throughput(args.threads, shapes)
+        bf16_before = matmul_throughput(args.threads, shapes, dtype=torch.bfloat16) if with_bf16 else None
 
-        scripts = {"legacy": (legacy_python, HERE / "_legacy_trl_worker.py"),
-                   "detoxrl": (Path(sys.executable), HERE / "_detoxrl_worker.py")}
-        order = [s for s in alternation(args.repeats) if not (args.legacy_only and s == "detoxrl")]
-        results: dict[str, list[dict[str, Any]]] = {"legacy": [], "detoxrl": []}
-        not_ready = None
+        order = alternation(args.repeats, names)
+        results: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
         bar = _progress()
         with bar if bar is not None else nullcontext():
             task = bar.add_task("PPO benchmark", total=len(order), info="") if bar is not None else None
-            for i, side in enumerate(order):
+            for i, name in enumerate(order):
                 if bar is not None:
-                    bar.update(task, info=f"{side} run {len(results[side]) + 1}")
-                res = None
-                if not (side == "detoxrl" and not_ready):
-                    python, script = scripts[side]
-                    cmd = worker_command(python, script, model_dir, work, args)
-                    try:
-                        res = run_worker(side, cmd, tmp_path / f"{i:02d}-{side}.log", args.threads, args.timeout)
-                    except WorkerNotReady as e:
-                        not_ready = str(e)
-                if res is not None:
-                    if abs(res["param_checksum"] - checksum) > 1e-9 * max(1.0, abs(checksum)):
-                        raise SystemExit(f"the {side} worker loaded different weights (checksum "
-                                         f"{res['param_checksum']!r} vs {checksum!r})")
-                    results[side].append(res)
+                    bar.update(task, info=f"{name} run {len(results[name]) + 1}")
+                if name == "legacy":
+                    cmd = worker_command(legacy_python, HERE / "_legacy_trl_worker.py", model_dir, work, args)
+                else:
+                    cmd = worker_command(Path(sys.executable), HERE / "_detoxrl_worker.py", model_dir, work, args,
+                                         precision=name.split("-", 1)[1])
+                res = run_worker(name, cmd, tmp_path / f"{i:02d}-{name}.log", args.threads, args.timeout)
+                if abs(res["param_checksum"] - checksum) > 1e-9 * max(1.0, abs(checksum)):
+                    raise SystemExit(f"the {name} worker loaded different weights (checksum "
+                                     f"{res['param_checksum']!r} vs {checksum!r})")
+                results[name].append(res)
                 if bar is not None:
                     bar.advance(task)
-        gemm_after = matmul_throughput(args.threads, gemm_shapes(size, work))
+        gemm_after = matmul_throughput(args.threads, shapes)
+        bf16_after = matmul_throughput(args.threads, shapes, dtype=torch.bfloat16) if with_bf16 else None
 
-    gemm = gemm_before if gemm_before["best_wall_gflops"] >= gemm_after["best_wall_gflops"] else gemm_after
-    gemm = dict(gemm, best_cpu_gflops=max(gemm_before["best_cpu_gflops"], gemm_after["best_cpu_gflops"]))
-    sides = {name: summarise(runs, flops_update, gemm) for name, runs in results.items() if runs}
-    report(args.size, size, work, args, n_params, gemm, sides, flops_update)
+    gemm = _best_gemm(gemm_before, gemm_after)
+    gemm_bf16 = _best_gemm(bf16_before, bf16_after) if with_bf16 else None
+    sides = {name: summarise(runs, flops_update, gemm, gemm_bf16 if name == "detoxrl-bf16" else None)
+             for name, runs in results.items() if runs}
+    report(args.size, size, work, args, n_params, gemm, gemm_bf16, sides, flops_update)
     load_after = os.getloadavg()
     print(f"load average before/after: {load_before[0]:.1f} / {load_after[0]:.1f} on {os.cpu_count()} cores")
 
     out_path = args.json_out or ROOT / "runs" / "bench" / f"ppo_vs_trl_legacy_{args.size}.json"
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"size": args.size, "model": vars(size), "workload": vars(work), "threads": args.threads,
-               "repeats": args.repeats, "steps": args.steps, "warmup": args.warmup, "n_params": n_params,
-               "update_flops": flops_update, "matmul": {"before": gemm_before, "after": gemm_after},
-               "load_average": {"before": load_before, "after": load_after},
-               "summary": sides, "runs": results}
-    if "legacy" in sides and "detoxrl" in sides:
-        speedup = sides["legacy"]["s_per_step"]["median"] / sides["detoxrl"]["s_per_step"]["median"]
-        memory_ratio = sides["detoxrl"]["peak_rss_mb"] / sides["legacy"]["peak_rss_mb"]
-        payload.update(speedup=speedup, memory_ratio=memory_ratio)
-        out_path.write_text(json.dumps(payload, indent=2))
-        print(f"figures: {out_path.relative_to(ROOT) if out_path.is_relative_to(ROOT) else out_path}")
-        print(f"speedup={speedup:.2f} memory_ratio={memory_ratio:.2f}")
-        return 0
+    payload: dict[str, Any] = {
+        "size": args.size, "model": vars(size), "workload": vars(work), "threads": args.threads,
+        "repeats": args.repeats, "steps": args.steps, "warmup": args.warmup, "n_params": n_params,
+        "precision": {"legacy": "fp32", **{n: n.split("-", 1)[1] for n in names if n != "legacy"}},
+        "update_flops": flops_update,
+        "matmul": {"fp32": {"before": gemm_before, "after": gemm_after},
+                   "bf16": {"before": bf16_before, "after": bf16_after} if with_bf16 else None},
+        "load_average": {"before": load_before, "after": load_after},
+        "summary": sides, "runs": results,
+    }
+    lines: list[str] = []
+    if args.legacy_only:
+        lines.append("legacy side only (--legacy-only): no speedup line")
+    else:
+        per_run = {n: ratios(sides["legacy"], sides[n]) for n in sides if n != "legacy"}
+        best = best_run(sides)
+        payload.update(ratios={n: {"speedup": a, "memory_ratio": b} for n, (a, b) in per_run.items()},
+                       best=best, speedup=per_run[best][0], memory_ratio=per_run[best][1])
+        if "detoxrl-fp32" in per_run:
+            a, b = per_run["detoxrl-fp32"]
+            lines.append(f"fp32: speedup={a:.2f} memory_ratio={b:.2f}")
+        for n, (a, b) in per_run.items():
+            print(f"{SIDES[n]} against legacy fp32: speedup {a:.2f}, memory ratio {b:.2f}")
+        lines.append(f"best detoxrl configuration: {SIDES[best]} (legacy runs fp32); the line below is that "
+                     "configuration against legacy")
+        lines.append(f"speedup={per_run[best][0]:.2f} memory_ratio={per_run[best][1]:.2f}")
     out_path.write_text(json.dumps(payload, indent=2))
     print(f"figures: {out_path.relative_to(ROOT) if out_path.is_relative_to(ROOT) else out_path}")
-    if args.legacy_only:
-        print("legacy side only (--legacy-only): no speedup line")
-        return 0
-    print(f"detoxrl side not available: {not_ready}", file=sys.stderr)
-    print("speedup=n/a memory_ratio=n/a")
-    return 2
+    for line in lines:
+        print(line)
+    return 0
 
 
 if __name__ == "__main__":
