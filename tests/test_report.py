@@ -52,7 +52,8 @@ def write_metrics(run_dir: Path, steps: int = 40, constitution: bool = True, cur
     rows = []
     for s in range(steps):
         r = {"step": s, "reward/mean": 0.5 + 2 * s / steps + rng.normal(0, 0.1), "reward/std": 0.6,
-             "reward/meta-hate": 0.4 + s / steps, "reward/profanity": 0.9 - 0.3 * math.exp(-s / 10),
+             "reward/judge/meta-hate": 0.4 + s / steps, "reward/dim/hate": -0.3 * math.exp(-s / 10),
+             "reward/severity_penalty": -0.1 * math.exp(-s / 5),
              "kl/mean": 0.2 * s ** 0.5, "kl/coef": 0.2 * (1 - s / (3 * steps)),
              "policy/entropy": 2.0 - s / steps, "policy/clipfrac": 0.1 + rng.uniform(0, 0.05),
              "policy/approx_kl": 0.01 + rng.uniform(0, 0.01), "value/loss": 1.0 / (1 + s),
@@ -123,8 +124,8 @@ def test_report_has_every_section_and_plots(full_run):
     assert out == cfg.run_path / "report.html"
     page = out.read_text(encoding="utf-8")
     imgs = _images(page)
-    # reward, components, KL, policy, value, length/speed, constitution x2, curriculum, 2 histograms
-    assert len(imgs) == 11
+    # reward, per judge, components, KL, policy, value, length/speed, constitution x2, curriculum, 2 histograms
+    assert len(imgs) == 12
     assert all(b.startswith(b"\x89PNG\r\n\x1a\n") for b in imgs)
     assert "not run" not in page
     for anchor in ("summary", "metrics", "training", "constitution", "curriculum", "distributions",
@@ -160,7 +161,19 @@ def test_report_without_constitution_and_curriculum(tmp_path):
     page = build_report(cfg).read_text(encoding="utf-8")
     assert "Constitution: not run" in page and "Curriculum: not run" in page
     assert "Evaluation: not run" in page
-    assert len(_images(page)) == 6
+    assert len(_images(page)) == 7
+
+
+def test_report_uniform_sampler_keys_without_curriculum(tmp_path):
+    # a run without curriculum logs curriculum/competence = 1 from its uniform sampler: shown as not run
+    cfg = make_cfg(tmp_path / "run")
+    path = write_metrics(cfg.run_path, constitution=False, curriculum=False)
+    rows, _ = read_metrics(path)
+    path.write_text("".join(json.dumps({**r, "curriculum/competence": 1.0}) + "\n" for r in rows), encoding="utf-8")
+    page = build_report(cfg).read_text(encoding="utf-8")
+    assert "curriculum.enabled is false" in page
+    cfg_on = make_cfg(tmp_path / "run", curriculum={"enabled": True})
+    assert "Curriculum: not run" not in build_report(cfg_on).read_text(encoding="utf-8")
 
 
 def test_report_survives_a_corrupt_eval_json(tmp_path):
@@ -290,7 +303,7 @@ def test_report_renders_in_headless_chromium(full_run, tmp_path):
     status = render_status(build_report(cfg), tmp_path)
     assert status["errors"] == []
     assert status["resources"] == []
-    assert status["images"] == 11 and status["bad"] == []
+    assert status["images"] == 12 and status["bad"] == []
     assert status["minWidth"] > 100
     assert status["sections"] == 8
     assert status["title"] == "detoxrl report — synthetic"

@@ -182,13 +182,15 @@ def plot_histograms(before: dict[str, np.ndarray], after: dict[str, np.ndarray],
     for ax, j in zip(axes, judges):
         b = np.clip(before.get(j, np.zeros(0)), 0, 1)
         a = np.clip(after.get(j, np.zeros(0)), 0, 1)
-        ax.hist(b, bins=bins, alpha=0.55, label=f"before (mean {np.nanmean(b):.3f})" if len(b) else "before")
-        ax.hist(a, bins=bins, alpha=0.55, label=f"after (mean {np.nanmean(a):.3f})" if len(a) else "after")
+        ax.hist(b, bins=bins, alpha=0.55, log=True,
+                label=f"before (mean {np.nanmean(b):.3f})" if len(b) else "before")
+        ax.hist(a, bins=bins, alpha=0.55, log=True,
+                label=f"after (mean {np.nanmean(a):.3f})" if len(a) else "after")
         if j in thresholds:
             ax.axvline(thresholds[j], color="black", linestyle="--", linewidth=0.8, label="threshold")
         ax.set_title(f"toxicity by {j}", fontsize=10)
         ax.set_xlabel("toxicity")
-        ax.set_ylabel("responses")
+        ax.set_ylabel("responses (log scale)")
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
     for ax in axes[len(judges):]:
@@ -365,7 +367,10 @@ def training_section(rows: list[dict] | None, why: str, skipped: int = 0) -> str
     panels = [
         (plot_panel(rows, "Reward (primary judge score)", ["reward/mean"], band=("reward/mean", "reward/std")),
          "Reward: mean judge score per batch, shaded ± one standard deviation"),
-        (plot_panel(rows, "Reward per dimension / judge", comps), "Reward components per dimension or judge"),
+        (plot_panel(rows, "Reward per judge", [k for k in comps if k.startswith("reward/judge/")]),
+         "Each judge's score per batch"),
+        (plot_panel(rows, "Reward components", [k for k in comps if not k.startswith("reward/judge/")]),
+         "Reward components: per dimension, severity and other terms"),
         (plot_panel(rows, "KL to the reference and its coefficient", ["kl/mean"], twin=["kl/coef"]),
          "Per-response KL (left) and the KL penalty coefficient (right)"),
         (plot_panel(rows, "Policy", ["policy/entropy"], twin=["policy/clipfrac", "policy/approx_kl"]),
@@ -398,10 +403,14 @@ def constitution_section(rows: list[dict] | None) -> str:
                      "Per principle: first fifth vs last fifth of training") + "</div>")
 
 
-def curriculum_section(rows: list[dict] | None) -> str:
+def curriculum_section(rows: list[dict] | None, enabled: bool = True) -> str:
+    """Curriculum figures over time; the uniform sampler of a run without curriculum also logs
+    ``curriculum/*`` keys (competence 1), so a disabled curriculum shows as not run."""
     keys = metric_keys(rows or [], "curriculum/")
+    if not enabled and "curriculum/stage" not in keys:
+        return not_run("Curriculum", "curriculum.enabled is false in the config (prompts sampled uniformly)")
     if not keys:
-        return not_run("Curriculum", "no curriculum/* metrics were logged (curriculum disabled)")
+        return not_run("Curriculum", "no curriculum/* metrics were logged")
     stage = [k for k in keys if k == "curriculum/stage"]
     others = [k for k in keys if k != "curriculum/stage"]
     png = plot_panel(rows, "Curriculum over time", [], step_keys=stage, twin=others) if stage else \
@@ -446,7 +455,8 @@ def distributions_section(table: list[dict] | None, ev: dict | None) -> str:
         reward_png = figure_png(fig)
     return ('<div class="grid">'
             + figure(png, "toxicity histograms before and after",
-                     f"Toxicity of all {len(table)} responses before and after, per judge", wide=True)
+                     f"Toxicity of all {len(table)} responses before and after, per judge (counts on a log "
+                     "scale, so that the toxic tail shows)", wide=True)
             + figure(reward_png, "reward histogram before and after", "Primary judge's score before and after")
             + "</div>")
 
@@ -576,7 +586,7 @@ def build_report(cfg: Config) -> Path:
         ("metrics", "Evaluation metrics", ev_note or _safe(lambda: metrics_section(ev), "Evaluation")),
         ("training", "Training curves", _safe(lambda: training_section(rows, why, bad), "PPO training")),
         ("constitution", "Constitution", _safe(lambda: constitution_section(rows), "Constitution")),
-        ("curriculum", "Curriculum", _safe(lambda: curriculum_section(rows), "Curriculum")),
+        ("curriculum", "Curriculum", _safe(lambda: curriculum_section(rows, cfg.curriculum.enabled), "Curriculum")),
         ("distributions", "Toxicity before and after",
          _safe(lambda: distributions_section(table, ev), "Toxicity distributions")),
         ("examples", "Examples", _safe(lambda: examples_section(table, ev, cfg.report.examples), "Examples")),
