@@ -134,13 +134,17 @@ def _record_time(cfg: Config, stage: str, seconds: float) -> None:
 def run_pipeline(cfg: Config, *, resume: bool = False, force: tuple[str, ...] = ()) -> None:
     """Run every enabled stage whose output is missing (or that ``force`` names)."""
     t0 = time.perf_counter()
+    upstream_changed = False  # once a stage produces new output, everything after it is redone
     for stage in STAGES:
         if not stage_enabled(cfg, stage):
             console.print(f"[dim]{stage}: disabled in the config")
             continue
-        done = stage_output(cfg, stage).exists()
-        if stage == "prepare" or not done or stage in force:
+        out = stage_output(cfg, stage)
+        before = out.stat().st_mtime_ns if out.exists() else None
+        if stage == "prepare" or before is None or stage in force or upstream_changed:
             run_stage(cfg, stage, resume=resume)
+            after = out.stat().st_mtime_ns if out.exists() else None
+            upstream_changed = upstream_changed or after != before
         else:
-            console.print(f"[dim]{stage}: output exists ({stage_output(cfg, stage)}), skipped")
+            console.print(f"[dim]{stage}: output exists ({out}), skipped")
     console.print(f"pipeline finished in {time.perf_counter() - t0:.0f}s; run folder {cfg.run_path}")
