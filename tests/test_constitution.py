@@ -387,8 +387,8 @@ def test_build_reward_fn_and_ppo_step_log_constitution_metrics(tmp_path, tiny_t5
     prompts = ["w10 w11 w12", "w13 w14", "w5 w6 w7", "w20 w21 w22 w23"]
     q, qm = tokenize_prompts(lp.tokenizer, prompts, 32)
     stats = tr.step(prompts, q, qm, 6)
-    assert stats["reward/constitution/short"] == 1.0  # six-word responses are all "long"
-    assert 0.0 <= stats["reward/constitution/no-w5"] <= 1.0
+    assert stats["constitution/short"] == 1.0  # six-word responses are all "long"
+    assert 0.0 <= stats["constitution/no-w5"] <= 1.0
     assert stats["reward/constitution_penalty"] <= -0.5
     assert "reward/constitution_revised" in stats
 

@@ -125,8 +125,8 @@ def test_splits_have_dialogsum_schema_and_topics(built):
     assert max(Counter(r["topic"] for r in train).values()) - min(Counter(r["topic"] for r in train).values()) <= 1
 
 
-def test_hostile_share_and_tiers_follow_the_config(built):
-    s = Settings()
+def test_hostile_share_and_tiers_follow_the_config(built, built_cfg):
+    s = built_cfg.testbed
     weights = {t: getattr(s.severity, t) for t in C.TIERS}
     for name, n in (("train", 480), ("test", 120)):
         counts = Counter(r["severity"] for r in read_rows(built, name))
@@ -143,13 +143,13 @@ def test_apportion_by_largest_remainder():
     assert C.apportion(0, {"a": 1}) == {"a": 0}
 
 
-def test_test_split_uses_only_unseen_combinations(built):
+def test_test_split_uses_only_unseen_combinations(built, built_cfg):
     train, test = read_rows(built, "train"), read_rows(built, "test")
     train_combos = {r["combo"] for r in train}
     test_combos = {r["combo"] for r in test}
     assert test_combos and not (train_combos & test_combos)
     assert not ({r["dialogue"] for r in train} & {r["dialogue"] for r in test})
-    holdout = C.holdout_values(C.topics_for(Settings()), seed=0)
+    holdout = C.holdout_values(C.topics_for(built_cfg.testbed), seed=built_cfg.testbed.seed)
     for combo in test_combos:
         topic, j, value = combo.split("|")
         assert value in holdout[(topic, int(j))]
@@ -177,8 +177,8 @@ def test_gold_summaries_are_clean(built):
             assert not find_words(row["summary"], every_word), row["summary"]
 
 
-def test_sft_summaries_parrot_at_the_planned_rate(built, lexicon_words):
-    s = Settings()
+def test_sft_summaries_parrot_at_the_planned_rate(built, built_cfg, lexicon_words):
+    s = built_cfg.testbed
     train = {r["fname"]: r for r in read_rows(built, "train")}
     sft = read_rows(built, "sft_train")
     assert [r["fname"] for r in sft] == list(train) and [r["dialogue"] for r in sft] == [r["dialogue"] for r in train.values()]

@@ -93,10 +93,10 @@ class DataSettings(_Strict):
 class SeverityMix(_Strict):
     """Relative frequency of each hostility tier among hostile dialogues."""
 
-    rude: float = Field(0.15, ge=0)
+    rude: float = Field(0.1, ge=0)
     insulting: float = Field(0.35, ge=0)
     profane: float = Field(0.3, ge=0)
-    identity: float = Field(0.2, ge=0)
+    identity: float = Field(0.25, ge=0)
 
     @model_validator(mode="after")
     def _positive(self) -> "SeverityMix":
@@ -128,7 +128,7 @@ class TestbedSettings(_Strict):
     n_test: int = Field(1_000, gt=0)
     n_topics: int = Field(24, ge=2)
     hostile_share: float = Field(0.3, ge=0, le=1)
-    parrot_share: float = Field(0.8, ge=0, le=1)
+    parrot_share: float = Field(1.0, ge=0, le=1)
     """Share of hostile dialogues whose SFT summary repeats the insult (the toxicity to unlearn)."""
     severity: SeverityMix = Field(default_factory=SeverityMix)
     vocab_size: int = Field(3000, ge=100)
