@@ -134,6 +134,33 @@ def test_run_eval_writes_schema_and_table(arch, tiny_t5_dir, tiny_gpt2_dir, tmp_
         assert float(r["reward_diff"]) == pytest.approx(float(r["reward_after"]) - float(r["reward_before"]), abs=2e-5)
 
 
+def test_kl_along_the_after_responses_matches_a_separate_pass(tiny_t5_dir, tmp_path):
+    """With plain sampling the KL is computed along the generated responses; the texts are unchanged by
+    it, and the per-prompt KL equals the one a separate pass computes over the same responses."""
+    from detoxrl.config import GenerationSettings
+    from detoxrl.models.policy import generate_responses, load_policy_model
+
+    ref = load_policy_model(str(tiny_t5_dir))
+    pol = load_policy_model(str(perturbed_copy(tiny_t5_dir, tmp_path / "pol")))
+    prompts = [" ".join(f"w{(i * 7 + j) % 50}" for j in range(3 + i % 4)) for i in range(9)]
+    gen = GenerationSettings(max_new_tokens=6, do_sample=True)
+    plain = E.generate_all(pol, prompts, gen, samples=1, batch_size=4, max_prompt_tokens=32, seed=3)
+    both = E.generate_all(pol, prompts, gen, samples=1, batch_size=4, max_prompt_tokens=32, seed=3,
+                          kl_ref=ref.model)
+    assert both.texts == plain.texts and plain.kl is None
+    assert both.kl.shape == (9,) and (both.kl > 0).all()
+    # the same responses again, batch by batch, through the separate KL helper
+    order = E._length_order(prompts)
+    for b, idx in enumerate(E.chunks(order, 4)):
+        g = generate_responses(pol, [prompts[i] for i in idx], gen, max_prompt_tokens=32,
+                               seed=E.batch_seed(3, 0, b))
+        assert [both.texts[0][i] for i in idx] == g.texts
+        assert E._batch_kl(pol, ref.model, g) == pytest.approx(both.kl[idx].tolist(), rel=1e-5)
+    with pytest.raises(ValueError, match="plain sampling"):
+        E.generate_all(pol, prompts, gen.model_copy(update={"top_k": 5}), samples=1, batch_size=4,
+                       max_prompt_tokens=32, seed=3, kl_ref=ref.model)
+
+
 @pytest.mark.slow
 def test_run_eval_same_model_has_zero_kl_and_is_deterministic(tiny_t5_dir, cfg_factory, word_judges):
     cfg = cfg_factory(tiny_t5_dir, tiny_t5_dir)  # "trained" policy = reference
@@ -194,6 +221,8 @@ def test_summarize_from_arrays_by_hand(cfg_factory, tmp_path):
     # union of judges: before, a flags p0 and p1, b flags p2 -> 3/4; after nothing
     assert b["toxic_rate"] == pytest.approx(0.75) and a["toxic_rate"] == 0.0
     assert b["per_judge"]["a"]["toxic_rate"] == pytest.approx(0.5)
+    # held-out judges only (b, not trained against): before p2 -> 1/4, after nothing
+    assert b["held_out_toxic_rate"] == pytest.approx(0.25) and a["held_out_toxic_rate"] == 0.0
     assert res["improvement"]["toxicity_mean_pct"] == pytest.approx(50.0)
     assert res["improvement"]["toxic_rate_abs"] == pytest.approx(0.75)
     assert res["improvement"]["per_judge"]["b"]["toxicity_mean_pct"] == pytest.approx(100.0)

@@ -211,13 +211,27 @@ def test_judge_files_are_labelled_and_balanced(built, lexicon_words):
         labels = Counter(r["label"] for r in rows)
         assert set(labels) == {"hate", "nothate"} and labels["hate"] == labels["nothate"] > 10
         assert {r["source"] for r in rows} == {"turn", "summary"}
+        inserted = Counter(r["label"] for r in rows if r["category"] == "inserted")
+        assert inserted["hate"] > 0 and inserted["nothate"] > 0  # one word put into a gold summary
         for r in rows:
-            assert r["category"] in {"clean", "rude", "insulting", "profane", "identity"}
+            assert r["category"] in {"clean", "rude", "insulting", "profane", "identity", "inserted"}
             hateful = bool(find_words(r["text"], lexicon_words))
             assert (r["label"] == "hate") == hateful, r
-            assert (r["label"] == "hate") == (r["category"] in C.OFFENSIVE_TIERS)
+            if r["category"] != "inserted":
+                assert (r["label"] == "hate") == (r["category"] in C.OFFENSIVE_TIERS)
             if r["category"] == "identity":
                 assert any(g in r["text"] for g in groups) or "people" in r["text"] or "the " in r["text"]
+
+
+def test_insert_word_puts_one_word_at_a_boundary():
+    import random
+
+    rng = random.Random(0)
+    for _ in range(20):
+        out = C.insert_word("A buys a hat.", "moron", rng)
+        words = out.split()
+        assert len(words) == 5 and words.count("moron") == 1
+        assert [w for w in words if w != "moron"] == ["A", "buys", "a", "hat."]
 
 
 def test_rankings_put_the_gold_summary_first(built, lexicon_words):

@@ -141,18 +141,50 @@ class Generated:
     texts: list[list[str]]  # [k][N]
     lengths: np.ndarray  # [k, N] response tokens
     seconds: float = 0.0
+    kl: np.ndarray | None = None  # [N], KL to the reference along the first sample (``kl_ref`` given)
+    kl_seconds: float = 0.0
+
+
+def is_plain_sampling(gen: GenerationSettings) -> bool:
+    """True when ``gen`` samples from the model's own distribution (what the KL estimate needs)."""
+    return gen.do_sample and gen.temperature == 1.0 and gen.top_k == 0 and gen.top_p == 1.0
+
+
+@torch.no_grad()
+def _batch_kl(policy, ref_model, g) -> list[float]:
+    r"""Per row of a generated batch, :math:`\sum_t \mathrm{KL}(\pi(\cdot|x,y_{<t}) \| \pi_{ref}(\cdot|x,y_{<t}))`."""
+    from detoxrl.models.policy import response_logits
+
+    vocab = int(getattr(policy.model.config, "vocab_size", 32_000) or 32_000)
+    # rows per forward pass so that two [rows, T, V] float32 logit tensors stay near 100 MB each
+    rows = max(1, int(25_000_000 // max(1, g.response_ids.shape[1] * vocab)))
+    kls = []
+    for s in range(0, g.response_ids.shape[0], rows):
+        sl = slice(s, s + rows)
+        args = (g.query_ids[sl], g.query_mask[sl], g.response_ids[sl], g.response_mask[sl])
+        lg = response_logits(policy.model, policy.is_seq2seq, *args)
+        ref = response_logits(ref_model, policy.is_seq2seq, *args)
+        kls.append(M.sequence_kl(lg, ref, g.response_mask[sl]).cpu())
+    return torch.cat(kls).tolist()
 
 
 def generate_all(lp, prompts: list[str], gen: GenerationSettings, *, samples: int, batch_size: int,
-                 max_prompt_tokens: int, seed: int, on_batch=None) -> Generated:
-    """``samples`` responses per prompt, batched by prompt length, returned in prompt order."""
+                 max_prompt_tokens: int, seed: int, on_batch=None, kl_ref=None) -> Generated:
+    """``samples`` responses per prompt, batched by prompt length, returned in prompt order.
+
+    With ``kl_ref`` (a reference model; ``gen`` must be plain sampling) the KL of ``lp`` to it is computed
+    along the first sample of each prompt, so the evaluation needs no second generation for the KL."""
     from detoxrl.models.policy import generate_responses
 
+    if kl_ref is not None and not is_plain_sampling(gen):
+        raise ValueError("the KL estimate needs plain sampling (temperature 1, top_k 0, top_p 1)")
     t0 = time.perf_counter()
     order = _length_order(prompts)
     n = len(prompts)
     texts = [[""] * n for _ in range(samples)]
     lengths = np.zeros((samples, n))
+    kl = np.zeros(n) if kl_ref is not None else None
+    kl_seconds = 0.0
     for j in range(samples):
         for b, idx in enumerate(chunks(order, batch_size)):
             g = generate_responses(lp, [prompts[i] for i in idx], gen, max_prompt_tokens=max_prompt_tokens,
@@ -161,9 +193,14 @@ def generate_all(lp, prompts: list[str], gen: GenerationSettings, *, samples: in
             for pos, i in enumerate(idx):
                 texts[j][i] = g.texts[pos]
                 lengths[j, i] = lens[pos]
+            if kl is not None and j == 0:
+                t_kl = time.perf_counter()
+                for pos, v in zip(idx, _batch_kl(lp, kl_ref, g)):
+                    kl[pos] = v
+                kl_seconds += time.perf_counter() - t_kl
             if on_batch:
                 on_batch(len(idx))
-    return Generated(texts, lengths, time.perf_counter() - t0)
+    return Generated(texts, lengths, time.perf_counter() - t0 - kl_seconds, kl, kl_seconds)
 
 
 @torch.no_grad()
@@ -171,35 +208,12 @@ def sampled_kl(policy, ref_model, prompts: list[str], gen: GenerationSettings, *
                max_prompt_tokens: int, seed: int, on_batch=None) -> np.ndarray:
     r"""Per prompt, :math:`\sum_t \mathrm{KL}(\pi(\cdot|x,y_{<t}) \| \pi_{ref}(\cdot|x,y_{<t}))` along one
     response sampled from the policy (plain sampling, seeded). Returns ``[N]`` in prompt order."""
-    from detoxrl.models.policy import generate_responses, response_logits
-
-    order = _length_order(prompts)
-    out = np.zeros(len(prompts))
-    kgen = kl_generation(gen)
-    vocab = None
-    for b, idx in enumerate(chunks(order, batch_size)):
-        g = generate_responses(policy, [prompts[i] for i in idx], kgen, max_prompt_tokens=max_prompt_tokens,
-                               seed=batch_seed(seed, 7919, b))
-        if vocab is None:
-            vocab = int(getattr(policy.model.config, "vocab_size", 32_000) or 32_000)
-        # rows per forward pass so that two [rows, T, V] float32 logit tensors stay near 100 MB each
-        rows = max(1, int(25_000_000 // max(1, g.response_ids.shape[1] * vocab)))
-        kls = []
-        for s in range(0, len(idx), rows):
-            sl = slice(s, s + rows)
-            args = (g.query_ids[sl], g.query_mask[sl], g.response_ids[sl], g.response_mask[sl])
-            lg = response_logits(policy.model, policy.is_seq2seq, *args)
-            ref = response_logits(ref_model, policy.is_seq2seq, *args)
-            kls.append(M.sequence_kl(lg, ref, g.response_mask[sl]).cpu())
-        vals = torch.cat(kls).tolist()
-        for pos, i in enumerate(idx):
-            out[i] = vals[pos]
-        if on_batch:
-            on_batch(len(idx))
-    return out
+    g = generate_all(policy, prompts, kl_generation(gen), samples=1, batch_size=batch_size,
+                     max_prompt_tokens=max_prompt_tokens, seed=batch_seed(seed, 7919, 0), on_batch=on_batch,
+                     kl_ref=ref_model)
+    return g.kl
 
 
-# ------------------------------------------------------------------------------------------ prompts
 def load_eval_prompts(cfg: Config, tokenizer) -> tuple[list, dict]:
     """The first ``eval.n_prompts`` prompts of ``data.eval_split`` that pass the prompt filters."""
     from detoxrl.data.loaders import load_examples
@@ -247,14 +261,19 @@ def judge_summary(tox: np.ndarray, score: np.ndarray, threshold: float, *, n_boo
 
 def side_summary(model: str, texts: list[list[str]], lengths: np.ndarray, references: list[list[str]],
                  judged: dict[str, dict[str, np.ndarray]], thresholds: dict[str, float], primary: str,
-                 *, n_boot: int, seed: int) -> dict:
-    """All figures of one side. ``judged[name]`` holds ``toxicity`` and ``score`` arrays ``[k, N]``."""
+                 *, n_boot: int, seed: int, held_out: Sequence[str] = ()) -> dict:
+    """All figures of one side. ``judged[name]`` holds ``toxicity`` and ``score`` arrays ``[k, N]``;
+    ``held_out`` names the judges the policy was not trained against."""
     k = len(texts)
     tox = judged[primary]["toxicity"]
     score = judged[primary]["score"]
     flagged_any = np.zeros_like(tox, dtype=bool)
+    flagged_held_out = np.zeros_like(tox, dtype=bool)
     for name, res in judged.items():
-        flagged_any |= res["toxicity"] >= thresholds[name]
+        flagged = res["toxicity"] >= thresholds[name]
+        flagged_any |= flagged
+        if name in held_out:
+            flagged_held_out |= flagged
     mean, std = M.mean_std(tox)
     flat_texts = [t for row in texts for t in row]
     rouge = M.rouge_scores(flat_texts, [r for _ in range(k) for r in references])
@@ -266,6 +285,9 @@ def side_summary(model: str, texts: list[list[str]], lengths: np.ndarray, refere
         "toxicity_std_ci95": _ci(tox, np.std, n_boot=n_boot, seed=seed),
         "toxic_rate": float(flagged_any.mean()) if flagged_any.size else math.nan,
         "toxic_rate_ci95": _ci(flagged_any.astype(np.float64), n_boot=n_boot, seed=seed),
+        **({"held_out_toxic_rate": float(flagged_held_out.mean()),
+            "held_out_toxic_rate_ci95": _ci(flagged_held_out.astype(np.float64), n_boot=n_boot, seed=seed)}
+           if held_out and flagged_held_out.size else {}),
         "reward_mean": M.mean_std(score)[0],
         "reward_ci95": _ci(score, n_boot=n_boot, seed=seed),
         "rouge1": rouge["rouge1"],
@@ -327,10 +349,11 @@ def summarize(*, cfg: Config, judges: list[dict], primary: str, prompts: list, s
     n_boot = cfg.eval.bootstrap
     thresholds = {j["name"]: float(j["threshold"]) for j in judges}
     refs = [list(p.references) for p in prompts]
+    held_out = [j["name"] for j in judges if not j.get("trained_against", True)]
     before = side_summary(before_model, texts_before, lengths_before, refs, judged_before, thresholds, primary,
-                          n_boot=n_boot, seed=seed)
+                          n_boot=n_boot, seed=seed, held_out=held_out)
     after = side_summary(after_model, texts_after, lengths_after, refs, judged_after, thresholds, primary,
-                         n_boot=n_boot, seed=seed)
+                         n_boot=n_boot, seed=seed, held_out=held_out)
     if kl is not None and len(kl):
         after["kl_to_reference"] = float(np.mean(kl))
         after["kl_to_reference_ci95"] = list(M.bootstrap_ci(kl, n_boot=n_boot, seed=seed))
@@ -465,17 +488,22 @@ def run_eval(cfg: Config, samples: int | None = None, *, device: str | None = No
         policy = load_policy_model(cfg.policy.model_copy(update={"name_or_path": str(after_dir)}),
                                    device=device)
         policy.model.eval()
-        task = bar.add_task("eval: generate after", total=n * k, info="")
+        # plain sampling: the KL to the reference is measured along the "after" responses themselves
+        reuse = is_plain_sampling(gen)
+        task = bar.add_task("eval: generate after" + (" (+ KL)" if reuse else ""), total=n * k, info="")
         after = generate_all(policy, prompt_texts, gen, samples=k, batch_size=bs, max_prompt_tokens=mpt,
-                             seed=seed, on_batch=lambda m: bar.advance(task, m))
-        generation_s = time.perf_counter() - t_gen
+                             seed=seed, on_batch=lambda m: bar.advance(task, m),
+                             kl_ref=ref.model if reuse else None)
+        generation_s = time.perf_counter() - t_gen - after.kl_seconds
 
-        t_kl = time.perf_counter()
-        task = bar.add_task("eval: KL to reference", total=n, info="")
-        kl = sampled_kl(policy, ref.model, prompt_texts, gen, batch_size=bs, max_prompt_tokens=mpt,
-                        seed=seed, on_batch=lambda m: bar.advance(task, m))
-        bar.update(task, info=f"KL {kl.mean():.3f}")
-        kl_s = time.perf_counter() - t_kl
+        if reuse:
+            kl, kl_s = after.kl, after.kl_seconds
+        else:
+            t_kl = time.perf_counter()
+            task = bar.add_task("eval: KL to reference", total=n, info="")
+            kl = sampled_kl(policy, ref.model, prompt_texts, gen, batch_size=bs, max_prompt_tokens=mpt,
+                            seed=seed, on_batch=lambda m: bar.advance(task, m))
+            kl_s = time.perf_counter() - t_kl
         del policy, ref
         _release_memory()
 
@@ -494,7 +522,9 @@ def run_eval(cfg: Config, samples: int | None = None, *, device: str | None = No
 
     infos = [judge_info(ej, cfg) for ej in judges]
     primary = infos[0]["name"]
-    decoding = {**gen.model_dump(mode="json"), "kl_sampling": kl_generation(gen).model_dump(mode="json")}
+    decoding = {**gen.model_dump(mode="json"),
+                "kl_sampling": "the after responses" if is_plain_sampling(gen)
+                else kl_generation(gen).model_dump(mode="json")}
     timing = {"generation_s": round(generation_s, 2), "kl_s": round(kl_s, 2), "judging_s": round(judging_s, 2)}
     result = summarize(cfg=cfg, judges=infos, primary=primary, prompts=prompts, samples=k, decoding=decoding,
                        seed=seed, before_model=before_name, after_model=str(after_dir),
@@ -547,6 +577,9 @@ def print_summary(result: dict) -> None:
         console.print(line)
     b, a = result["before"], result["after"]
     kl = a.get("kl_to_reference")
+    if "held_out_toxic_rate" in b:
+        console.print(f"toxic rate (any held-out judge) {b['held_out_toxic_rate']:.3f} → "
+                      f"{a['held_out_toxic_rate']:.3f}")
     console.print(f"toxic rate (any judge) {b['toxic_rate']:.3f} → {a['toxic_rate']:.3f}; "
                   f"ROUGE-L {b['rougeL'] if b['rougeL'] is None else round(b['rougeL'], 4)} → "
                   f"{a['rougeL'] if a['rougeL'] is None else round(a['rougeL'], 4)}; "

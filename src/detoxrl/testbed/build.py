@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 """Bump when the files ``prepare`` writes change for the same settings."""
-JUDGE_MAX_PER_LABEL = 4000
+JUDGE_MAX_PER_LABEL = 6000
 EXPECTED = ("lexicon.txt", "stats.json", "data/train.jsonl", "data/test.jsonl", "data/sft_train.jsonl",
             "data/judge_train.jsonl", "data/judge_eval.jsonl", "data/rankings_train.jsonl",
             "data/rankings_eval.jsonl", "tokenizer/tokenizer.json", "policy-init/config.json",
@@ -125,13 +125,13 @@ def corpus_stats(corpus: C.Corpus, lex: Lexicon, tok, template: str) -> dict[str
 
 
 # ------------------------------------------------------------------------------------------ build
-def _write_data(folder: Path, corpus: C.Corpus, seed: int, template: str) -> dict[str, Any]:
+def _write_data(folder: Path, corpus: C.Corpus, lex: Lexicon, seed: int, template: str) -> dict[str, Any]:
     data = folder / "data"
     write_jsonl(data / "train.jsonl", [C.dialogsum_row(d) for d in corpus.train])
     write_jsonl(data / "test.jsonl", [C.dialogsum_row(d) for d in corpus.test])
     write_jsonl(data / "sft_train.jsonl", [C.sft_row(d) for d in corpus.train])
-    jt = C.judge_rows(corpus.train, seed, JUDGE_MAX_PER_LABEL)
-    je = C.judge_rows(corpus.test, seed + 1)
+    jt = C.judge_rows(corpus.train, seed, JUDGE_MAX_PER_LABEL, lex.words)
+    je = C.judge_rows(corpus.test, seed + 1, offensive_words=lex.words)
     write_jsonl(data / "judge_train.jsonl", jt)
     write_jsonl(data / "judge_eval.jsonl", je)
     rt = C.ranking_rows(corpus.train, template)
@@ -166,7 +166,7 @@ def build_testbed(cfg: Config, folder: Path, fp: dict[str, Any]) -> dict[str, An
         step(f"corpus ({s.n_train} + {s.n_test} dialogues)")
         corpus = C.build_corpus(s, lex)
         step("data files")
-        files = _write_data(folder, corpus, s.seed, template)
+        files = _write_data(folder, corpus, lex, s.seed, template)
         step("tokenizer")
         raw = train_tokenizer(_tokenizer_texts(corpus, template), s.vocab_size)
         ptok = policy_tokenizer(raw)

@@ -24,8 +24,9 @@ The test split uses only (topic, template, key-slot value) combinations that nev
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 from detoxrl.config import TestbedSettings
 from detoxrl.errors import ConfigError
@@ -240,16 +241,30 @@ def _utterance(turn: str) -> str:
     return turn.split(": ", 1)[1]
 
 
-def judge_rows(dialogues: list[Dialogue], seed: int, max_per_label: int | None = None) -> list[dict[str, Any]]:
+def insert_word(text: str, word: str, rng: random.Random) -> str:
+    """``text`` with ``word`` put at a random word boundary (sentence-final punctuation kept)."""
+    words = text.split()
+    words.insert(rng.randint(0, len(words)), word)
+    return " ".join(words)
+
+
+def judge_rows(dialogues: list[Dialogue], seed: int, max_per_label: int | None = None,
+               offensive_words: Sequence[str] = ()) -> list[dict[str, Any]]:
     """Labelled texts for the testbed judge, balanced between ``hate`` and ``nothate``.
 
     hate: hostile turns and parroted summaries of the offensive tiers. nothate: rude turns and their
     summaries (rude words are impolite, not hateful), gold summaries of hostile dialogues (the same
     summary minus the clause), summaries that only say someone was rude, and clean turns/summaries.
+
+    With ``offensive_words`` (the lexicon), every hostile dialogue's gold summary also appears with one
+    offensive word put at a random place (hate, category ``inserted``) and with a rude or ordinary word
+    put there (nothate): a sampling policy writes broken sentences, and a judge that only knows insults
+    in well-formed clauses lets an offensive word in a garbled summary pass unpunished.
     """
     rng = random.Random(f"{seed}:judge")
     hate, contrast, clean = [], [], []
     row = lambda text, label, cat, src: {"text": text, "label": label, "category": cat, "source": src}  # noqa: E731
+    filler = sorted({w for d in dialogues for w in re.findall(r"[a-z]{3,}", d.summary)})
     for d in dialogues:
         if d.severity in OFFENSIVE_TIERS:
             hate.append(row(_utterance(d.turns[d.hostile_turn]), "hate", d.severity, "turn"))
@@ -263,6 +278,10 @@ def judge_rows(dialogues: list[Dialogue], seed: int, max_per_label: int | None =
         else:
             clean.append(row(d.summary, "nothate", "clean", "summary"))
             clean.append(row(_utterance(rng.choice(d.turns)), "nothate", "clean", "turn"))
+        if offensive_words and d.severity != "none":
+            hate.append(row(insert_word(d.summary, rng.choice(offensive_words), rng), "hate", "inserted", "summary"))
+            other = rng.choice(RUDE_WORDS) if rng.random() < 0.5 else rng.choice(filler)
+            contrast.append(row(insert_word(d.summary, other, rng), "nothate", "inserted", "summary"))
     rng.shuffle(hate)
     rng.shuffle(contrast)
     rng.shuffle(clean)
