@@ -196,6 +196,40 @@ def test_train_rm_config_and_data_errors(tmp_path):
     cfg = make_cfg(tmp_path, mode="rankings", train_file=str(ties))
     with pytest.raises(DataError, match="need at least one of each"):
         train_rm(cfg)
+    # a bad row is named before the rows are split into training and held-out parts
+    short = write_jsonl(tmp_path / "short.jsonl", [{"prompt": "p", "completions": ["a", "b"], "ranks": [1]}])
+    cfg = make_cfg(tmp_path, mode="rankings", train_file=str(short))
+    with pytest.raises(DataError, match=r"short.jsonl row 1: 2 completions but 1 ranks"):
+        train_rm(cfg)
     cfg = make_cfg(tmp_path, mode="labels", train_file=str(bad), base_model=str(tmp_path / "nowhere" / "m"))
     with pytest.raises(Exception, match="nowhere/m does not exist"):
         train_rm(cfg)
+
+
+# ------------------------------------------------------------------------------- preference cycles
+def test_rankings_that_disagree_across_rows_are_refused_naming_the_rows():
+    rows = [{"prompt": "p", "completions": ["a", "b"], "ranks": [1, 2], "_row": 3},
+            {"prompt": "q", "completions": ["b", "a"], "ranks": [1, 2], "_row": 4},  # another prompt: fine
+            {"prompt": "p", "completions": ["b", "a"], "ranks": [1, 2], "_row": 9}]
+    with pytest.raises(DataError, match=r"r\.jsonl row 3, row 9: contradictory rankings for prompt 'p': "
+                                        r"'(a' > 'b' > 'a|b' > 'a' > 'b)' is a preference cycle"):
+        rankings_to_pairs(rows, "r.jsonl")
+
+
+def test_three_way_preference_cycle_is_refused():
+    rows = [{"prompt": "p", "completions": ["a", "b"], "ranks": [1, 2], "_row": 1},
+            {"prompt": "p", "completions": ["b", "c"], "ranks": [1, 2], "_row": 2},
+            {"prompt": "p", "completions": ["c", "a", "d"], "ranks": [1, 2, 3], "_row": 5}]
+    with pytest.raises(DataError, match="row 1, row 2, row 5: contradictory") as err:
+        rankings_to_pairs(rows, "r.jsonl")
+    msg = str(err.value)
+    cycle = msg.split(": ")[-1].removesuffix(" is a preference cycle").split(" > ")
+    assert len(cycle) == 4 and cycle[0] == cycle[-1] and set(cycle) == {"'a'", "'b'", "'c'"}
+    assert "'d'" not in msg  # only beaten by the cycle, not on it
+
+
+def test_consistent_rankings_over_several_rows_make_every_pair():
+    rows = [{"prompt": "p", "completions": ["a", "b"], "ranks": [1, 2]},
+            {"prompt": "p", "completions": ["b", "c"], "ranks": [1, 2]},
+            {"prompt": "p", "completions": ["a", "c"], "ranks": [1, 2]}]
+    assert rankings_to_pairs(rows) == [Pair("p", "a", "b"), Pair("p", "b", "c"), Pair("p", "a", "c")]

@@ -59,10 +59,14 @@ def rankings_to_pairs(rows: Sequence[dict], source: str = "<rankings>") -> list[
     Tied completions make no pair; a row with one completion makes none. A row whose ``completions``
     and ``ranks`` are not lists of equal length, or whose ranks are not numbers, raises
     :class:`DataError` naming ``source`` and the row (its ``_row`` key if present, else its position).
+    Rows of the same prompt must agree: preferences that form a cycle across them (``a > b`` in one
+    row, ``b > a`` in another, or ``a > b > c > a``) are refused, naming the rows.
     """
     pairs: list[Pair] = []
+    pair_rows: list[str] = []
     for k, row in enumerate(rows, 1):
-        where = f"{source} row {row.get('_row', k) if isinstance(row, dict) else k}"
+        label = f"row {row.get('_row', k) if isinstance(row, dict) else k}"
+        where = f"{source} {label}"
         if not isinstance(row, dict):
             raise DataError(f"{where}: expected an object with prompt, completions and ranks")
         comps, ranks = row.get("completions"), row.get("ranks")
@@ -85,7 +89,49 @@ def rankings_to_pairs(rows: Sequence[dict], source: str = "<rankings>") -> list[
                     continue
                 better, worse = (i, j) if values[i] < values[j] else (j, i)
                 pairs.append(Pair(prompt, str(comps[better]), str(comps[worse])))
+                pair_rows.append(label)
+    _refuse_cycles(pairs, pair_rows, source)
     return pairs
+
+
+def _refuse_cycles(pairs: Sequence[Pair], pair_rows: Sequence[str], source: str) -> None:
+    """Raise :class:`DataError` if the preferences of one prompt contain a cycle.
+
+    Per prompt, "chosen beats rejected" is an edge of a directed graph; a ranking that humans could
+    have given is acyclic. Kahn's algorithm removes completions that nothing beats; whatever is left
+    lies on or behind a cycle, and one cycle is walked out of it for the message.
+    """
+    graphs: dict[str, dict[str, dict[str, str]]] = {}
+    for pair, where in zip(pairs, pair_rows):
+        graphs.setdefault(pair.prompt, {}).setdefault(pair.chosen, {}).setdefault(pair.rejected, where)
+    for prompt, edges in graphs.items():
+        indegree: dict[str, int] = {}
+        for a, outs in edges.items():
+            indegree.setdefault(a, 0)
+            for b in outs:
+                indegree[b] = indegree.get(b, 0) + 1
+        free = [n for n, d in indegree.items() if d == 0]
+        while free:
+            n = free.pop()
+            for b in edges.get(n, {}):
+                indegree[b] -= 1
+                if indegree[b] == 0:
+                    free.append(b)
+        stuck = {n for n, d in indegree.items() if d > 0}
+        if not stuck:
+            continue
+        # every stuck node is beaten by a stuck node: walk backwards until a node repeats
+        beaten_by = {b: a for a, outs in edges.items() if a in stuck for b in outs if b in stuck}
+        path, node = [], next(iter(sorted(stuck)))
+        while node not in path:
+            path.append(node)
+            node = beaten_by[node]
+        cycle = path[path.index(node):][::-1]
+        steps = list(zip(cycle, cycle[1:] + cycle[:1]))
+        chain = " > ".join(repr(c[:40]) for c in cycle + cycle[:1])
+        rows = sorted({edges[a][b] for a, b in steps}, key=lambda r: (len(r), r))
+        raise DataError(f"{source} {', '.join(rows)}: contradictory rankings for prompt {prompt[:60]!r}: "
+                        f"{chain} is a preference cycle")
 
 
 def pairwise_loss(r_chosen: Tensor, r_rejected: Tensor) -> Tensor:
@@ -303,6 +349,7 @@ def _labels_data(s: RewardModelSettings, cfg: Config, tokenizer, names, max_len,
 
 def _rankings_data(s: RewardModelSettings, cfg: Config, tokenizer, max_len, seed) -> _Data:
     rows = read_rows(cfg.path(s.train_file))
+    rankings_to_pairs(rows, str(cfg.path(s.train_file)))  # every row checked before any split
     if s.eval_file:
         ev_rows, src_ev = read_rows(cfg.path(s.eval_file)), str(cfg.path(s.eval_file))
         tr_rows = rows
