@@ -3,7 +3,7 @@
 Both models answer the same held-out prompts (the first ``eval.n_prompts`` of ``data.eval_split``
 that pass the prompt filters) with the same decoding settings and the same seeds. Every configured
 judge — the reward judges the policy was trained against and the ``eval.extra_judges`` it never saw —
-scores every response. The result goes to ``eval.json`` (schema in ``SCHEMA.md`` beside this file)
+scores every response. The result goes to ``eval.json`` (schema in the README, "Evaluation output")
 and ``eval_table.csv`` (see :mod:`detoxrl.evaluation.table`) in the run folder.
 
 The pipeline in :func:`run_eval` is: prompts → generate (before, after; ``k`` samples each) →
