@@ -69,6 +69,8 @@ def test_judge_eval_overall_and_per_category(tmp_path):
     console.print(format_judge_eval(res))
     text = console.export_text()
     assert "judge lex on eval.jsonl" in text and "profane" in text and "0.667" in text
+    assert res["scoring_s"] > 0 and res["texts_per_s"] == pytest.approx(6 / res["scoring_s"])
+    assert "scored 6 texts in" in text and "texts/s" in text
 
 
 def test_judge_eval_csv_and_errors(tmp_path):

@@ -6,6 +6,7 @@ A text is predicted toxic when the judge's ``toxicity >= threshold``; AUC ranks 
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 from typing import Sequence
 
@@ -99,18 +100,23 @@ def judge_eval(judge: Judge, path: str | Path, text_column: str = "text", label_
 
     Returns a JSON-ready dict: ``judge``, ``file``, ``threshold``, the overall metrics (``n``,
     ``accuracy``, ``f1``, ``auc``, …), ``n_nonfinite`` (texts the judge could not score; left out of
-    the metrics) and ``categories`` (the same metrics per value of ``category_column``).
+    the metrics), ``scoring_s`` and ``texts_per_s`` (wall clock of the judge's batched scoring of the
+    whole file, model already loaded) and ``categories`` (the same metrics per value of
+    ``category_column``).
     """
     rows = read_rows(path)
     texts = [str(t) for t in column(rows, text_column, path)]
     labels = [is_positive(v, positive_labels) for v in column(rows, label_column, path)]
     cats = [str(c) for c in column(rows, category_column, path)] if category_column else None
+    t0 = time.perf_counter()
     result = judge.score(texts)
+    seconds = time.perf_counter() - t0
     tox = result.toxicity.numpy().astype(float)
     ok = np.isfinite(tox)
     y = np.asarray(labels, dtype=bool)
     out = {"judge": judge.name, "file": str(path), "threshold": judge.threshold,
-           **binary_metrics(tox[ok], y[ok], judge.threshold), "n_nonfinite": int((~ok).sum())}
+           **binary_metrics(tox[ok], y[ok], judge.threshold), "n_nonfinite": int((~ok).sum()),
+           "scoring_s": seconds, "texts_per_s": len(texts) / seconds if seconds > 0 else None}
     if out["n"] == 0:
         raise DataError(f"{path}: judge {judge.name} produced no finite score for any row")
     if cats is not None:
@@ -142,6 +148,11 @@ def format_judge_eval(result: dict) -> Table:
     add("all", result, style="bold")
     for cat, m in result.get("categories", {}).items():
         add(cat, m)
+    notes = []
+    if result.get("texts_per_s"):
+        notes.append(f"scored {result['n'] + result.get('n_nonfinite', 0)} texts in {result['scoring_s']:.2f} s "
+                     f"({result['texts_per_s']:,.0f} texts/s)")
     if result.get("n_nonfinite"):
-        table.caption = f"{result['n_nonfinite']} rows left out: non-finite judge output"
+        notes.append(f"{result['n_nonfinite']} rows left out: non-finite judge output")
+    table.caption = "; ".join(notes) or None
     return table
