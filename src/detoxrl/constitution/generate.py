@@ -10,7 +10,6 @@ policy is ``--policy``, else the trained policy at ``ppo.output_dir`` if it exis
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Sequence
@@ -20,6 +19,7 @@ import torch
 from detoxrl.config import Config
 from detoxrl.data.prompts import fill_template
 from detoxrl.errors import DataError, DetoxError
+from detoxrl.rewards.rows import read_rows
 from detoxrl.utils import progress, write_jsonl
 
 GENERATIONS = "generations.jsonl"
@@ -31,22 +31,10 @@ def read_prompts(path: str | Path, cfg: Config, wrap: bool = False) -> list[str]
     path = Path(path)
     if not path.is_file():
         raise DataError(f"prompts file {path} does not exist")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"prompts file {path} is not UTF-8 text ({exc.reason})") from None
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
         out = []
-        for n, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path} row {n}: not valid JSON ({exc.msg})") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{path} row {n}: expected a JSON object")
+        for row in read_rows(path):
             if isinstance(row.get("prompt"), str) and row["prompt"].strip():
                 out.append(row["prompt"])
                 continue
@@ -55,8 +43,13 @@ def read_prompts(path: str | Path, cfg: Config, wrap: bool = False) -> list[str]
                     out.append(fill_template(cfg.data.prompt_template, row[col]))
                     break
             else:
-                raise DataError(f"{path} row {n}: no non-empty `prompt`, `{cfg.data.text_column}` or `text`")
+                raise DataError(f"{path} row {row['_row']}: no non-empty `prompt`, "
+                                f"`{cfg.data.text_column}` or `text`")
     elif suffix == ".txt":
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise DataError(f"prompts file {path} is not UTF-8 text ({exc.reason})") from None
         lines = text.strip("\n").splitlines()
         if any(not ln.strip() for ln in lines):  # blank lines separate multi-line prompts
             out = [b.strip("\n") for b in re.split(r"\n[ \t]*\n", "\n".join(lines)) if b.strip()]

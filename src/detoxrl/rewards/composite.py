@@ -40,6 +40,7 @@ from torch import Tensor
 from detoxrl.config import DIMENSIONS, Config, RewardSettings, SeverityTier
 from detoxrl.errors import ConfigError
 from detoxrl.rewards.base import Judge, JudgeResult
+from detoxrl.rl.core import RunningMoments, normalize_scores
 
 SUGGESTED_SEVERITY_TIERS = [
     SeverityTier(name="mild", min_severity=0.5, penalty=0.5),
@@ -68,42 +69,6 @@ def severity_tier(severity: Tensor, tiers: Sequence[SeverityTier]) -> tuple[list
         for i in torch.nonzero(hit).flatten().tolist():
             names[i] = tier.name
     return names, penalty
-
-
-class RunningMoments:
-    """Running mean and standard deviation (parallel Welford update over batches)."""
-
-    def __init__(self) -> None:
-        self.count, self.mean, self.m2 = 0, 0.0, 0.0
-
-    def update(self, x: Tensor) -> None:
-        x = x[torch.isfinite(x)].double()
-        n = int(x.numel())
-        if n == 0:
-            return
-        b_mean = float(x.mean())
-        b_m2 = float(((x - b_mean) ** 2).sum())
-        total = self.count + n
-        delta = b_mean - self.mean
-        self.mean += delta * n / total
-        self.m2 += b_m2 + delta**2 * self.count * n / total
-        self.count = total
-
-    @property
-    def std(self) -> float:
-        if self.count < 2:
-            return 1.0
-        return max((self.m2 / (self.count - 1)) ** 0.5, 1e-6)
-
-    def normalize(self, x: Tensor) -> Tensor:
-        """``(x − μ) / σ``."""
-        return (x - self.mean) / self.std
-
-    def state_dict(self) -> dict:
-        return {"count": self.count, "mean": self.mean, "m2": self.m2}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.count, self.mean, self.m2 = int(state["count"]), float(state["mean"]), float(state["m2"])
 
 
 # ---------------------------------------------------------------------------------------- output
@@ -191,7 +156,7 @@ class CompositeReward:
             s = r.score
             if self.settings.normalize:
                 self.moments[judge.name].update(s)
-                s = self.moments[judge.name].normalize(s)
+                s = normalize_scores(s, self.moments[judge.name])
             components[f"judge/{judge.name}"] = (w * s).float()
             weights[judge.name] = w
         dims = combine_dimensions(list(results.values()))

@@ -348,8 +348,11 @@ class RunningMoments:
         return math.sqrt(self.var)
 
     def update(self, x: torch.Tensor | Sequence[float]) -> tuple[float, float]:
-        """Merge a batch; return its own ``(mean, unbiased std)`` (std 0 for a single value)."""
+        """Merge a batch; return its own ``(mean, unbiased std)`` (std 0 for a single value).
+
+        Non-finite values are left out: one NaN score must not poison every later normalisation."""
         xs = torch.as_tensor(x).detach().reshape(-1).to(device="cpu", dtype=torch.float64)
+        xs = xs[torch.isfinite(xs)]
         n = int(xs.numel())
         if n == 0:
             return float("nan"), float("nan")
