@@ -14,7 +14,8 @@ Reported per arm (mean ± sample standard deviation over seeds): the final toxic
 judges the policy was not trained against (the testbed lexicon, alt-profanity-check, and either),
 ROUGE-L, the KL to the reference, and the area under the training-reward curve (the mean of
 ``reward/mean`` over the PPO steps, so that arms with the same number of steps compare directly).
-With a constitution, violations per principle before and after training come from ``eval.json``.
+Every arm's evaluation responses (before and after) are also checked against the default constitution
+(``configs/constitution.yaml``), so violations per principle compare across arms.
 """
 
 from __future__ import annotations
@@ -73,13 +74,30 @@ def one_run(base: Path, out: Path, arm: str, seed: int, extra: list[str]) -> dic
     result = {"arm": arm, "seed": seed, "seconds": times, "reward_auc": reward_auc(run / "ppo" / "metrics.jsonl"),
               "rougeL_before": ev["before"]["rougeL"], "rougeL_after": ev["after"]["rougeL"],
               "kl_to_reference": ev["after"]["kl_to_reference"]}
-    for judge, j in ev["judges"].items():
-        result[f"toxic_rate_before/{judge}"] = j["before"]["toxic_rate"]
-        result[f"toxic_rate_after/{judge}"] = j["after"]["toxic_rate"]
-    for key in ("before", "after"):
-        for name, value in (ev[key].get("constitution") or {}).items():
-            result[f"violations_{key}/{name}"] = value
+    for side in ("before", "after"):
+        if "held_out_toxic_rate" in ev[side]:
+            result[f"toxic_rate_{side}/held-out (any)"] = ev[side]["held_out_toxic_rate"]
+        for judge, j in ev[side]["per_judge"].items():
+            result[f"toxic_rate_{side}/{judge}"] = j["toxic_rate"]
+    result.update(violations(cfg, run))
     return result
+
+
+def violations(cfg, run: Path) -> dict[str, float]:
+    """Share of the evaluation's responses (before and after) that violate each principle of the
+    constitution, checked the same way for every arm, with or without the constitution in training."""
+    from detoxrl.constitution.engine import ConstitutionEngine
+    from detoxrl.evaluation.table import read_eval_table
+
+    rows = read_eval_table(run / "eval_table.csv")
+    prompts = [cfg.data.prompt_template.replace("{text}", r["dialogue"]) for r in rows]
+    engine = ConstitutionEngine.from_config(cfg, revision="none")
+    out = {}
+    for side in ("before", "after"):
+        verdicts = engine.check([r[f"response_{side}"] for r in rows], prompts)
+        for pid, flags in verdicts.violations.items():
+            out[f"violations_{side}/{pid}"] = float(flags.float().mean())
+    return out
 
 
 def mean_sd(values: list[float]) -> tuple[float, float]:
