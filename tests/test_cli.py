@@ -10,7 +10,7 @@ from detoxrl.cli import app
 runner = CliRunner()
 
 
-@pytest.mark.parametrize("cmd", ["prepare", "sft", "train-rm", "ppo", "eval", "report", "run", "judge-eval"])
+@pytest.mark.parametrize("cmd", ["prepare", "sft", "train-rm", "ppo", "eval", "report", "run", "judge-eval", "score", "generate"])
 def test_every_stage_has_help(cmd):
     res = runner.invoke(app, [cmd, "--help"])
     assert res.exit_code == 0 and "Usage" in res.output
@@ -66,3 +66,32 @@ def test_pipeline_redoes_stages_after_a_changed_one(tmp_path, monkeypatch):
     rebuild = True
     run_mod.run_pipeline(cfg)
     assert ran == list(run_mod.STAGES)
+
+
+def test_score_explains_the_composite_reward(tmp_path):
+    """`detoxrl score` prints each text's reward term by term and writes components that add up."""
+    import json
+
+    from conftest import write_tiny_run
+
+    cfg = write_tiny_run(tmp_path, tmp_path / "no-policy-needed",
+                         **{"reward.severity_tiers": [{"name": "severe", "min_severity": 0.5, "penalty": 2.0}]})
+    (tmp_path / "more.txt").write_text("w20 w8 w21\n\n")
+    out = tmp_path / "scores.jsonl"
+    res = runner.invoke(app, ["score", "w10 w11", "w10 W7", "--config", str(cfg),
+                              "--file", str(tmp_path / "more.txt"), "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["text"] for r in rows] == ["w10 w11", "w10 W7", "w20 w8 w21"]
+    clean, *toxic = rows
+    # clean: the lexicon's reward-scale score is P(clean) = 1, no dimension penalty, no tier
+    assert clean["reward"] == pytest.approx(1.0) and clean["tier"] is None
+    for r in toxic:  # a listed word (any case): score 0, dimension penalty -1, severe tier -2
+        assert r["tier"] == "severe" and r["reward"] == pytest.approx(-3.0)
+        assert sum(r["components"].values()) == pytest.approx(r["reward"])
+    assert "→ severe -2.000" in res.output and "→ no tier" in res.output
+
+
+def test_score_without_texts_is_one_clear_error(tmp_path):
+    res = runner.invoke(app, ["score"])
+    assert res.exit_code == 2 and "nothing to score" in res.output

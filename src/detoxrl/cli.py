@@ -161,6 +161,45 @@ def judge_eval(file: Path = typer.Argument(..., help="Labelled csv/jsonl to scor
 
 
 @app.command()
+def score(texts: Optional[list[str]] = typer.Argument(None, help="Texts to score."),
+          config: Optional[str] = typer.Option(None, "--config", "-c", help="Config whose reward to use."),
+          set_: Optional[list[str]] = SetOpt, run_dir: Optional[Path] = RunDirOpt,
+          file: Optional[Path] = typer.Option(None, "--file", "-f",
+                                              help="More texts: .txt (one per line) or .jsonl/.csv/.tsv."),
+          text_column: str = typer.Option("text", help="Column of --file that holds the texts (.jsonl/.csv)."),
+          output: Optional[Path] = typer.Option(None, "--output", "-o", help="Also write the scores as jsonl.")):
+    """Score texts with the configured composite reward and explain every term: each judge's score,
+    each dimension's penalty and the severity tier."""
+
+    def go():
+        from detoxrl.rewards.composite import CompositeReward
+        from detoxrl.rewards.rows import column, read_rows
+        from detoxrl.utils import write_jsonl
+
+        items = list(texts or [])
+        if file is not None:
+            if file.suffix.lower() == ".txt":
+                if not file.is_file():
+                    raise DetoxError(f"texts file {file} does not exist")
+                items += [line for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+            else:
+                items += [str(t) for t in column(read_rows(file), text_column, file)]
+        if not items:
+            raise DetoxError("nothing to score: give texts as arguments or --file")
+        _quiet_libraries()
+        cfg = _load(config, set_, run_dir)
+        out = CompositeReward.from_config(cfg)(items)
+        for i, text in enumerate(items):
+            typer.echo(f"{text}\n  {out.explain(i)}")
+        if output is not None:
+            write_jsonl(output, ({"text": t, "reward": float(out.total[i]), "tier": out.tiers[i],
+                                  "components": {k: float(v[i]) for k, v in out.components.items()}}
+                                 for i, t in enumerate(items)))
+
+    _guard(go)
+
+
+@app.command()
 def generate(config: Optional[str] = ConfigArg, set_: Optional[list[str]] = SetOpt,
              run_dir: Optional[Path] = RunDirOpt,
              constitution: Optional[Path] = typer.Option(None, help="Constitution file (default: constitution.path)."),
