@@ -4,6 +4,7 @@ checkpoint write) and resumed ends with the same weights, bit for bit, as an uni
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -33,12 +34,13 @@ def _checkpoints(run: Path) -> list[str]:
 
 
 def _kill_when(cfg: Path, run: Path, resume: bool, condition, timeout: float = 240) -> bool:
-    """Start a run, SIGKILL it as soon as ``condition(run)`` holds; False if it finished first."""
+    """Start a run, SIGKILL it as soon as ``condition(run, seconds since start)`` holds; False if it
+    finished first."""
     proc = subprocess.Popen(_cmd(cfg, resume), env=_env(0.4), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     t0 = time.time()
     while proc.poll() is None and time.time() - t0 < timeout:
-        if condition(run):
+        if condition(run, time.time() - t0):
             proc.send_signal(signal.SIGKILL)
             proc.wait()
             return True
@@ -56,15 +58,18 @@ def test_killed_and_resumed_run_matches_uninterrupted_run_bit_for_bit(tmp_path, 
     overrides = {"ppo.steps": STEPS, "ppo.checkpoint_every": 1, "ppo.keep_checkpoints": 2,
                  "ppo.score_norm": True}
     ref_cfg = write_tiny_run(tmp_path / "ref", tiny_t5_dir, **overrides)
+    t0 = time.time()
     subprocess.run(_cmd(ref_cfg, False), env=_env(0.0), check=True, capture_output=True)
+    ref_seconds = time.time() - t0
     expected = _weights(tmp_path / "ref" / "run")
 
     cfg = write_tiny_run(tmp_path / "killed", tiny_t5_dir, **overrides)
     run = tmp_path / "killed" / "run"
     kill_points = [
-        ("after the first checkpoint", lambda r: "step-000001" in _checkpoints(r), False),
-        ("in the middle of a checkpoint write", lambda r: any(n.endswith(".tmp") for n in _checkpoints(r)), True),
-        ("after step 4's checkpoint", lambda r: "step-000004" in _checkpoints(r), True),
+        ("after the first checkpoint", lambda r, t: "step-000001" in _checkpoints(r), False),
+        ("in the middle of a checkpoint write", lambda r, t: any(n.endswith(".tmp") for n in _checkpoints(r)),
+         True),
+        ("after step 4's checkpoint", lambda r, t: "step-000004" in _checkpoints(r), True),
     ]
     killed = []
     for name, cond, resume in kill_points:
@@ -82,3 +87,14 @@ def test_killed_and_resumed_run_matches_uninterrupted_run_bit_for_bit(tmp_path, 
 
     steps = [json.loads(x)["step"] for x in (run / "ppo" / "metrics.jsonl").read_text().splitlines()]
     assert steps == list(range(1, STEPS + 1))
+
+    # and once at a moment nobody chose: a random time within the uninterrupted run's duration (the
+    # kill may land in start-up, a step or a checkpoint write), then resume to the end
+    at = random.Random().uniform(0.1, 0.9) * ref_seconds
+    cfg = write_tiny_run(tmp_path / "random", tiny_t5_dir, **overrides)
+    run = tmp_path / "random" / "run"
+    assert _kill_when(cfg, run, False, lambda r, t: t >= at), f"the run ended before {at:.2f} s"
+    subprocess.run(_cmd(cfg, True), env=_env(0.0), check=True, capture_output=True)
+    got = _weights(run)
+    for k in expected:
+        assert (got[k] == expected[k]).all(), f"{k} differs after a kill at {at:.2f} s"
