@@ -10,7 +10,7 @@ import pytest
 
 from detoxrl.config import DataSettings, load_config
 from detoxrl.data.loaders import Example, load_dialogsum, load_examples, load_table
-from detoxrl.data.prompts import build_prompts, count_tokens
+from detoxrl.data.prompts import build_prompts, count_tokens, describe_prompt_stats
 from detoxrl.errors import DataError
 
 DIALOGSUM = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dialogsum"
@@ -311,6 +311,9 @@ def test_build_prompts_fills_template_and_filters(word_tokenizer):
     assert kept[0].prompt == "summarize : a b summary :" and kept[0].references == ["ref"] and kept[0].meta == {"k": 1}
     assert stats == {"total": 4, "kept": 2, "too_short": 1, "too_long": 1, "truncated": 0,
                      "min_tokens": 7, "mean_tokens": 8.0, "max_tokens": 9}
+    assert describe_prompt_stats(stats, 9) == ("prompts: kept 2 of 4 (1 dropped as longer than 9 tokens, "
+                                               "1 dropped as too short)")
+    assert describe_prompt_stats(build_prompts(exs[1:3], word_tokenizer, data)[1], 9) is None
 
 
 def test_build_prompts_truncates_text_not_instruction(word_tokenizer):
@@ -320,6 +323,7 @@ def test_build_prompts_truncates_text_not_instruction(word_tokenizer):
     assert kept[0].prompt == "summarize : a b c summary :"
     assert count_tokens(word_tokenizer, [kept[0].prompt]) == [8]
     assert stats["truncated"] == 1 and stats["too_long"] == 0 and stats["kept"] == 2
+    assert describe_prompt_stats(stats, 8) == "prompts: kept 2 of 2 (1 truncated to 8 tokens)"
 
 
 def test_truncation_impossible_when_instruction_alone_is_too_long(word_tokenizer):

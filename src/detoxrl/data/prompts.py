@@ -101,3 +101,17 @@ def build_prompts(examples: list[Example], tokenizer, data: DataSettings) -> tup
         stats.update(min_tokens=min(kept_lengths), mean_tokens=round(sum(kept_lengths) / len(kept_lengths), 2),
                      max_tokens=max(kept_lengths))
     return kept, stats
+
+
+def describe_prompt_stats(stats: dict[str, Any], max_tokens: int) -> str | None:
+    """One line on what the length filter did (``None`` when every prompt was kept whole)."""
+    if not (stats["truncated"] or stats["too_long"] or stats["too_short"]):
+        return None
+    parts = []
+    if stats["truncated"]:
+        parts.append(f"{stats['truncated']} truncated to {max_tokens} tokens")
+    if stats["too_long"]:
+        parts.append(f"{stats['too_long']} dropped as longer than {max_tokens} tokens")
+    if stats["too_short"]:
+        parts.append(f"{stats['too_short']} dropped as too short")
+    return f"prompts: kept {stats['kept']} of {stats['total']} ({', '.join(parts)})"

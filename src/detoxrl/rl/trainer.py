@@ -484,7 +484,7 @@ def train_ppo(cfg: Config, resume: bool = False, reward_fn: RewardFn | None = No
 
     from detoxrl.curriculum.sampler import make_sampler
     from detoxrl.data.loaders import load_examples
-    from detoxrl.data.prompts import build_prompts
+    from detoxrl.data.prompts import build_prompts, describe_prompt_stats
 
     s = cfg.ppo
     seed = cfg.seed_for(s.seed)
@@ -498,6 +498,8 @@ def train_ppo(cfg: Config, resume: bool = False, reward_fn: RewardFn | None = No
     prompts, pstats = build_prompts(examples, lp.tokenizer, cfg.data)
     if not prompts:
         raise TrainingError(f"no training prompts left after filtering ({pstats})")
+    if (note := describe_prompt_stats(pstats, cfg.data.max_prompt_tokens)) and acc.is_main_process:
+        console.print(note)
     texts = [p.prompt for p in prompts]
     reward_fn = reward_fn or build_reward_fn(cfg, acc.device)
     trainer = PPOTrainer(s, lp, reward_fn, accelerator=acc, seed=seed)
