@@ -426,6 +426,21 @@ def test_rewrite_removes_the_offending_clause_or_sentence(lexicon_file):
     assert Reviser("none", ch).revise(texts, prompts, v) == []
 
 
+def test_rewrite_that_would_leave_nothing_fixes_the_heaviest_principle_alone(lexicon_file):
+    """A made-up summary followed by an insult: removing both sentences leaves nothing, so each principle
+    is rewritten for alone and the better result (by weighted violations) is kept."""
+    ch = checker_for([principle("no-words", {"kind": "lexicon", "lexicon": str(lexicon_file)}, weight=1.0),
+                      principle("faithful", {"kind": "faithfulness"}, weight=0.5)])
+    text = "Quentin buys bread. #Person1# calls #Person2# a blorp."
+    v = ch.evaluate([text], [PROMPT])
+    assert v.violated_ids(0) == ["no-words", "faithful"]
+    assert rewrite_batch([text], [PROMPT], [["no-words", "faithful"]], ch) == [""]
+    (rev,) = Reviser("rewrite", ch).revise([text], [PROMPT], v)
+    # removing the insult leaves weight 0.5 violated; removing the made-up sentence would leave 1.0
+    assert rev.revised == "Quentin buys bread." and rev.accepted
+    assert rev.fixed == ["no-words"] and rev.remaining == ["faithful"]
+
+
 def test_rewrite_with_a_judge_check_scores_sentences(tmp_path):
     judge = FakeHate()
     ch = checker_for([principle("no-hate", {"kind": "judge", "judge": "fake-hate", "measure": "hate"})], judges=[judge])

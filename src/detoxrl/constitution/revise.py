@@ -3,7 +3,10 @@
 - ``rewrite`` (rule-based): split the response into sentences; each sentence that violates one of
   the response's violated principles on its own is split into clauses (at ``, ; :``) and the
   offending clauses are removed; if what is left still violates (or nothing is left), the whole
-  sentence goes. A violation that no single sentence shows is left alone.
+  sentence goes. A violation that no single sentence shows is left alone. When a response violates
+  several principles and removing every offending piece would leave nothing (an insult after a
+  summary that also breaks ``faithful``, say), each violated principle is rewritten for alone and the
+  best non-empty result is kept.
 - ``resample``: sample a fresh response to the same prompt, up to ``k`` times, and keep the sample
   with the fewest (weighted) violations.
 - ``policy``: the critic model (by default the policy itself) answers each violated principle's
@@ -167,6 +170,7 @@ class Reviser:
         meta: list[dict] = [{} for _ in rows]
         if self.mode == "rewrite":
             cand = rewrite_batch(sub_texts, sub_prompts, sub_targets, self.checker)
+            self._rewrite_one_principle_at_a_time(cand, sub_texts, sub_prompts, sub_targets)
         elif self.mode == "policy":
             cand = self._policy(sub_texts, sub_prompts, sub_targets)
         else:
@@ -180,6 +184,23 @@ class Reviser:
                                 violated=verdicts.violated_ids(i), remaining=after.violated_ids(k),
                                 mode=self.mode, accepted=ok, meta=meta[k]))
         return out
+
+    def _rewrite_one_principle_at_a_time(self, cand: list[str], texts: list[str], prompts: list[str],
+                                         targets: list[list[str]]) -> None:
+        """Where the rewrite for all targets left nothing, rewrite for each target alone and keep the
+        best non-empty candidate (in place; candidates are ranked like revisions, by :func:`_key`)."""
+        todo = [(k, p) for k, c in enumerate(cand) if not c.strip() and len(targets[k]) > 1 for p in targets[k]]
+        if not todo:
+            return
+        alt = rewrite_batch([texts[k] for k, _ in todo], [prompts[k] for k, _ in todo], [[p] for _, p in todo],
+                            self.checker)
+        verdicts = self.checker.evaluate(alt, [prompts[k] for k, _ in todo])
+        best: dict[int, tuple[tuple[float, int], str]] = {}
+        for n, (k, _) in enumerate(todo):
+            if alt[n].strip() and (k not in best or _key(verdicts, self.checker.weights, n) < best[k][0]):
+                best[k] = (_key(verdicts, self.checker.weights, n), alt[n])
+        for k, (_, text) in best.items():
+            cand[k] = text
 
     def _gen(self, do_sample: bool) -> GenerationSettings:
         return self.generation.model_copy(update={"do_sample": do_sample})
