@@ -87,10 +87,11 @@ def violations(cfg, run: Path) -> dict[str, float]:
     """Share of the evaluation's responses (before and after) that violate each principle of the
     constitution, checked the same way for every arm, with or without the constitution in training."""
     from detoxrl.constitution.engine import ConstitutionEngine
+    from detoxrl.data.prompts import fill_template
     from detoxrl.evaluation.table import read_eval_table
 
     rows = read_eval_table(run / "eval_table.csv")
-    prompts = [cfg.data.prompt_template.replace("{text}", r["dialogue"]) for r in rows]
+    prompts = [fill_template(cfg.data.prompt_template, r["dialogue"]) for r in rows]
     engine = ConstitutionEngine.from_config(cfg, revision="none")
     out = {}
     for side in ("before", "after"):

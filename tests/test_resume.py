@@ -53,6 +53,13 @@ def _weights(run: Path) -> dict:
     return load_file(str(run / "policy" / "model.safetensors"))
 
 
+def _assert_same_weights(run: Path, expected: dict, when: str) -> None:
+    got = _weights(run)
+    assert got.keys() == expected.keys()
+    for k in expected:
+        assert (got[k] == expected[k]).all(), f"{k} differs {when}"
+
+
 @pytest.mark.slow
 def test_killed_and_resumed_run_matches_uninterrupted_run_bit_for_bit(tmp_path, tiny_t5_dir):
     overrides = {"ppo.steps": STEPS, "ppo.checkpoint_every": 1, "ppo.keep_checkpoints": 2,
@@ -78,10 +85,7 @@ def test_killed_and_resumed_run_matches_uninterrupted_run_bit_for_bit(tmp_path, 
     assert len(killed) == len(kill_points), f"the run ended before these kill points: {killed}"
     # a torn write is never picked up; finish the run from the newest complete checkpoint
     subprocess.run(_cmd(cfg, True), env=_env(0.0), check=True, capture_output=True)
-    got = _weights(run)
-    assert got.keys() == expected.keys()
-    for k in expected:
-        assert (got[k] == expected[k]).all(), k
+    _assert_same_weights(run, expected, "after the chosen kill points")
     # the metrics log holds each step once, as if never interrupted
     import json
 
@@ -95,6 +99,4 @@ def test_killed_and_resumed_run_matches_uninterrupted_run_bit_for_bit(tmp_path, 
     run = tmp_path / "random" / "run"
     assert _kill_when(cfg, run, False, lambda r, t: t >= at), f"the run ended before {at:.2f} s"
     subprocess.run(_cmd(cfg, True), env=_env(0.0), check=True, capture_output=True)
-    got = _weights(run)
-    for k in expected:
-        assert (got[k] == expected[k]).all(), f"{k} differs after a kill at {at:.2f} s"
+    _assert_same_weights(run, expected, f"after a kill at {at:.2f} s")

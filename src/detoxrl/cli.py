@@ -165,7 +165,7 @@ def score(texts: Optional[list[str]] = typer.Argument(None, help="Texts to score
           config: Optional[str] = typer.Option(None, "--config", "-c", help="Config whose reward to use."),
           set_: Optional[list[str]] = SetOpt, run_dir: Optional[Path] = RunDirOpt,
           file: Optional[Path] = typer.Option(None, "--file", "-f",
-                                              help="More texts: .txt (one per line) or .jsonl/.csv/.tsv."),
+                                              help="More texts: .txt (one per line, or blocks between blank lines) or .jsonl/.csv/.tsv."),
           text_column: str = typer.Option("text", help="Column of --file that holds the texts (.jsonl/.csv)."),
           output: Optional[Path] = typer.Option(None, "--output", "-o", help="Also write the scores as jsonl.")):
     """Score texts with the configured composite reward and explain every term: each judge's score,
@@ -173,15 +173,13 @@ def score(texts: Optional[list[str]] = typer.Argument(None, help="Texts to score
 
     def go():
         from detoxrl.rewards.composite import CompositeReward
-        from detoxrl.rewards.rows import column, read_rows
+        from detoxrl.rewards.rows import column, read_rows, read_texts
         from detoxrl.utils import write_jsonl
 
         items = list(texts or [])
         if file is not None:
             if file.suffix.lower() == ".txt":
-                if not file.is_file():
-                    raise DetoxError(f"texts file {file} does not exist")
-                items += [line for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+                items += read_texts(file)
             else:
                 items += [str(t) for t in column(read_rows(file), text_column, file)]
         if not items:

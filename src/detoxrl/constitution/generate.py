@@ -10,7 +10,6 @@ policy is ``--policy``, else the trained policy at ``ppo.output_dir`` if it exis
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Sequence
 
@@ -19,7 +18,7 @@ import torch
 from detoxrl.config import Config
 from detoxrl.data.prompts import fill_template
 from detoxrl.errors import DataError, DetoxError
-from detoxrl.rewards.rows import read_rows
+from detoxrl.rewards.rows import read_rows, read_texts
 from detoxrl.utils import progress, write_jsonl
 
 GENERATIONS = "generations.jsonl"
@@ -46,15 +45,7 @@ def read_prompts(path: str | Path, cfg: Config, wrap: bool = False) -> list[str]
                 raise DataError(f"{path} row {row['_row']}: no non-empty `prompt`, "
                                 f"`{cfg.data.text_column}` or `text`")
     elif suffix == ".txt":
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as exc:
-            raise DataError(f"prompts file {path} is not UTF-8 text ({exc.reason})") from None
-        lines = text.strip("\n").splitlines()
-        if any(not ln.strip() for ln in lines):  # blank lines separate multi-line prompts
-            out = [b.strip("\n") for b in re.split(r"\n[ \t]*\n", "\n".join(lines)) if b.strip()]
-        else:
-            out = [ln for ln in lines if ln.strip()]
+        out = read_texts(path, "prompts file")  # blank lines separate multi-line prompts
         if wrap:
             out = [fill_template(cfg.data.prompt_template, p) for p in out]
     else:

@@ -197,8 +197,9 @@ class Reviser:
         verdicts = self.checker.evaluate(alt, [prompts[k] for k, _ in todo])
         best: dict[int, tuple[tuple[float, int], str]] = {}
         for n, (k, _) in enumerate(todo):
-            if alt[n].strip() and (k not in best or _key(verdicts, self.checker.weights, n) < best[k][0]):
-                best[k] = (_key(verdicts, self.checker.weights, n), alt[n])
+            key = _key(verdicts, self.checker.weights, n)
+            if alt[n].strip() and (k not in best or key < best[k][0]):
+                best[k] = (key, alt[n])
         for k, (_, text) in best.items():
             cand[k] = text
 

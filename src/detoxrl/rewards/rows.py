@@ -1,9 +1,11 @@
-"""Read labelled or ranked rows from jsonl, json or csv files, with errors that name file and row."""
+"""Read labelled or ranked rows from jsonl, json or csv files, and texts from .txt files, with errors
+that name file and row."""
 
 from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 from detoxrl.errors import DataError
@@ -57,3 +59,19 @@ def column(rows: list[dict], name: str, path: str | Path) -> list:
             raise DataError(f"{path} row {r['_row']}: no column {name!r} (columns: {cols})")
         out.append(r[name])
     return out
+
+
+def read_texts(path: str | Path, what: str = "texts file") -> list[str]:
+    """The texts of a ``.txt`` file: one per line, or, when the file has blank lines, one per block of
+    lines between blank lines (so a text may span several lines)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{what} {path} does not exist")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{what} {path} is not UTF-8 text ({exc.reason})") from None
+    lines = text.strip("\n").splitlines()
+    if any(not ln.strip() for ln in lines):
+        return [b.strip("\n") for b in re.split(r"\n[ \t]*\n", "\n".join(lines)) if b.strip()]
+    return [ln for ln in lines if ln.strip()]
