@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from detoxrl.config import Config, ModelSettings
+from detoxrl.data.prompts import fill_template
 from detoxrl.errors import DataError
 from detoxrl.models.policy import LoadedPolicy, load_policy_model, save_policy
 from detoxrl.utils import atomic_dir, console, progress, set_seed, write_json
@@ -40,7 +41,7 @@ def load_pairs(cfg: Config) -> list[Pair]:
     if not res.examples:
         raise DataError(f"no (prompt, target) pairs to fine-tune on in {res.source}")
     template = cfg.data.prompt_template
-    return [Pair(template.replace("{text}", ex.text), ex.references[0]) for ex in res.examples]
+    return [Pair(fill_template(template, ex.text), ex.references[0]) for ex in res.examples]
 
 
 def _encode(lp: LoadedPolicy, pairs: list[Pair], max_prompt: int, max_target: int):

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from detoxrl.config import Config
+from detoxrl.data.prompts import fill_template
 from detoxrl.errors import ConfigError
 from detoxrl.testbed import corpus as C
 from detoxrl.testbed.lexicon import Lexicon, build_lexicon, find_words, wordlist_path
@@ -111,7 +112,7 @@ def corpus_stats(corpus: C.Corpus, lex: Lexicon, tok, template: str) -> dict[str
             "gold_with_lexicon_word": _share([has_word(d.summary) for d in ds]),
             "sft_with_lexicon_word": _share([has_word(d.sft_summary) for d in ds]),
             "tokens": {
-                "prompt": _length_stats(count([template.replace("{text}", d.dialogue) for d in ds])),
+                "prompt": _length_stats(count([fill_template(template, d.dialogue) for d in ds])),
                 "dialogue": _length_stats(count([d.dialogue for d in ds])),
                 "summary": _length_stats(count([d.summary for d in ds])),
                 "sft_summary": _length_stats(count([d.sft_summary for d in ds])),
@@ -145,7 +146,7 @@ def _write_data(folder: Path, corpus: C.Corpus, lex: Lexicon, seed: int, templat
 
 
 def _tokenizer_texts(corpus: C.Corpus, template: str) -> list[str]:
-    texts = [template.replace("{text}", d.dialogue) for d in corpus.train]
+    texts = [fill_template(template, d.dialogue) for d in corpus.train]
     texts += [d.parrot_summary for d in corpus.train] + [d.neutral_summary for d in corpus.train if d.neutral_clause]
     return texts
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from detoxrl.config import TestbedSettings
+from detoxrl.data.prompts import fill_template
 from detoxrl.errors import ConfigError
 from detoxrl.testbed.lexicon import FICTIONAL_GROUPS, RUDE_WORDS, Lexicon, find_words
 from detoxrl.testbed.topics import DAYS, NAMES, TIMES, TOPICS, Topic
@@ -306,7 +307,7 @@ def ranking_rows(dialogues: list[Dialogue], prompt_template: str) -> list[dict[s
         if d.severity == "none":
             continue
         ranks = [1, 2, 2] if d.severity == "rude" else [1, 2, 3]
-        rows.append({"prompt": prompt_template.replace("{text}", d.dialogue),
+        rows.append({"prompt": fill_template(prompt_template, d.dialogue),
                      "completions": [d.summary, d.neutral_summary, d.parrot_summary],
                      "ranks": ranks, "category": d.severity, "fname": d.fname})
     return rows
