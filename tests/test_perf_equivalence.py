@@ -8,7 +8,10 @@ Each test pits one optimisation against a straightforward implementation written
 - temperature 1 without the division against the division;
 - the rollout-time entropy that is logged against a plain softmax entropy;
 - fused AdamW against the per-tensor AdamW;
-- the non-finite gradient check through the clipped total norm against a per-gradient isfinite pass.
+- the non-finite gradient check through the clipped total norm against a per-gradient isfinite pass;
+- the bf16-stored reference (``ppo.mixed_precision: bf16``) against the float32 copy under autocast;
+- the fused tanh-GELU against transformers' ``gelu_new`` / ``gelu_fast``;
+- eager attention for T5 (``policy.attn_implementation: auto``) against ``sdpa``.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import torch
 from detoxrl.config import GenerationSettings, KLSettings, LoraSettings, ModelSettings, PPOSettings
 from detoxrl.models.policy import forward_response, load_policy_model, tokenize_prompts
 from detoxrl.rl.core import logprobs_from_logits, masked_mean
-from detoxrl.rl.trainer import PPOTrainer
+from detoxrl.rl.trainer import PPOTrainer, store_linear_weights_bf16
 from detoxrl.utils import set_seed
 
 PROMPTS = [" ".join(f"w{(i * 5 + j) % 40 + 10}" for j in range(3 + i % 4)) for i in range(8)]
@@ -164,3 +167,75 @@ def test_non_finite_gradient_skips_the_update_like_the_per_gradient_check(tiny_t
     g = torch.ones(3, 3)
     g[1, 1] = float("nan")
     assert not torch.isfinite(g).all() and not torch.isfinite(torch.linalg.vector_norm(g))
+
+
+def test_bf16_reference_is_bit_identical_to_autocast_of_the_float32_copy(tiny_policy_dir):
+    """The reference's linear weights stored in bfloat16 give exactly the logits autocast gives."""
+    tr = _trainer(tiny_policy_dir, mixed_precision="bf16")
+    ro = _rollout(tr)
+    plain = load_policy_model(str(tiny_policy_dir)).model.eval()
+    n_linear = sum(isinstance(m, torch.nn.Linear) for m in tr.ref_model.modules())
+    stored = sum(m.weight.dtype == torch.bfloat16 for m in tr.ref_model.modules() if isinstance(m, torch.nn.Linear))
+    # T5's projections are nn.Linear; GPT-2's are Conv1D (left as they are) beside a tied head
+    assert stored == (n_linear - 1 if tr.lp.is_seq2seq else 0)
+    # tied LM heads stay float32 together with their embedding
+    for m in tr.ref_model.modules():
+        if isinstance(m, torch.nn.Embedding):
+            assert m.weight.dtype == torch.float32
+    args = (ro.query_ids, ro.query_mask, ro.response_ids, ro.response_mask)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        want, _ = forward_response(plain, tr.lp.is_seq2seq, *args)
+        got, _ = forward_response(tr.ref_model, tr.lp.is_seq2seq, *args)
+    assert torch.equal(want, got)
+    assert torch.equal(tr._reference_forward(ro, 4, False)[0], ro.ref_logprobs)
+
+
+def test_store_linear_weights_bf16_skips_a_tied_head():
+    emb = torch.nn.Embedding(10, 4)
+    head = torch.nn.Linear(4, 10, bias=False)
+    head.weight = emb.weight
+    model = torch.nn.ModuleDict({"emb": emb, "head": head, "other": torch.nn.Linear(4, 4)})
+    assert store_linear_weights_bf16(model) == 1
+    assert model["other"].weight.dtype == torch.bfloat16 and head.weight.dtype == torch.float32
+
+
+def test_fused_gelu_matches_gelu_new(tmp_path, tiny_gpt2_dir):
+    """The fused kernel is swapped in for every gelu_new module and changes the logits by < 1e-5."""
+    from conftest import make_tokenizer
+    from transformers import T5Config, T5ForConditionalGeneration
+    from transformers.activations import GELUTanh, NewGELUActivation
+
+    x = torch.linspace(-8, 8, 10_001)
+    assert (GELUTanh()(x) - NewGELUActivation()(x)).abs().max() < 1e-6
+    torch.manual_seed(0)  # FLAN-T5's feed-forward: gated gelu_new
+    cfg = T5Config(vocab_size=64, d_model=32, d_ff=64, num_layers=2, num_decoder_layers=2, num_heads=2,
+                   d_kv=16, feed_forward_proj="gated-gelu", decoder_start_token_id=0, pad_token_id=0,
+                   eos_token_id=1)
+    T5ForConditionalGeneration(cfg).save_pretrained(tmp_path / "t5")
+    make_tokenizer(append_eos=True).save_pretrained(tmp_path / "t5")
+    for path in (tmp_path / "t5", tiny_gpt2_dir):
+        fast = load_policy_model(str(path))
+        plain = load_policy_model(ModelSettings(name_or_path=str(path), fused_activations=False,
+                                                attn_implementation="eager"))
+        kinds = lambda m: {type(x).__name__ for x in m.modules()}  # noqa: E731
+        assert "GELUTanh" in kinds(fast.model) and "NewGELUActivation" not in kinds(fast.model)
+        assert "NewGELUActivation" in kinds(plain.model)
+        q, qm = tokenize_prompts(fast.tokenizer, PROMPTS, 32)
+        r = torch.randint(5, 50, (len(PROMPTS), 6))
+        with torch.no_grad():
+            a, _ = forward_response(fast.model.eval(), fast.is_seq2seq, q, qm, r, torch.ones_like(r).float())
+            b, _ = forward_response(plain.model.eval(), plain.is_seq2seq, q, qm, r, torch.ones_like(r).float())
+        assert (a - b).abs().max() < ATOL
+
+
+def test_t5_loads_with_eager_attention_that_matches_sdpa(tiny_t5_dir):
+    auto = load_policy_model(str(tiny_t5_dir))
+    sdpa = load_policy_model(ModelSettings(name_or_path=str(tiny_t5_dir), attn_implementation="sdpa"))
+    assert auto.model.config._attn_implementation == "eager"
+    assert sdpa.model.config._attn_implementation == "sdpa"
+    q, qm = tokenize_prompts(auto.tokenizer, PROMPTS, 32)
+    r = torch.randint(5, 50, (len(PROMPTS), 6))
+    with torch.no_grad():
+        a, _ = forward_response(auto.model.eval(), True, q, qm, r, torch.ones_like(r).float())
+        b, _ = forward_response(sdpa.model.eval(), True, q, qm, r, torch.ones_like(r).float())
+    assert (a - b).abs().max() < ATOL

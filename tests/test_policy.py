@@ -8,11 +8,13 @@ import torch
 from detoxrl.config import GenerationSettings, LoraSettings, ModelSettings
 from detoxrl.errors import ModelError
 from detoxrl.models.policy import (
+    InverseCDFSampler,
     PolicyWithValue,
     generate_responses,
     generation_config,
     load_policy_model,
     response_logits,
+    sampling_processors,
     save_policy,
 )
 
@@ -41,9 +43,13 @@ def test_response_logits_match_generation_scores(tiny_policy_dir):
     g = generate_responses(lp, PROMPTS, gen, max_prompt_tokens=16, seed=3)
     torch.manual_seed(3)
     gcfg = generation_config(gen, lp)
-    gcfg.output_scores, gcfg.return_dict_in_generate = True, True
-    out = lp.model.generate(input_ids=g.query_ids, attention_mask=g.query_mask, generation_config=gcfg)
-    scores = torch.stack(out.scores, 1)
+    gcfg.output_logits, gcfg.return_dict_in_generate = True, True
+    out = lp.model.generate(input_ids=g.query_ids, attention_mask=g.query_mask, generation_config=gcfg,
+                            logits_processor=sampling_processors(gen))
+    start = 1 if lp.is_seq2seq else g.query_ids.shape[1]
+    same = out.sequences[:, start:start + g.response_ids.shape[1]]
+    assert torch.equal(same[g.response_mask.bool()], g.response_ids[g.response_mask.bool()])
+    scores = torch.stack(out.logits, 1)  # the raw logits of every step, before any processor
     with torch.no_grad():
         logits = response_logits(lp.model, lp.is_seq2seq, g.query_ids, g.query_mask, g.response_ids,
                                  g.response_mask)
@@ -122,3 +128,31 @@ def test_pickle_only_folder_is_refused(tiny_t5_dir, tmp_path):
     torch.save(model.state_dict(), d / "pytorch_model.bin")
     with pytest.raises(ModelError, match="safetensors"):
         load_policy_model(str(d))
+
+
+def test_inverse_cdf_sampler_draws_from_the_softmax():
+    """Frequencies over 40,000 draws match softmax(scores) within 4.5 standard errors; -inf is never drawn."""
+    scores = torch.tensor([[2.0, 1.0, 0.0, float("-inf"), -1.0]])
+    p = torch.softmax(scores, -1)[0]
+    n = 40_000
+    torch.manual_seed(0)
+    out = InverseCDFSampler()(torch.zeros(n, 1, dtype=torch.long), scores.expand(n, -1).clone())
+    assert torch.all((out == 0).sum(1) == 1) and torch.all(torch.isinf(out).sum(1) == 4)
+    freq = torch.bincount(out.argmax(1), minlength=5).double() / n
+    se = (p * (1 - p) / n).sqrt()
+    assert freq[3] == 0
+    assert torch.all((freq - p).abs() <= 4.5 * se + 1e-12), (freq, p)
+
+
+def test_sampling_processors_follow_the_settings():
+    kinds = lambda g: [type(x).__name__ for x in sampling_processors(g)]  # noqa: E731
+    assert kinds(GenerationSettings()) == ["InverseCDFSampler"]
+    assert kinds(GenerationSettings(do_sample=False)) == []
+    assert kinds(GenerationSettings(temperature=0.7, top_k=5, top_p=0.9)) == [
+        "TemperatureLogitsWarper", "TopKLogitsWarper", "TopPLogitsWarper", "InverseCDFSampler"]
+    # top-k 2: only the two best tokens ever come out
+    torch.manual_seed(1)
+    scores = torch.tensor([[0.0, 3.0, 1.0, 2.5]]).expand(2_000, -1).clone()
+    for proc in sampling_processors(GenerationSettings(top_k=2)):
+        scores = proc(torch.zeros(2_000, 1, dtype=torch.long), scores)
+    assert set(scores.argmax(1).tolist()) == {1, 3}

@@ -49,6 +49,14 @@ class ModelSettings(_Strict):
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     revision: str | None = None
     trust_remote_code: bool = False
+    fused_activations: bool = True
+    """Run tanh-approximated GELUs (``gelu_new``, ``gelu_fast``: T5, GPT-2) as torch's one-pass kernel
+    instead of transformers' eight elementwise operations: the same function to 2.4e-7 in float32,
+    faster and with fewer tensors kept for the backward pass. The saved model is unchanged."""
+    attn_implementation: str = "auto"
+    """transformers' attention kernel (``eager``, ``sdpa``, ...). ``auto``: ``eager`` for models with a
+    learned relative position bias (T5, mT5, UMT5), whose biased attentions ``sdpa`` cannot fuse (measured:
+    the PPO step 5-13% faster on CPU); transformers' own choice for every other model."""
     lora: LoraSettings = Field(default_factory=LoraSettings)
 
 

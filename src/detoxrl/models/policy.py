@@ -27,8 +27,13 @@ from transformers import (
     AutoModelForSeq2SeqLM,
     AutoTokenizer,
     GenerationConfig,
+    LogitsProcessor,
+    LogitsProcessorList,
     PreTrainedModel,
     PreTrainedTokenizerBase,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
 )
 
 from detoxrl.config import GenerationSettings, ModelSettings
@@ -93,6 +98,15 @@ def _model_class(is_seq2seq: bool):
     return AutoModelForSeq2SeqLM if is_seq2seq else AutoModelForCausalLM
 
 
+def attention_kernel(config, requested: str) -> str | None:
+    """The ``attn_implementation`` to load with: ``requested``, or for ``auto`` (see ``ModelSettings``)
+    ``eager`` when the model adds a learned relative position bias to every attention (T5 family) and
+    ``None`` (transformers decides) otherwise."""
+    if requested != "auto":
+        return requested
+    return "eager" if getattr(config, "relative_attention_num_buckets", None) else None
+
+
 def _is_seq2seq(config, kind: str) -> bool:
     if kind == "seq2seq":
         return True
@@ -123,14 +137,16 @@ def load_policy_model(settings: ModelSettings | str, *, device: str | torch.devi
             config = AutoConfig.from_pretrained(base, **common)
             seq2seq = _is_seq2seq(config, s.kind)
             base_model = _model_class(seq2seq).from_pretrained(
-                base, dtype=dtype, use_safetensors=True, **common)
+                base, dtype=dtype, use_safetensors=True,
+                attn_implementation=attention_kernel(config, s.attn_implementation), **common)
             model = PeftModel.from_pretrained(base_model, path)
             tok_src = path if (Path(path) / "tokenizer_config.json").exists() else base
         else:
             config = AutoConfig.from_pretrained(path, **common)
             seq2seq = _is_seq2seq(config, s.kind)
             model = _model_class(seq2seq).from_pretrained(
-                path, dtype=dtype, use_safetensors=True, **common)
+                path, dtype=dtype, use_safetensors=True,
+                attn_implementation=attention_kernel(config, s.attn_implementation), **common)
             tok_src = path
     except ModelError:
         raise
@@ -142,10 +158,33 @@ def load_policy_model(settings: ModelSettings | str, *, device: str | torch.devi
     tokenizer = load_tokenizer(tok_src, is_seq2seq=seq2seq, revision=s.revision,
                                trust_remote_code=s.trust_remote_code)
     _sync_special_tokens(model, tokenizer, seq2seq)
+    if s.fused_activations:
+        fuse_gelu_tanh(model)
     if apply_lora and s.lora.enabled and not adapter_dir.exists():
         model = add_lora(model, s, seq2seq)
     model.to(device)
     return LoadedPolicy(model=model, tokenizer=tokenizer, is_seq2seq=seq2seq, name_or_path=path)
+
+
+def fuse_gelu_tanh(model: nn.Module) -> int:
+    """Swap every ``gelu_new`` / ``gelu_fast`` module for transformers' ``GELUTanh`` (torch's fused kernel).
+
+    Both are ``0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))``. transformers writes them as seven or eight
+    elementwise operations, each a pass over the feed-forward activations and each keeping a tensor for
+    the backward pass; ``F.gelu(x, approximate="tanh")`` is one pass forward and one backward. Float32
+    results agree to 2.4e-7; in bfloat16 the fused kernel rounds once instead of after every operation.
+    Only modules change, not the config or the weights, so ``save_pretrained`` writes the same model.
+    Returns the number of modules swapped.
+    """
+    from transformers.activations import FastGELUActivation, GELUTanh, NewGELUActivation
+
+    swapped = 0
+    for parent in model.modules():
+        for name, child in list(parent.named_children()):
+            if type(child) in (NewGELUActivation, FastGELUActivation):
+                setattr(parent, name, GELUTanh())
+                swapped += 1
+    return swapped
 
 
 def _sync_special_tokens(model, tokenizer, seq2seq: bool) -> None:
@@ -192,18 +231,59 @@ class Generation:
         return self.response_mask.sum(1) < self.response_mask.shape[1]
 
 
+class InverseCDFSampler(LogitsProcessor):
+    """Sampling done as the last logits processor of greedy decoding, with one uniform number per row.
+
+    transformers samples with ``torch.multinomial``, which on CPU draws one exponential variate per
+    vocabulary entry: 2.6 ms for 16 rows × 8,000 tokens against 0.08 ms here (a cumulative sum and a
+    binary search per row), which was a fifth of a PPO step's generation time. The distribution is the
+    same, softmax of the processed scores. The scores returned are 0 for the drawn token and -inf
+    elsewhere, so greedy decoding picks it; ``torch.manual_seed`` makes the draws reproducible.
+    """
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        # float64: the running sum over the vocabulary stays exact enough that u < cdf[-1] always holds
+        cdf = torch.softmax(scores.double(), dim=-1).cumsum_(-1)
+        u = torch.rand(cdf.shape[0], 1, dtype=cdf.dtype, device=cdf.device) * cdf[:, -1:]
+        # right=True: the first token whose cumulative probability exceeds u, never a zero-probability one
+        token = torch.searchsorted(cdf, u, right=True).clamp_(max=cdf.shape[1] - 1)
+        out = torch.full_like(scores, float("-inf"))
+        return out.scatter_(1, token, 0.0)
+
+
+def sampling_processors(gen: GenerationSettings) -> LogitsProcessorList:
+    """The processors after transformers' own (min length and the like) that sample: temperature, top-k,
+    top-p as transformers orders them, then :class:`InverseCDFSampler`. Empty for greedy decoding."""
+    if not gen.do_sample:
+        return LogitsProcessorList()
+    procs = LogitsProcessorList()
+    if gen.temperature != 1.0:
+        procs.append(TemperatureLogitsWarper(gen.temperature))
+    if gen.top_k > 0:
+        procs.append(TopKLogitsWarper(gen.top_k))
+    if gen.top_p < 1.0:
+        procs.append(TopPLogitsWarper(gen.top_p))
+    procs.append(InverseCDFSampler())
+    return procs
+
+
 def generation_config(gen: GenerationSettings, lp: LoadedPolicy, max_new_tokens: int | None = None) -> GenerationConfig:
-    """An explicit generation config: nothing inherited that would change the sampling distribution."""
+    """An explicit generation config: nothing inherited that would change the sampling distribution.
+
+    Decoding is greedy in transformers' terms; sampling, when ``gen.do_sample``, comes from
+    :func:`sampling_processors`, passed to ``generate`` with this config.
+    """
     kw: dict[str, Any] = dict(
         max_new_tokens=max_new_tokens or gen.max_new_tokens,
         min_new_tokens=gen.min_new_tokens or None,
-        do_sample=gen.do_sample,
+        do_sample=False,
+        top_k=None,
+        top_p=None,
+        temperature=None,
         pad_token_id=lp.pad_id,
         eos_token_id=lp.eos_id,
         use_cache=True,
     )
-    if gen.do_sample:
-        kw.update(temperature=gen.temperature, top_k=gen.top_k, top_p=gen.top_p)
     if lp.is_seq2seq:
         kw["decoder_start_token_id"] = lp.model.config.decoder_start_token_id
     return GenerationConfig(**kw)
@@ -219,14 +299,17 @@ def generate_from_ids(lp: LoadedPolicy, query_ids: torch.Tensor, query_mask: tor
     """
     m = model if model is not None else lp.model
     gcfg = generation_config(gen, lp, max_new_tokens)
+    procs = sampling_processors(gen)
     encoder_hidden = None
     if lp.is_seq2seq:
         enc = m.get_encoder()(input_ids=query_ids, attention_mask=query_mask)
         encoder_hidden = enc.last_hidden_state
-        out = m.generate(encoder_outputs=enc, attention_mask=query_mask, generation_config=gcfg)
+        out = m.generate(encoder_outputs=enc, attention_mask=query_mask, generation_config=gcfg,
+                         logits_processor=procs)
         resp = out[:, 1:]  # drop decoder_start_token_id
     else:
-        out = m.generate(input_ids=query_ids, attention_mask=query_mask, generation_config=gcfg)
+        out = m.generate(input_ids=query_ids, attention_mask=query_mask, generation_config=gcfg,
+                         logits_processor=procs)
         resp = out[:, query_ids.shape[1]:]
     if resp.shape[1] == 0:  # degenerate: max_new_tokens produced nothing
         resp = torch.full((query_ids.shape[0], 1), lp.eos_id, dtype=query_ids.dtype, device=query_ids.device)
