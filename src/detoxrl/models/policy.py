@@ -127,27 +127,23 @@ def load_policy_model(settings: ModelSettings | str, *, device: str | torch.devi
     _check_local(path)
     dtype = DTYPES[s.dtype]
     common = dict(revision=s.revision, trust_remote_code=s.trust_remote_code)
-    adapter_dir = Path(path) / ADAPTER_CONFIG
+    adapter = (Path(path) / ADAPTER_CONFIG).exists()
     try:
-        if adapter_dir.exists():
+        if adapter:  # a peft adapter folder: the weights are its base model's
             from peft import PeftConfig, PeftModel
 
-            pcfg = PeftConfig.from_pretrained(path)
-            base = pcfg.base_model_name_or_path
-            config = AutoConfig.from_pretrained(base, **common)
-            seq2seq = _is_seq2seq(config, s.kind)
-            base_model = _model_class(seq2seq).from_pretrained(
-                base, dtype=dtype, use_safetensors=True,
-                attn_implementation=attention_kernel(config, s.attn_implementation), **common)
-            model = PeftModel.from_pretrained(base_model, path)
-            tok_src = path if (Path(path) / "tokenizer_config.json").exists() else base
+            weights = PeftConfig.from_pretrained(path).base_model_name_or_path
         else:
-            config = AutoConfig.from_pretrained(path, **common)
-            seq2seq = _is_seq2seq(config, s.kind)
-            model = _model_class(seq2seq).from_pretrained(
-                path, dtype=dtype, use_safetensors=True,
-                attn_implementation=attention_kernel(config, s.attn_implementation), **common)
-            tok_src = path
+            weights = path
+        config = AutoConfig.from_pretrained(weights, **common)
+        seq2seq = _is_seq2seq(config, s.kind)
+        model = _model_class(seq2seq).from_pretrained(
+            weights, dtype=dtype, use_safetensors=True,
+            attn_implementation=attention_kernel(config, s.attn_implementation), **common)
+        if adapter:
+            model = PeftModel.from_pretrained(model, path)
+        has_tokenizer = (Path(path) / "tokenizer_config.json").exists()
+        tok_src = weights if adapter and not has_tokenizer else path
     except ModelError:
         raise
     except (OSError, ValueError, KeyError) as exc:
@@ -160,7 +156,7 @@ def load_policy_model(settings: ModelSettings | str, *, device: str | torch.devi
     _sync_special_tokens(model, tokenizer, seq2seq)
     if s.fused_activations:
         fuse_gelu_tanh(model)
-    if apply_lora and s.lora.enabled and not adapter_dir.exists():
+    if apply_lora and s.lora.enabled and not adapter:
         model = add_lora(model, s, seq2seq)
     model.to(device)
     return LoadedPolicy(model=model, tokenizer=tokenizer, is_seq2seq=seq2seq, name_or_path=path)
