@@ -4,11 +4,13 @@ Each test pits one optimisation against a straightforward implementation written
 
 - the encoder output kept from generation (old-logprob pass; update passes when the encoder is frozen,
   e.g. LoRA on the decoder only) against running the encoder again;
-- logprobs as a gather minus a log-sum-exp against a full log-softmax;
+- logprobs as a gather minus a log-sum-exp against a full log-softmax, and its fused backward against
+  autograd's (bit for bit, float32 and bfloat16);
 - temperature 1 without the division against the division;
 - the rollout-time entropy that is logged against a plain softmax entropy;
 - fused AdamW against the per-tensor AdamW;
 - the non-finite gradient check through the clipped total norm against a per-gradient isfinite pass;
+- clipping that skips the multiply by 1 against accelerate's ``clip_grad_norm_`` (bit for bit);
 - the bf16-stored reference (``ppo.mixed_precision: bf16``) against the float32 copy under autocast;
 - the fused tanh-GELU against transformers' ``gelu_new`` / ``gelu_fast``;
 - eager attention for T5 (``policy.attn_implementation: auto``) against ``sdpa``.
@@ -116,6 +118,59 @@ def test_logprobs_from_logits_matches_log_softmax_by_hand():
     expected = torch.tensor([[3.0 - torch.log(torch.exp(torch.tensor([1.0, 2.0, 3.0])).sum()).item(),
                               -torch.log(torch.tensor(3.0)).item()]])
     assert torch.allclose(logprobs_from_logits(logits, labels), expected, atol=1e-6)
+
+
+def _autograd_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The plain expression: float32 rows, gather minus logsumexp, differentiated by autograd."""
+    def fn(lg, lab):
+        return torch.gather(lg, -1, lab.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(lg, dim=-1)
+
+    if logits.dtype == torch.float32:
+        return fn(logits, labels)
+    return torch.stack([fn(logits[i].float(), labels[i]) for i in range(logits.shape[0])])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("shape", [(4, 9, 300), (1, 1, 5), (2, 3, 7)])
+def test_fused_logprob_backward_is_bit_identical_to_autograd(dtype, shape):
+    g = torch.Generator().manual_seed(sum(shape))
+    base = (3 * torch.randn(*shape, generator=g)).to(dtype)
+    labels = torch.randint(0, shape[-1], shape[:-1], generator=g)
+    labels.view(-1)[0] = shape[-1] - 1  # the last vocabulary entry too
+    weights = torch.randn(shape[:-1], generator=g)
+    fast_in, plain_in = base.clone().requires_grad_(), base.clone().requires_grad_()
+    fast, plain = logprobs_from_logits(fast_in, labels), _autograd_logprobs(plain_in, labels)
+    assert fast.dtype == torch.float32 and torch.equal(fast, plain)
+    (fast * weights).sum().backward()
+    (plain * weights).sum().backward()
+    assert fast_in.grad.dtype == dtype and torch.equal(fast_in.grad, plain_in.grad)
+    # the gradient is softmax minus one-hot, scaled: hand check on one position (float32 only)
+    if dtype == torch.float32:
+        p = torch.softmax(base[0, 0], -1)
+        expect = -weights[0, 0] * p
+        expect[labels[0, 0]] += weights[0, 0]
+        assert torch.allclose(fast_in.grad[0, 0], expect, atol=1e-6)
+    with torch.inference_mode():  # the no-grad passes
+        assert torch.equal(logprobs_from_logits(base, labels), plain.detach())
+
+
+@pytest.mark.parametrize("max_norm", [1e-3, 1e30])
+def test_clip_gradients_is_bit_identical_to_accelerate(tiny_t5_dir, max_norm):
+    tr = _trainer(tiny_t5_dir, max_grad_norm=max_norm)
+    params = [p for p in tr.model.parameters() if p.requires_grad]
+    torch.manual_seed(3)
+    grads = [torch.randn_like(p) for p in params]
+    results = []
+    for clip in (lambda: tr.acc.clip_grad_norm_(tr.model.parameters(), max_norm), tr._clip_gradients):
+        for p, g in zip(params, grads):
+            p.grad = g.clone()
+        norm = clip()
+        results.append((float(norm), [p.grad.clone() for p in params]))
+    (plain_norm, plain_grads), (fast_norm, fast_grads) = results
+    assert fast_norm == plain_norm
+    assert all(torch.equal(a, b) for a, b in zip(plain_grads, fast_grads))
+    scaled = not torch.equal(fast_grads[0], grads[0])
+    assert scaled == (max_norm < plain_norm)  # 1e-3 clips, 1e30 leaves the gradients as they were
 
 
 def test_logged_entropy_is_the_rollout_policy_entropy(tiny_t5_dir):

@@ -85,20 +85,52 @@ def _rowwise_fp32(fn, logits: torch.Tensor, *extra: torch.Tensor) -> torch.Tenso
     return torch.stack(rows)
 
 
+class _TokenLogprobs(torch.autograd.Function):
+    """``logits[..., y] - logsumexp(logits)`` in float32, one row of the batch at a time, with a fused backward.
+
+    Autograd's version of the same expression (a gather minus a logsumexp of the float32 copy of each
+    row) builds a zero ``[B, T, V]`` gradient for every row it selects, another for the gather, adds
+    them up and casts each row back: four extra ``[B, T, V]`` buffers for a bfloat16 batch of four. Here
+    the backward writes each row's gradient once, with the same floating-point operations in the same
+    order (``grad · exp(l - lse)`` with the logsumexp's incoming ``-grad``, then ``+ grad`` at the
+    label), so the gradient is bit-identical to autograd's (``tests/test_perf_equivalence.py``).
+    """
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        idx = labels.long().unsqueeze(-1)
+        out = torch.empty(labels.shape, dtype=torch.float32, device=logits.device)
+        lse = torch.empty(labels.shape, dtype=torch.float32, device=logits.device)
+        for i in range(logits.shape[0]):
+            lf = logits[i].float()
+            lse[i] = torch.logsumexp(lf, dim=-1)
+            out[i] = torch.gather(lf, -1, idx[i]).squeeze(-1) - lse[i]
+        ctx.save_for_backward(logits, idx, lse)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        logits, idx, lse = ctx.saved_tensors
+        grad_logits = torch.empty_like(logits)
+        for i in range(logits.shape[0]):
+            g = (-grad[i]).unsqueeze(-1) * (logits[i].float() - lse[i].unsqueeze(-1)).exp()
+            g.scatter_add_(-1, idx[i], grad[i].unsqueeze(-1))
+            grad_logits[i] = g
+        return grad_logits, None
+
+
 def logprobs_from_logits(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    r"""Log-probability of each label token: ``[B, T, V]`` logits, ``[B, T]`` labels → ``[B, T]``.
+    r"""Log-probability of each label token: ``[B, T, V]`` logits, ``[B, T]`` labels → ``[B, T]`` float32.
 
     .. math:: \log \pi(y_t) = l_{t, y_t} - \log \sum_v e^{l_{t,v}}
 
-    Computed as a gather minus a logsumexp, so the full ``[B, T, V]`` log-softmax is never stored.
-    Half-precision logits are handled in float32, one row at a time.
+    Computed as a gather minus a logsumexp, so the full ``[B, T, V]`` log-softmax is never stored; the
+    logits are taken to float32 one row at a time (:class:`_TokenLogprobs`). Float64 logits stay float64.
     """
-
-    def fn(lg: torch.Tensor, lab: torch.Tensor) -> torch.Tensor:
-        picked = torch.gather(lg, -1, lab.long().unsqueeze(-1)).squeeze(-1)
-        return picked - torch.logsumexp(lg, dim=-1)
-
-    return _rowwise_fp32(fn, logits, labels)
+    if logits.dtype == torch.float64:
+        picked = torch.gather(logits, -1, labels.long().unsqueeze(-1)).squeeze(-1)
+        return picked - torch.logsumexp(logits, dim=-1)
+    return _TokenLogprobs.apply(logits, labels)
 
 
 def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:

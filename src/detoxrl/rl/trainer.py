@@ -192,6 +192,29 @@ class PPOTrainer:
     def _gather_mean(self, x: torch.Tensor) -> float:
         return float(self.acc.gather(x.detach().reshape(-1).float()).mean())
 
+    def _clip_gradients(self) -> torch.Tensor | None:
+        """Clip the gradients' total norm to ``ppo.max_grad_norm``; return the norm before clipping.
+
+        The same as ``accelerator.clip_grad_norm_``, which multiplies every gradient by
+        ``min(max_norm / (norm + 1e-6), 1)`` even when that factor is 1: here the multiply runs only when
+        it changes something (same coefficient, computed the same way, so the result is bit-identical).
+        Sharded or scaled set-ups (FSDP, DeepSpeed, XLA, an fp16 grad scaler) and torch < 2.6 keep
+        accelerate's own path.
+        """
+        from accelerate.utils import DistributedType
+
+        plain = (DistributedType.NO, DistributedType.MULTI_CPU, DistributedType.MULTI_GPU)
+        if (self.acc.distributed_type not in plain or self.acc.scaler is not None
+                or not hasattr(torch.nn.utils, "clip_grads_with_norm_")):  # torch < 2.6
+            return self.acc.clip_grad_norm_(self.model.parameters(), self.s.max_grad_norm)
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        if not params:
+            return None
+        total = torch.nn.utils.get_total_norm([p.grad for p in params])
+        if bool(self.s.max_grad_norm / (total + 1e-6) < 1.0):
+            torch.nn.utils.clip_grads_with_norm_(params, self.s.max_grad_norm, total)
+        return total
+
     def _frozen_encoder(self) -> bool:
         """The encoder output can be reused in the update passes when the encoder does not train.
 
@@ -342,7 +365,7 @@ class PPOTrainer:
                 self.acc.backward(loss)
                 # One check instead of a pass over every gradient: the total norm is finite iff every
                 # gradient entry is (clipping a non-finite norm only scales grads that are dropped here).
-                total_norm = self.acc.clip_grad_norm_(self.model.parameters(), s.max_grad_norm)
+                total_norm = self._clip_gradients()
                 if total_norm is not None and not torch.isfinite(torch.as_tensor(total_norm)):
                     bad_updates += 1
                     self.optimizer.zero_grad(set_to_none=True)
