@@ -151,6 +151,8 @@ def main() -> None:
     import transformers
 
     import detoxrl
+    import detoxrl.models.policy  # noqa: F401  (what build_trainer uses, imported here as the legacy
+    import detoxrl.rl.trainer  # noqa: F401   worker imports TRL's trainer before its import figure)
 
     rss_import = current_rss_mb()
     trainer, info = build_trainer(args.model_dir, work, args.seed, precision=args.precision)

@@ -427,8 +427,11 @@ def main(argv: list[str] | None = None) -> int:
         if "detoxrl-fp32" in per_run:
             a, b = per_run["detoxrl-fp32"]
             lines.append(f"fp32: speedup={a:.2f} memory_ratio={b:.2f}")
+        lw = sides["legacy"]["peak_rss_mb"] - sides["legacy"]["rss_after_import_mb"]
         for n, (a, b) in per_run.items():
-            print(f"{SIDES[n]} against legacy fp32: speedup {a:.2f}, memory ratio {b:.2f}")
+            ow = sides[n]["peak_rss_mb"] - sides[n]["rss_after_import_mb"]
+            print(f"{SIDES[n]} against legacy fp32: speedup {a:.2f}, memory ratio {b:.2f} (peak above the "
+                  f"RSS after imports: {ow:.0f} MB against {lw:.0f} MB, {ow / lw:.2f})")
         lines.append(f"best detoxrl configuration: {SIDES[best]} (legacy runs fp32); the line below is that "
                      "configuration against legacy")
         lines.append(f"speedup={per_run[best][0]:.2f} memory_ratio={per_run[best][1]:.2f}")
