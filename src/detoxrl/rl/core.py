@@ -89,11 +89,11 @@ class _TokenLogprobs(torch.autograd.Function):
     """``logits[..., y] - logsumexp(logits)`` in float32, one row of the batch at a time, with a fused backward.
 
     Autograd's version of the same expression (a gather minus a logsumexp of the float32 copy of each
-    row) builds a zero ``[B, T, V]`` gradient for every row it selects, another for the gather, adds
-    them up and casts each row back: four extra ``[B, T, V]`` buffers for a bfloat16 batch of four. Here
-    the backward writes each row's gradient once, with the same floating-point operations in the same
-    order (``grad · exp(l - lse)`` with the logsumexp's incoming ``-grad``, then ``+ grad`` at the
-    label), so the gradient is bit-identical to autograd's (``tests/test_perf_equivalence.py``).
+    row of half-precision logits) builds, for every row it selects, a zero gradient of the whole
+    ``[B, T, V]`` batch and a zero ``[T, V]`` one for the gather, then adds them all up. Here the backward
+    writes each row's gradient once, with the same floating-point operations (``grad · exp(l - lse)``
+    with the logsumexp's incoming ``-grad``, then ``+ grad`` at the label), so the gradient is
+    bit-identical to autograd's, float32 and bfloat16 (``tests/test_perf_equivalence.py``).
     """
 
     @staticmethod
