@@ -151,8 +151,9 @@ def main() -> None:
     import transformers
 
     import detoxrl
-    import detoxrl.models.policy  # noqa: F401  (what build_trainer uses, imported here as the legacy
-    import detoxrl.rl.trainer  # noqa: F401   worker imports TRL's trainer before its import figure)
+    # What build_trainer uses, imported before the import figure as the legacy worker imports TRL's trainer.
+    import detoxrl.models.policy  # noqa: F401
+    import detoxrl.rl.trainer  # noqa: F401
 
     rss_import = current_rss_mb()
     trainer, info = build_trainer(args.model_dir, work, args.seed, precision=args.precision)
