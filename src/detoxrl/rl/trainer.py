@@ -123,6 +123,44 @@ def store_linear_weights_bf16(model: torch.nn.Module) -> int:
     return n
 
 
+class MasterWeights:
+    """Float32 master copies of the trainable parameters stored in bfloat16 or float16.
+
+    AdamW applied to bfloat16 weights rounds every updated weight to 8 significant bits, so a step
+    smaller than half the gap to the neighbouring bfloat16 value (2^-9 to 2^-8 of the weight's
+    magnitude) is lost; at PPO's learning rates most steps are, and the policy barely moves. Here the optimiser updates float32 masters instead: after backward
+    :meth:`grads_to_masters` hands each low-precision gradient to its master as float32, and after the
+    optimiser step :meth:`masters_to_model` rounds the masters back into the model's weights. Float32
+    parameters (a value head, LoRA adapters peft keeps in float32) are their own masters.
+    """
+
+    LOW = (torch.bfloat16, torch.float16)
+
+    def __init__(self, params: list[torch.Tensor]):
+        self.pairs: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.params: list[torch.Tensor] = []  # what the optimiser updates, in the model's order
+        for p in params:
+            if p.dtype in self.LOW:
+                m = p.detach().to(torch.float32).requires_grad_(True)
+                self.pairs.append((p, m))
+                p = m
+            self.params.append(p)
+
+    def __bool__(self) -> bool:
+        return bool(self.pairs)
+
+    @torch.no_grad()
+    def grads_to_masters(self) -> None:
+        for p, m in self.pairs:
+            m.grad = None if p.grad is None else p.grad.to(torch.float32)
+            p.grad = None
+
+    @torch.no_grad()
+    def masters_to_model(self) -> None:
+        for p, m in self.pairs:
+            p.copy_(m)
+
+
 class PPOTrainer:
     """Holds the models, optimiser and controllers; :meth:`step` runs one PPO iteration."""
 
@@ -150,10 +188,18 @@ class PPOTrainer:
         # Dropout off: logprobs at rollout time and at update time must come from the same function.
         self.module.eval()
         params = [p for p in self.module.parameters() if p.requires_grad]
+        # Low-precision trainable weights (policy.dtype bfloat16/float16) get float32 masters.
+        self.masters = MasterWeights(params)
+        if self.masters and self.acc.distributed_type.value not in ("NO", "MULTI_CPU", "MULTI_GPU"):
+            raise TrainingError(f"policy.dtype {policy.model.dtype} with {self.acc.distributed_type.value}: "
+                                "load the policy in float32 and let the backend keep low-precision copies")
+        self._opt_params = self.masters.params
+        by_id = {id(p): m for p, m in self.masters.pairs}
+        self._master_by_name = {n: by_id[id(p)] for n, p in self.module.named_parameters() if id(p) in by_id}
         # The fused kernel updates all parameters in one call (about 3x faster than the per-tensor
         # loop that AdamW picks by default on CPU); same update rule, float32 rounding aside.
-        fused = self.fused_adam_supported(params)
-        self.optimizer = torch.optim.AdamW(params, lr=settings.learning_rate, eps=settings.adam_eps,
+        fused = self.fused_adam_supported(self._opt_params)
+        self.optimizer = torch.optim.AdamW(self._opt_params, lr=settings.learning_rate, eps=settings.adam_eps,
                                            weight_decay=0.0, fused=fused or None)
         self.model, self.optimizer = self.acc.prepare(self.module, self.optimizer)
         self.kl_ctl = make_kl_controller(settings.kl)
@@ -206,8 +252,9 @@ class PPOTrainer:
         plain = (DistributedType.NO, DistributedType.MULTI_CPU, DistributedType.MULTI_GPU)
         if (self.acc.distributed_type not in plain or self.acc.scaler is not None
                 or not hasattr(torch.nn.utils, "clip_grads_with_norm_")):  # torch < 2.6
-            return self.acc.clip_grad_norm_(self.model.parameters(), self.s.max_grad_norm)
-        params = [p for p in self.model.parameters() if p.grad is not None]
+            params = self._opt_params if self.masters else self.model.parameters()
+            return self.acc.clip_grad_norm_(params, self.s.max_grad_norm)
+        params = [p for p in self._opt_params if p.grad is not None]
         if not params:
             return None
         total = torch.nn.utils.get_total_norm([p.grad for p in params])
@@ -363,6 +410,7 @@ class PPOTrainer:
                     self.optimizer.zero_grad(set_to_none=True)
                     continue
                 self.acc.backward(loss)
+                self.masters.grads_to_masters()
                 # One check instead of a pass over every gradient: the total norm is finite iff every
                 # gradient entry is (clipping a non-finite norm only scales grads that are dropped here).
                 total_norm = self._clip_gradients()
@@ -371,6 +419,7 @@ class PPOTrainer:
                     self.optimizer.zero_grad(set_to_none=True)
                     continue
                 self.optimizer.step()
+                self.masters.masters_to_model()
                 self.optimizer.zero_grad(set_to_none=True)
                 stats["policy/loss"].append(float(pg_loss.detach()))
                 stats["policy/clipfrac"].append(float(pg_stats["clipfrac"]))
@@ -449,7 +498,8 @@ class PPOTrainer:
 
     # ---------------------------------------------------------------------------- state
     def trainable_state(self) -> dict[str, torch.Tensor]:
-        return {k: v for k, v in self.unwrapped.state_dict().items()
+        """What a checkpoint keeps of the model: the trained tensors (float32 masters where there are)."""
+        return {k: self._master_by_name.get(k, v).detach() for k, v in self.unwrapped.state_dict().items()
                 if k.startswith("value_head.") or self._is_trainable(k)}
 
     def _is_trainable(self, key: str) -> bool:
@@ -468,6 +518,10 @@ class PPOTrainer:
         unexpected = [k for k in missing.unexpected_keys]
         if unexpected:
             raise TrainingError(f"checkpoint has parameters this policy does not: {unexpected[:5]}")
+        with torch.no_grad():
+            for name, master in self._master_by_name.items():
+                if name in model_state:
+                    master.copy_(model_state[name])
         self.optimizer.load_state_dict(optimizer_state)
         self.kl_ctl.load_state_dict(state["kl_ctl"])
         self.score_moments.load_state_dict(state["score_moments"])

@@ -1,0 +1,109 @@
+"""Float32 master weights for a policy stored in bfloat16 (``policy.dtype: bfloat16``).
+
+The optimiser must update float32 copies and round them into the model after every step; otherwise
+every update smaller than half a bfloat16 spacing is lost. Checked by hand on one weight, then on the
+trainer: what the model holds, what a checkpoint keeps and restores, and that an easy reward goes up.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from detoxrl.config import GenerationSettings, KLSettings, ModelSettings, PPOSettings
+from detoxrl.models.policy import load_policy_model, tokenize_prompts
+from detoxrl.rl.trainer import MasterWeights, PPOTrainer
+from detoxrl.utils import set_seed
+
+from test_ppo import PROMPTS, share_of_good_words
+
+
+def test_small_updates_accumulate_in_the_master_by_hand():
+    # Near 1.0 the bfloat16 values are 0.99609375 (1 - 2^-8) and 1.0. SGD with lr 1e-3 and gradient 1
+    # moves the weight by 0.001 per step: in bfloat16 each step rounds back to 1.0, the master reaches
+    # 0.995 after five steps, and the model then holds its rounding, 0.99609375.
+    plain = torch.nn.Parameter(torch.ones(1, dtype=torch.bfloat16))
+    opt = torch.optim.SGD([plain], lr=1e-3)
+    for _ in range(5):
+        plain.grad = torch.ones_like(plain)
+        opt.step()
+    assert plain.item() == 1.0  # every update lost
+
+    w = torch.nn.Parameter(torch.ones(1, dtype=torch.bfloat16))
+    fp32 = torch.nn.Parameter(torch.ones(2))  # its own master
+    masters = MasterWeights([w, fp32])
+    assert masters and len(masters.pairs) == 1 and masters.params[1] is fp32
+    master = masters.params[0]
+    assert master.dtype == torch.float32 and master is not w
+    opt = torch.optim.SGD(masters.params, lr=1e-3)
+    for _ in range(5):
+        w.grad = torch.ones_like(w)
+        fp32.grad = torch.ones_like(fp32)
+        masters.grads_to_masters()
+        assert w.grad is None and master.grad.dtype == torch.float32
+        opt.step()
+        masters.masters_to_model()
+    expect = torch.tensor(1.0)
+    for _ in range(5):
+        expect = expect - 1e-3 * 1.0  # float32 SGD, the same operations
+    assert master.item() == expect.item() == pytest.approx(0.995, abs=1e-6)
+    assert w.item() == 0.99609375 == master.to(torch.bfloat16).item()
+    assert torch.allclose(fp32.detach(), torch.full((2,), 0.995), atol=1e-6)
+    assert not MasterWeights([fp32])  # nothing to shadow in float32
+
+
+def _bf16_trainer(path, **kw) -> tuple[PPOTrainer, object]:
+    set_seed(0)
+    lp = load_policy_model(ModelSettings(name_or_path=str(path), dtype="bfloat16"))
+    settings = PPOSettings(steps=10, batch_size=16, mini_batch_size=4, ppo_epochs=4, learning_rate=3e-3,
+                           kl=KLSettings(init_coef=0.01, adaptive=False), score_norm=False,
+                           generation=GenerationSettings(max_new_tokens=8, min_new_tokens=8), **kw)
+    return PPOTrainer(settings, lp, share_of_good_words, seed=0), lp
+
+
+def _step(tr, lp):
+    q, qm = tokenize_prompts(lp.tokenizer, PROMPTS, 32)
+    return tr.step(PROMPTS, q, qm, tr.s.generation.max_new_tokens)
+
+
+def test_bf16_policy_trains_float32_masters_and_checkpoints_them(tiny_t5_dir):
+    tr, lp = _bf16_trainer(tiny_t5_dir)
+    lm_params = dict(tr.unwrapped.lm.named_parameters())
+    assert {p.dtype for p in lm_params.values()} == {torch.bfloat16}
+    assert tr.unwrapped.value_head.summary.weight.dtype == torch.float32
+    opt_params = [p for g in tr.optimizer.param_groups for p in g["params"]]
+    assert all(p.dtype == torch.float32 for p in opt_params)
+    assert len(tr.masters.pairs) == len(lm_params)
+
+    before = {n: tr._master_by_name[f"lm.{n}"].detach().clone() for n in lm_params}
+    _step(tr, lp)
+    moved = 0
+    for n, p in lm_params.items():
+        master = tr._master_by_name[f"lm.{n}"]
+        assert torch.equal(p.detach(), master.detach().to(torch.bfloat16)), n  # the model holds the rounding
+        moved += int(not torch.equal(master.detach(), before[n]))
+    assert moved == len(lm_params)
+    # Some master moved by less than the bfloat16 spacing: the plain bf16 update would have lost it.
+    delta = (tr._master_by_name["lm.shared.weight"].detach() - before["shared.weight"]).abs()
+    spacing = before["shared.weight"].abs() * 2.0 ** -8
+    assert bool(((delta > 0) & (delta < spacing / 2)).any())
+
+    state = tr.trainable_state()
+    assert state["lm.shared.weight"].dtype == torch.float32
+    assert torch.equal(state["lm.shared.weight"], tr._master_by_name["lm.shared.weight"].detach())
+    opt_state = tr.optimizer.state_dict()
+
+    fresh, _ = _bf16_trainer(tiny_t5_dir)
+    fresh.load_state(state, opt_state, tr.state())
+    for name, master in tr._master_by_name.items():
+        assert torch.equal(fresh._master_by_name[name].detach(), master.detach()), name
+    for (n, p), (_, q) in zip(tr.unwrapped.named_parameters(), fresh.unwrapped.named_parameters()):
+        assert torch.equal(p.detach(), q.detach()), n
+
+
+@pytest.mark.slow
+def test_bf16_policy_with_masters_learns_an_easy_reward(tiny_policy_dir):
+    tr, lp = _bf16_trainer(tiny_policy_dir)
+    rewards = [_step(tr, lp)["reward/mean"] for _ in range(12)]
+    early, late = sum(rewards[:3]) / 3, sum(rewards[-3:]) / 3
+    assert late > early + 0.1, rewards
