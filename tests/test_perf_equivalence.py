@@ -8,7 +8,7 @@ Each test pits one optimisation against a straightforward implementation written
   autograd's (bit for bit, float32 and bfloat16);
 - temperature 1 without the division against the division;
 - the rollout-time entropy that is logged against a plain softmax entropy;
-- fused AdamW against the per-tensor AdamW;
+- fused AdamW against the per-tensor AdamW, and AdamW's state allocated up front against torch's lazy one;
 - the non-finite gradient check through the clipped total norm against a per-gradient isfinite pass;
 - clipping that skips the multiply by 1 against accelerate's ``clip_grad_norm_`` (bit for bit);
 - the bf16-stored reference (``ppo.mixed_precision: bf16``) against the float32 copy under autocast;
@@ -24,7 +24,7 @@ import torch
 from detoxrl.config import GenerationSettings, KLSettings, LoraSettings, ModelSettings, PPOSettings
 from detoxrl.models.policy import forward_response, load_policy_model, tokenize_prompts
 from detoxrl.rl.core import logprobs_from_logits, masked_mean
-from detoxrl.rl.trainer import PPOTrainer, store_linear_weights_bf16
+from detoxrl.rl.trainer import PPOTrainer, allocate_adam_state, store_linear_weights_bf16
 from detoxrl.utils import set_seed
 
 PROMPTS = [" ".join(f"w{(i * 5 + j) % 40 + 10}" for j in range(3 + i % 4)) for i in range(8)]
@@ -202,6 +202,45 @@ def test_fused_adamw_matches_per_tensor_adamw():
         results.append([p.detach() for p in params])
     for plain, fast in zip(*results):
         assert torch.allclose(plain, fast, atol=1e-6)
+
+
+@pytest.mark.parametrize("fused", [None, True])
+def test_adam_state_allocated_up_front_gives_bit_identical_updates(fused):
+    torch.manual_seed(0)
+    init = [torch.randn(7, 5), torch.randn(5), torch.randn(3, 3)]
+    grads = [[torch.randn_like(p) for p in init] for _ in range(4)]
+    results = []
+    for allocate in (False, True):
+        params = [torch.nn.Parameter(p.clone()) for p in init]
+        params[2].grad = torch.full_like(params[2], 7.0)  # a gradient already there must survive
+        opt = torch.optim.AdamW(params, lr=1e-2, eps=1e-8, weight_decay=0.0, fused=fused)
+        if allocate:
+            assert allocate_adam_state(opt)
+            assert torch.equal(params[2].grad, torch.full_like(params[2], 7.0))
+            assert params[0].grad is None
+            for p in params:
+                st = opt.state[p]
+                assert float(st["step"]) == 0.0 and not st["exp_avg"].any() and not st["exp_avg_sq"].any()
+        else:
+            assert len(opt.state) == 0
+        for step in grads:
+            for p, g in zip(params, step):
+                p.grad = g.clone()
+            opt.step()
+        results.append(([p.detach().clone() for p in params], opt.state_dict()["state"]))
+    (lazy_p, lazy_s), (early_p, early_s) = results
+    assert all(torch.equal(a, b) for a, b in zip(lazy_p, early_p))
+    for i in lazy_s:
+        for key in ("step", "exp_avg", "exp_avg_sq"):
+            assert torch.equal(lazy_s[i][key], early_s[i][key]), (i, key)
+    assert not allocate_adam_state(torch.optim.SGD([torch.nn.Parameter(torch.ones(2))], lr=0.1))
+
+
+def test_trainer_allocates_adam_state_before_the_first_step(tiny_t5_dir):
+    tr = _trainer(tiny_t5_dir)
+    params = [p for g in tr.optimizer.param_groups for p in g["params"]]
+    assert params and all(len(tr.optimizer.state[p]) == 3 for p in params)
+    assert all(p.grad is None for p in params)
 
 
 def test_non_finite_gradient_skips_the_update_like_the_per_gradient_check(tiny_t5_dir):
