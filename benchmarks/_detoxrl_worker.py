@@ -49,7 +49,10 @@ def build_trainer(model_dir: Path, work: Workload, seed: int,
     """Load the policy (with value head) and a separate frozen reference from ``model_dir``; build the trainer.
 
     ``precision`` ``"bf16"`` sets ``ppo.mixed_precision="bf16"`` (bf16 autocast for generation and every
-    forward pass, fp32 master weights, optimiser and logprobs); ``"fp32"`` runs everything in float32.
+    forward pass, fp32 master weights, optimiser and logprobs); ``"bf16-weights"`` stores the policy
+    (and so its reference copy) in bfloat16 after the checksum, as ``policy.dtype: bfloat16`` loads it
+    (transformers 5 rounds every T5 weight), and trains float32 master weights (``MasterWeights``)
+    without autocast; ``"fp32"`` runs everything in float32.
 
     Returns ``(trainer, info)`` where ``info`` holds ``n_params`` (policy without value head),
     ``param_checksum`` (``_common.param_checksum`` of the policy as loaded, which the harness compares
@@ -104,6 +107,8 @@ def build_trainer(model_dir: Path, work: Workload, seed: int,
     info = {"n_params": sum(p.numel() for p in lp.model.parameters()),
             "param_checksum": param_checksum(lp.model),
             "vocab_size": int(lp.model.config.vocab_size)}
+    if precision == "bf16-weights":
+        lp.model.to(torch.bfloat16)
     settings = PPOSettings(
         steps=1_000_000, batch_size=work.batch_size, mini_batch_size=work.mini_batch_size,
         ppo_epochs=work.ppo_epochs, learning_rate=work.learning_rate,
@@ -141,8 +146,9 @@ def ppo_step(trainer: Any, prompts: torch.Tensor, work: Workload) -> dict[str, f
 def main() -> None:
     """Parse arguments, build the trainer, run warm-up and timed steps, print the result line."""
     parser = worker_parser(__doc__.splitlines()[0])
-    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
-                        help="bf16: detoxrl's bf16 autocast (ppo.mixed_precision=bf16)")
+    parser.add_argument("--precision", choices=["fp32", "bf16", "bf16-weights"], default="fp32",
+                        help="bf16: detoxrl's bf16 autocast (ppo.mixed_precision=bf16); bf16-weights: the "
+                             "policy stored in bfloat16 with float32 master weights")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     work = workload_from_args(args)

@@ -137,7 +137,9 @@ def gemm_shapes(size: ModelSize, work: Workload) -> list[tuple[int, int, int]]:
 
 
 # ------------------------------------------------------------------------------------ workers
-SIDES = {"legacy": "legacy (TRL 0.11.4, fp32)", "detoxrl-fp32": "detoxrl fp32", "detoxrl-bf16": "detoxrl bf16"}
+SIDES = {"legacy": "legacy (TRL 0.11.4, fp32)", "detoxrl-fp32": "detoxrl fp32", "detoxrl-bf16": "detoxrl bf16",
+         "detoxrl-bf16-weights": "detoxrl bf16 weights"}
+BF16_RUNS = ("detoxrl-bf16", "detoxrl-bf16-weights")  # measured against the bf16 matmul peak as well
 """Run names and how the table labels them. The legacy side is always fp32, as TRL 0.11.4 runs it."""
 
 
@@ -254,7 +256,8 @@ def report(size_name: str, size: ModelSize, work: Workload, args: argparse.Names
           f"{work.response_len}, {work.ppo_epochs} PPO epochs, minibatch {work.mini_batch_size}; "
           f"{args.threads} thread(s); {args.repeats} repeat(s) x {args.steps} steps (+{args.warmup} warm-up)")
     print("precision: the legacy side always runs fp32 (TRL 0.11.4 has no mixed precision on CPU); "
-          "'detoxrl bf16' is bf16 autocast with fp32 master weights, optimiser and logprobs")
+          "'detoxrl bf16' is bf16 autocast with fp32 master weights, optimiser and logprobs; 'detoxrl bf16 "
+          "weights' stores the policy in bf16 (policy.dtype bfloat16, no autocast) with fp32 masters")
     print(_gemm_line(gemm))
     if gemm_bf16 is not None:
         print(_gemm_line(gemm_bf16))
@@ -265,7 +268,7 @@ def report(size_name: str, size: ModelSize, work: Workload, args: argparse.Names
     for name, s in sides.items():
         print(_fmt_side(name, s))
     print("(MFU fp32 = wall clock against the fp32 peak; MFUcpu32 / MFUcpu16 = CPU time against the fp32 / "
-          "bf16 peak per CPU-second; the bf16 peak applies to the bf16 run only)")
+          "bf16 peak per CPU-second; the bf16 peak applies to the bf16 runs only)")
     for name, s in sides.items():
         ph = ", ".join(f"{k} {v:.2f}" for k, v in s["phases_median_s"].items() if v >= 0.005)
         cp = ", ".join(f"{k} {v:.2f}" for k, v in s["cpu_phases_median_s"].items() if v >= 0.005)
@@ -305,9 +308,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--response-len", type=int, default=w.response_len)
     p.add_argument("--ppo-epochs", type=int, default=w.ppo_epochs)
     p.add_argument("--mini-batch-size", type=int, default=w.mini_batch_size)
-    p.add_argument("--precision", choices=["fp32", "bf16", "both"], default="both",
-                   help="detoxrl's precision: fp32, bf16 autocast, or both in the same alternation "
-                        "(the legacy side always runs fp32)")
+    p.add_argument("--precision", choices=["fp32", "bf16", "bf16-weights", "both", "all"], default="both",
+                   help="detoxrl's precision: fp32, bf16 autocast, bf16-weights (policy.dtype bfloat16 with "
+                        "float32 master weights), both = fp32 and bf16, all = the three, in the same "
+                        "alternation (the legacy side always runs fp32)")
     p.add_argument("--legacy-only", action="store_true", help="measure the legacy side alone")
     p.add_argument("--bench-venv", type=Path, default=ROOT / ".bench-venv", help="legacy environment")
     p.add_argument("--json-out", type=Path, default=None,
@@ -335,7 +339,8 @@ def run_names(args: argparse.Namespace) -> list[str]:
     """The runs of one alternation: legacy first, then detoxrl in the precisions asked for."""
     if args.legacy_only:
         return ["legacy"]
-    ours = ["fp32", "bf16"] if args.precision == "both" else [args.precision]
+    ours = {"both": ["fp32", "bf16"], "all": ["fp32", "bf16", "bf16-weights"]}.get(args.precision,
+                                                                                 [args.precision])
     return ["legacy", *(f"detoxrl-{p}" for p in ours)]
 
 
@@ -350,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     legacy_python = ensure_bench_venv(args.bench_venv)
     flops_update = update_phase_flops(size, work)
     names = run_names(args)
-    with_bf16 = "detoxrl-bf16" in names
+    with_bf16 = any(n in BF16_RUNS for n in names)
     load_before = os.getloadavg()
     if load_before[0] > (os.cpu_count() or 1) + 0.5:
         print(f"note: load average {load_before[0]:.1f} on {os.cpu_count()} cores: other processes share the "
@@ -398,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
 
     gemm = _best_gemm(gemm_before, gemm_after)
     gemm_bf16 = _best_gemm(bf16_before, bf16_after) if with_bf16 else None
-    sides = {name: summarise(runs, flops_update, gemm, gemm_bf16 if name == "detoxrl-bf16" else None)
+    sides = {name: summarise(runs, flops_update, gemm, gemm_bf16 if name in BF16_RUNS else None)
              for name, runs in results.items() if runs}
     report(args.size, size, work, args, n_params, gemm, gemm_bf16, sides, flops_update)
     load_after = os.getloadavg()

@@ -12,7 +12,8 @@ import torch
 
 from detoxrl.config import GenerationSettings, KLSettings, ModelSettings, PPOSettings
 from detoxrl.models.policy import load_policy_model, tokenize_prompts
-from detoxrl.rl.trainer import MasterWeights, PPOTrainer
+from detoxrl.optim import MasterWeights
+from detoxrl.rl.trainer import PPOTrainer
 from detoxrl.utils import set_seed
 
 from test_ppo import PROMPTS, share_of_good_words
@@ -107,3 +108,33 @@ def test_bf16_policy_with_masters_learns_an_easy_reward(tiny_policy_dir):
     rewards = [_step(tr, lp)["reward/mean"] for _ in range(12)]
     early, late = sum(rewards[:3]) / 3, sum(rewards[-3:]) / 3
     assert late > early + 0.1, rewards
+
+
+def test_sft_of_a_bf16_model_trains_float32_masters(tmp_path, monkeypatch):
+    import json
+
+    import detoxrl.sft as sft_mod
+    from safetensors import safe_open
+    from test_testbed import small_cfg
+
+    from detoxrl.testbed.build import prepare
+
+    made: list[MasterWeights] = []
+
+    class Recording(MasterWeights):
+        def __init__(self, params):
+            super().__init__(params)
+            made.append(self)
+
+    monkeypatch.setattr(sft_mod, "MasterWeights", Recording)
+    cfg = small_cfg(tmp_path / "run", "sft.base_model.dtype=bfloat16", "sft.epochs=1", "sft.eval_rows=64")
+    prepare(cfg)
+    out = sft_mod.run_sft(cfg)
+    (masters,) = made
+    assert masters and all(m.dtype == torch.float32 for _, m in masters.pairs)
+    assert all(p.dtype == torch.bfloat16 and torch.equal(p.detach(), m.detach().to(torch.bfloat16))
+               for p, m in masters.pairs)  # the model holds the rounded masters
+    metrics = json.loads((out / "sft_metrics.json").read_text())
+    assert metrics["eval_loss_after"] < metrics["eval_loss_before"] - 0.3, metrics
+    with safe_open(str(out / "model.safetensors"), "pt") as f:
+        assert f.get_tensor(next(iter(f.keys()))).dtype == torch.bfloat16  # saved in the dtype it was loaded in

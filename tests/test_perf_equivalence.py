@@ -24,7 +24,8 @@ import torch
 from detoxrl.config import GenerationSettings, KLSettings, LoraSettings, ModelSettings, PPOSettings
 from detoxrl.models.policy import forward_response, load_policy_model, tokenize_prompts
 from detoxrl.rl.core import logprobs_from_logits, masked_mean
-from detoxrl.rl.trainer import PPOTrainer, allocate_adam_state, store_linear_weights_bf16
+from detoxrl.optim import allocate_adam_state
+from detoxrl.rl.trainer import PPOTrainer, store_linear_weights_bf16
 from detoxrl.utils import set_seed
 
 PROMPTS = [" ".join(f"w{(i * 5 + j) % 40 + 10}" for j in range(3 + i % 4)) for i in range(8)]

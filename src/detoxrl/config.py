@@ -47,6 +47,9 @@ class ModelSettings(_Strict):
     name_or_path: str
     kind: Literal["auto", "seq2seq", "causal"] = "auto"
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    """The dtype the weights are loaded, trained and saved in. Training bfloat16 or float16 weights (SFT,
+    PPO) keeps float32 master copies in the optimiser (``detoxrl.optim.MasterWeights``), so updates
+    smaller than the low-precision spacing are not lost; checkpoints keep the masters."""
     revision: str | None = None
     trust_remote_code: bool = False
     fused_activations: bool = True

@@ -18,6 +18,7 @@ from detoxrl.config import Config, ModelSettings
 from detoxrl.data.prompts import fill_template
 from detoxrl.errors import DataError
 from detoxrl.models.policy import LoadedPolicy, load_policy_model, save_policy
+from detoxrl.optim import MasterWeights
 from detoxrl.utils import atomic_dir, console, progress, set_seed, write_json
 
 
@@ -134,7 +135,9 @@ def run_sft(cfg: Config, device: str = "cpu") -> Path:
     steps_per_epoch = math.ceil(len(train_items) / s.batch_size)
     total = max(1, int(round(steps_per_epoch * s.epochs)))
 
-    params = [p for p in lp.model.parameters() if p.requires_grad]
+    # bfloat16/float16 weights (policy.dtype) train through float32 masters; float32 ones directly.
+    masters = MasterWeights([p for p in lp.model.parameters() if p.requires_grad])
+    params = masters.params
     opt = torch.optim.AdamW(params, lr=s.learning_rate, weight_decay=s.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(int(total * s.warmup_ratio), total))
     lp.model.train()
@@ -153,8 +156,10 @@ def run_sft(cfg: Config, device: str = "cpu") -> Path:
                 batch = _collate(lp, [train_items[j] for j in perm[i: i + s.batch_size]], device)
                 loss = sequence_loss(lp, batch)
                 loss.backward()
+                masters.grads_to_masters()
                 torch.nn.utils.clip_grad_norm_(params, s.max_grad_norm)
                 opt.step()
+                masters.masters_to_model()
                 sched.step()
                 opt.zero_grad(set_to_none=True)
                 step += 1
