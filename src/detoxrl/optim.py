@@ -48,10 +48,11 @@ class MasterWeights:
 
     AdamW applied to bfloat16 weights rounds every updated weight to 8 significant bits, so a step
     smaller than half the gap to the neighbouring bfloat16 value (2^-9 to 2^-8 of the weight's
-    magnitude) is lost; at PPO's learning rates most steps are, and the policy barely moves. Here the optimiser updates float32 masters instead: after backward
-    :meth:`grads_to_masters` hands each low-precision gradient to its master as float32, and after the
-    optimiser step :meth:`masters_to_model` rounds the masters back into the model's weights. Float32
-    parameters (a value head, LoRA adapters peft keeps in float32) are their own masters.
+    magnitude) is lost; at PPO's learning rates most steps are, and the policy barely moves. Here the
+    optimiser updates float32 masters instead: after backward :meth:`grads_to_masters` hands each
+    low-precision gradient to its master as float32, and after the optimiser step
+    :meth:`masters_to_model` rounds the masters back into the model's weights. Float32 parameters (a
+    value head, LoRA adapters that peft keeps in float32) are their own masters.
     """
 
     LOW = (torch.bfloat16, torch.float16)

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from accelerate.utils import DistributedType
 
 from detoxrl.config import Config, PPOSettings
 from detoxrl.errors import TrainingError
@@ -124,6 +125,10 @@ def store_linear_weights_bf16(model: torch.nn.Module) -> int:
     return n
 
 
+PLAIN_DISTRIBUTED = (DistributedType.NO, DistributedType.MULTI_CPU, DistributedType.MULTI_GPU)
+"""Set-ups whose gradients live on the module's own parameters (no sharding or wrapping optimiser)."""
+
+
 class PPOTrainer:
     """Holds the models, optimiser and controllers; :meth:`step` runs one PPO iteration."""
 
@@ -153,7 +158,7 @@ class PPOTrainer:
         params = [p for p in self.module.parameters() if p.requires_grad]
         # Low-precision trainable weights (policy.dtype bfloat16/float16) get float32 masters.
         self.masters = MasterWeights(params)
-        if self.masters and self.acc.distributed_type.value not in ("NO", "MULTI_CPU", "MULTI_GPU"):
+        if self.masters and self.acc.distributed_type not in PLAIN_DISTRIBUTED:
             raise TrainingError(f"policy.dtype {policy.model.dtype} with {self.acc.distributed_type.value}: "
                                 "load the policy in float32 and let the backend keep low-precision copies")
         self._opt_params = self.masters.params
@@ -211,10 +216,7 @@ class PPOTrainer:
         Sharded or scaled set-ups (FSDP, DeepSpeed, XLA, an fp16 grad scaler) and torch < 2.6 keep
         accelerate's own path.
         """
-        from accelerate.utils import DistributedType
-
-        plain = (DistributedType.NO, DistributedType.MULTI_CPU, DistributedType.MULTI_GPU)
-        if (self.acc.distributed_type not in plain or self.acc.scaler is not None
+        if (self.acc.distributed_type not in PLAIN_DISTRIBUTED or self.acc.scaler is not None
                 or not hasattr(torch.nn.utils, "clip_grads_with_norm_")):  # torch < 2.6
             params = self._opt_params if self.masters else self.model.parameters()
             return self.acc.clip_grad_norm_(params, self.s.max_grad_norm)
@@ -462,7 +464,8 @@ class PPOTrainer:
 
     # ---------------------------------------------------------------------------- state
     def trainable_state(self) -> dict[str, torch.Tensor]:
-        """What a checkpoint keeps of the model: the trained tensors (float32 masters where there are)."""
+        """What a checkpoint keeps of the model: the trained tensors, as their float32 masters where the
+        model holds them in bfloat16 or float16."""
         return {k: self._master_by_name.get(k, v).detach() for k, v in self.unwrapped.state_dict().items()
                 if k.startswith("value_head.") or self._is_trainable(k)}
 
