@@ -308,7 +308,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--response-len", type=int, default=w.response_len)
     p.add_argument("--ppo-epochs", type=int, default=w.ppo_epochs)
     p.add_argument("--mini-batch-size", type=int, default=w.mini_batch_size)
-    p.add_argument("--precision", choices=["fp32", "bf16", "bf16-weights", "both", "all"], default="both",
+    p.add_argument("--precision", choices=["fp32", "bf16", "bf16-weights", "both", "all"], default="all",
                    help="detoxrl's precision: fp32, bf16 autocast, bf16-weights (policy.dtype bfloat16 with "
                         "float32 master weights), both = fp32 and bf16, all = the three, in the same "
                         "alternation (the legacy side always runs fp32)")
