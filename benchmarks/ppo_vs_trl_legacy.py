@@ -139,8 +139,8 @@ def gemm_shapes(size: ModelSize, work: Workload) -> list[tuple[int, int, int]]:
 # ------------------------------------------------------------------------------------ workers
 SIDES = {"legacy": "legacy (TRL 0.11.4, fp32)", "detoxrl-fp32": "detoxrl fp32", "detoxrl-bf16": "detoxrl bf16",
          "detoxrl-bf16-weights": "detoxrl bf16 weights"}
-BF16_RUNS = ("detoxrl-bf16", "detoxrl-bf16-weights")  # measured against the bf16 matmul peak as well
 """Run names and how the table labels them. The legacy side is always fp32, as TRL 0.11.4 runs it."""
+BF16_RUNS = ("detoxrl-bf16", "detoxrl-bf16-weights")  # measured against the bf16 matmul peak as well
 
 
 def worker_command(python: Path, script: Path, model_dir: Path, work: Workload, args: argparse.Namespace,
