@@ -1,6 +1,6 @@
 """Profile one detoxrl PPO step at a benchmark size (torch.profiler, operator table by self CPU time).
 
-    python benchmarks/profile_detoxrl_step.py --size headline --threads 1 [--precision bf16]
+    python benchmarks/profile_detoxrl_step.py --size headline --threads 1 [--precision bf16|bf16-weights]
 
 Builds the benchmark's seeded T5 in a temporary folder, runs one warm-up step, then profiles one step
 and prints the top operators and detoxrl's own phase timings. Used to find the main costs of a step.
@@ -27,7 +27,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--size", choices=sorted(SIZES), default="headline")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    p.add_argument("--precision", choices=["fp32", "bf16", "bf16-weights"], default="fp32")
     p.add_argument("--rows", type=int, default=25, help="operators to print")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
