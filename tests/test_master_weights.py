@@ -10,13 +10,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from detoxrl.config import GenerationSettings, KLSettings, ModelSettings, PPOSettings
-from detoxrl.models.policy import load_policy_model, tokenize_prompts
+from detoxrl.config import ModelSettings
+from detoxrl.models.policy import load_policy_model
 from detoxrl.optim import MasterWeights
 from detoxrl.rl.trainer import PPOTrainer
 from detoxrl.utils import set_seed
 
-from test_ppo import PROMPTS, share_of_good_words
+from test_ppo import _settings, _step, share_of_good_words
 
 
 def test_small_updates_accumulate_in_the_master_by_hand():
@@ -54,17 +54,10 @@ def test_small_updates_accumulate_in_the_master_by_hand():
 
 
 def _bf16_trainer(path, **kw) -> tuple[PPOTrainer, object]:
+    """test_ppo's trainer and settings, with the policy loaded in bfloat16."""
     set_seed(0)
     lp = load_policy_model(ModelSettings(name_or_path=str(path), dtype="bfloat16"))
-    settings = PPOSettings(steps=10, batch_size=16, mini_batch_size=4, ppo_epochs=4, learning_rate=3e-3,
-                           kl=KLSettings(init_coef=0.01, adaptive=False), score_norm=False,
-                           generation=GenerationSettings(max_new_tokens=8, min_new_tokens=8), **kw)
-    return PPOTrainer(settings, lp, share_of_good_words, seed=0), lp
-
-
-def _step(tr, lp):
-    q, qm = tokenize_prompts(lp.tokenizer, PROMPTS, 32)
-    return tr.step(PROMPTS, q, qm, tr.s.generation.max_new_tokens)
+    return PPOTrainer(_settings(**kw), lp, share_of_good_words, seed=0), lp
 
 
 def test_bf16_policy_trains_float32_masters_and_checkpoints_them(tiny_t5_dir):

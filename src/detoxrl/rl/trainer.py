@@ -161,14 +161,13 @@ class PPOTrainer:
         if self.masters and self.acc.distributed_type not in PLAIN_DISTRIBUTED:
             raise TrainingError(f"policy.dtype {policy.model.dtype} with {self.acc.distributed_type.value}: "
                                 "load the policy in float32 and let the backend keep low-precision copies")
-        self._opt_params = self.masters.params
         by_id = {id(p): m for p, m in self.masters.pairs}
         self._master_by_name = {n: by_id[id(p)] for n, p in self.module.named_parameters() if id(p) in by_id}
         # The fused kernel updates all parameters in one call (about 3x faster than the per-tensor
         # loop that AdamW picks by default on CPU); same update rule, float32 rounding aside.
-        fused = self.fused_adam_supported(self._opt_params)
-        self.optimizer = torch.optim.AdamW(self._opt_params, lr=settings.learning_rate, eps=settings.adam_eps,
-                                           weight_decay=0.0, fused=fused or None)
+        fused = self.fused_adam_supported(self.masters.params)
+        self.optimizer = torch.optim.AdamW(self.masters.params, lr=settings.learning_rate,
+                                           eps=settings.adam_eps, weight_decay=0.0, fused=fused or None)
         self.model, self.optimizer = self.acc.prepare(self.module, self.optimizer)
         allocate_adam_state(self.optimizer)
         self.kl_ctl = make_kl_controller(settings.kl)
@@ -218,9 +217,9 @@ class PPOTrainer:
         """
         if (self.acc.distributed_type not in PLAIN_DISTRIBUTED or self.acc.scaler is not None
                 or not hasattr(torch.nn.utils, "clip_grads_with_norm_")):  # torch < 2.6
-            params = self._opt_params if self.masters else self.model.parameters()
+            params = self.masters.params if self.masters else self.model.parameters()
             return self.acc.clip_grad_norm_(params, self.s.max_grad_norm)
-        params = [p for p in self._opt_params if p.grad is not None]
+        params = [p for p in self.masters.params if p.grad is not None]
         if not params:
             return None
         total = torch.nn.utils.get_total_norm([p.grad for p in params])
