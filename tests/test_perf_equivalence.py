@@ -13,7 +13,9 @@ Each test pits one optimisation against a straightforward implementation written
 - clipping that skips the multiply by 1 against accelerate's ``clip_grad_norm_`` (bit for bit);
 - the bf16-stored reference (``ppo.mixed_precision: bf16``) against the float32 copy under autocast;
 - the fused tanh-GELU against transformers' ``gelu_new`` / ``gelu_fast``;
-- eager attention for T5 (``policy.attn_implementation: auto``) against ``sdpa``.
+- eager attention for T5 (``policy.attn_implementation: auto``) against ``sdpa``;
+- the fixed-length key-value cache (``generation.kv_cache: auto`` for a bf16 encoder-decoder) against the
+  growing one.
 """
 
 from __future__ import annotations
@@ -334,3 +336,65 @@ def test_t5_loads_with_eager_attention_that_matches_sdpa(tiny_t5_dir):
         a, _ = forward_response(auto.model.eval(), True, q, qm, r, torch.ones_like(r).float())
         b, _ = forward_response(sdpa.model.eval(), True, q, qm, r, torch.ones_like(r).float())
     assert (a - b).abs().max() < ATOL
+
+
+def _tiny_bart_dir(path):
+    from conftest import VOCAB, make_tokenizer
+    from transformers import BartConfig, BartForConditionalGeneration
+
+    torch.manual_seed(0)
+    cfg = BartConfig(vocab_size=len(VOCAB), d_model=32, encoder_layers=2, decoder_layers=2,
+                     encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64,
+                     decoder_ffn_dim=64, pad_token_id=0, eos_token_id=1, bos_token_id=3,
+                     decoder_start_token_id=1, forced_eos_token_id=None)
+    BartForConditionalGeneration(cfg).save_pretrained(path)
+    make_tokenizer(append_eos=True).save_pretrained(path)
+    return path
+
+
+@pytest.mark.parametrize("arch", ["t5", "bart"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_static_kv_cache_decodes_like_the_growing_cache(tmp_path, tiny_t5_dir, arch, dtype):
+    """The fixed-length cache (``generation.kv_cache: auto`` on a bf16 encoder-decoder on the CPU) gives
+    the same greedy tokens and the same logits as the cache that grows by one position per token."""
+    from detoxrl.models.policy import generation_config
+
+    path = tiny_t5_dir if arch == "t5" else _tiny_bart_dir(tmp_path / "bart")
+    lp = load_policy_model(str(path))
+    lp.model.to(dtype).eval()
+    q, qm = tokenize_prompts(lp.tokenizer, PROMPTS, 32)
+    out = {}
+    for static in (False, True):
+        gcfg = generation_config(GenerationSettings(max_new_tokens=10, min_new_tokens=10, do_sample=False),
+                                 lp, static_cache=static)
+        gcfg.output_logits, gcfg.return_dict_in_generate = True, True
+        with torch.no_grad():
+            res = lp.model.generate(input_ids=q, attention_mask=qm, generation_config=gcfg)
+        cache = res.get("cache", res.get("past_key_values"))
+        assert type(cache.self_attention_cache).__name__ == ("StaticCache" if static else "DynamicCache")
+        out[static] = (res.sequences, torch.stack(res.logits, 1).float())
+    assert torch.equal(out[False][0], out[True][0])
+    assert out[False][1].shape[1] == 10
+    # float32: the same up to summation order; bfloat16: one rounding step of the logits at most
+    tol = 1e-5 if dtype == torch.float32 else 2 ** -7 * out[False][1].abs().max().item()
+    assert (out[False][1] - out[True][1]).abs().max() <= tol
+
+
+def test_static_kv_cache_auto_choice(tiny_t5_dir, tiny_gpt2_dir):
+    from detoxrl.models.policy import static_kv_cache
+
+    auto, static, dynamic = (GenerationSettings(kv_cache=k) for k in ("auto", "static", "dynamic"))
+    t5 = load_policy_model(str(tiny_t5_dir)).model
+    gpt2 = load_policy_model(str(tiny_gpt2_dir)).model
+    assert not static_kv_cache(auto, t5)  # float32: no per-shape oneDNN kernels to save
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert static_kv_cache(auto, t5)
+        assert not static_kv_cache(auto, gpt2)  # decoder-only models keep the growing cache
+        assert not static_kv_cache(dynamic, t5)
+    t5.to(torch.bfloat16)
+    assert static_kv_cache(auto, t5)
+    lora = load_policy_model(ModelSettings(name_or_path=str(tiny_t5_dir), dtype="bfloat16",
+                                           lora=LoraSettings(enabled=True, r=2, target_modules=["q", "v"])),
+                             apply_lora=True).model
+    assert static_kv_cache(auto, lora)  # peft's wrapper over a bf16 T5
+    assert static_kv_cache(static, gpt2) and not static_kv_cache(dynamic, t5)

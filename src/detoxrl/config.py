@@ -159,6 +159,11 @@ class GenerationSettings(_Strict):
     temperature: float = Field(1.0, gt=0)
     top_k: int = Field(0, ge=0)
     top_p: float = Field(1.0, gt=0, le=1)
+    kv_cache: Literal["auto", "dynamic", "static"] = "auto"
+    """The decoder's key-value cache: ``dynamic`` grows by one position per token, ``static`` is allocated
+    at its full length once. ``auto``: static for an encoder-decoder model that computes in bfloat16 or
+    float16 on the CPU, where oneDNN builds and keeps a matmul kernel (≈ 0.5 MB) for every attention
+    length a growing cache produces; dynamic otherwise (see ``models.policy.static_kv_cache``)."""
 
     @model_validator(mode="after")
     def _check(self) -> "GenerationSettings":
