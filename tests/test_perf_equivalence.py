@@ -15,7 +15,8 @@ Each test pits one optimisation against a straightforward implementation written
 - the fused tanh-GELU against transformers' ``gelu_new`` / ``gelu_fast``;
 - eager attention for T5 (``policy.attn_implementation: auto``) against ``sdpa``;
 - the fixed-length key-value cache (``generation.kv_cache: auto`` for a bf16 encoder-decoder) against the
-  growing one.
+  growing one;
+- prompts and responses padded to a multiple of 16 tokens (``ppo.length_multiple``) against no padding.
 """
 
 from __future__ import annotations
@@ -398,3 +399,42 @@ def test_static_kv_cache_auto_choice(tiny_t5_dir, tiny_gpt2_dir):
                              apply_lora=True).model
     assert static_kv_cache(auto, lora)  # peft's wrapper over a bf16 T5
     assert static_kv_cache(static, gpt2) and not static_kv_cache(dynamic, t5)
+
+
+def _bucket_trainer(path, length_multiple: int | None, dtype: str = "float32", mixed_precision: str = "no"):
+    set_seed(0)
+    lp = load_policy_model(ModelSettings(name_or_path=str(path), dtype=dtype))
+    settings = PPOSettings(steps=2, batch_size=8, mini_batch_size=8, ppo_epochs=1, learning_rate=1e-3,
+                           kl=KLSettings(init_coef=0.05, adaptive=False), score_norm=False,
+                           length_multiple=length_multiple, mixed_precision=mixed_precision,
+                           generation=GenerationSettings(max_new_tokens=6))
+    return PPOTrainer(settings, lp, _reward, seed=0)
+
+
+def test_length_multiple_pads_with_masked_columns_that_change_no_numbers(tiny_t5_dir):
+    """Prompts and responses padded to multiples of 16 (``ppo.length_multiple``, the default for bf16
+    encoder-decoders on the CPU) give the same rollout and the same loss as the unpadded batch."""
+    plain, padded = _bucket_trainer(tiny_t5_dir, 1), _bucket_trainer(tiny_t5_dir, 16)
+    a, b = _rollout(plain), _rollout(padded)
+    assert a.query_ids.shape[1] % 16 and b.query_ids.shape[1] == 16
+    assert a.response_ids.shape[1] % 16 and b.response_ids.shape[1] == 16
+    w = a.response_ids.shape[1]
+    assert torch.equal(a.response_ids, b.response_ids[:, :w]) and torch.equal(a.has_eos, b.has_eos)
+    assert not b.response_mask[:, w:].any()
+    for name in ("logprobs", "ref_logprobs", "values", "rewards", "advantages", "returns"):
+        x, y = getattr(a, name), getattr(b, name)
+        assert torch.allclose(x, y[:, :w], atol=ATOL), name
+    assert not b.advantages[:, w:].any() and not b.returns[:, w:].any()
+    mb = b.select(torch.tensor([0, 1]))  # a minibatch's width is rounded up too (at most the rollout's)
+    assert mb.response_ids.shape[1] == 16
+    sa, sb = plain.learn(a), padded.learn(b)  # one minibatch: its loss comes before any update
+    assert abs(sa["policy/loss"] - sb["policy/loss"]) < ATOL
+    assert abs(sa["value/loss"] - sb["value/loss"]) < ATOL
+
+
+def test_length_multiple_default(tiny_t5_dir, tiny_gpt2_dir):
+    assert _bucket_trainer(tiny_t5_dir, None).length_multiple == 1  # float32: MKL, no kernels per shape
+    assert _bucket_trainer(tiny_t5_dir, None, dtype="bfloat16").length_multiple == 16
+    assert _bucket_trainer(tiny_t5_dir, None, mixed_precision="bf16").length_multiple == 16
+    assert _bucket_trainer(tiny_gpt2_dir, None, dtype="bfloat16").length_multiple == 1
+    assert _bucket_trainer(tiny_t5_dir, 8, dtype="bfloat16").length_multiple == 8

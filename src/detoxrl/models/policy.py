@@ -286,11 +286,16 @@ def static_kv_cache(gen: GenerationSettings, model: Any) -> bool:
     """
     if gen.kv_cache != "auto":
         return gen.kv_cache == "static"
-    config = getattr(model, "config", None)
-    if not getattr(config, "is_encoder_decoder", False) or not getattr(model, "_can_compile_fullgraph", False):
+    return getattr(model, "_can_compile_fullgraph", False) and low_precision_cpu_seq2seq(model, _cpu_autocast())
+
+
+def low_precision_cpu_seq2seq(model: Any, autocast: bool) -> bool:
+    """Whether ``model`` is an encoder-decoder on the CPU whose matmuls run in bfloat16 or float16 (its
+    weights' dtype, or ``autocast``): the case where oneDNN builds and keeps kernels per matmul shape."""
+    if not getattr(getattr(model, "config", None), "is_encoder_decoder", False):
         return False
     device = getattr(model, "device", torch.device("cpu"))
-    low = getattr(model, "dtype", torch.float32) in (torch.bfloat16, torch.float16) or _cpu_autocast()
+    low = getattr(model, "dtype", torch.float32) in (torch.bfloat16, torch.float16) or autocast
     return torch.device(device).type == "cpu" and low
 
 

@@ -38,6 +38,7 @@ from detoxrl.models.policy import (
     PolicyWithValue,
     forward_response,
     generate_from_ids,
+    low_precision_cpu_seq2seq,
     is_peft,
     load_policy_model,
     save_policy,
@@ -86,10 +87,14 @@ class Rollout:
     returns: torch.Tensor = None
     encoder_hidden: torch.Tensor | None = None
     components: dict[str, torch.Tensor] = field(default_factory=dict)
+    has_eos: torch.Tensor | None = None  # per row, from generation (before any padding)
+    length_multiple: int = 1  # response widths are kept at multiples of this (see ppo.length_multiple)
 
     def select(self, idx: torch.Tensor) -> "Rollout":
-        """A minibatch view (tensors indexed, trimmed to the longest response in it)."""
+        """A minibatch view (tensors indexed, trimmed to the longest response in it, rounded up to a
+        multiple of ``length_multiple``)."""
         t = int(self.response_mask[idx].sum(1).max().item()) or 1
+        t = min(-(-t // self.length_multiple) * self.length_multiple, self.response_mask.shape[1])
         pick = lambda x: None if x is None else x[idx]  # noqa: E731
         resp = lambda x: None if x is None else x[idx, :t]  # noqa: E731
         return Rollout(
@@ -99,8 +104,15 @@ class Rollout:
             logprobs=resp(self.logprobs), ref_logprobs=resp(self.ref_logprobs), values=resp(self.values),
             scores=pick(self.scores), raw_scores=pick(self.raw_scores), rewards=resp(self.rewards),
             kl=resp(self.kl), advantages=resp(self.advantages), returns=resp(self.returns),
-            encoder_hidden=pick(self.encoder_hidden),
+            encoder_hidden=pick(self.encoder_hidden), has_eos=pick(self.has_eos),
+            length_multiple=self.length_multiple,
         )
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int, value: float) -> torch.Tensor:
+    """``x`` with ``value`` appended along its last dimension up to a multiple of ``multiple`` columns."""
+    extra = -x.shape[-1] % multiple
+    return x if extra == 0 else torch.nn.functional.pad(x, (0, extra), value=value)
 
 
 RewardFn = Callable[[list[str], list[str]], "object"]
@@ -170,6 +182,9 @@ class PPOTrainer:
                                            eps=settings.adam_eps, weight_decay=0.0, fused=fused or None)
         self.model, self.optimizer = self.acc.prepare(self.module, self.optimizer)
         allocate_adam_state(self.optimizer)
+        # Bucketed lengths where oneDNN would otherwise keep new kernels for every new shape.
+        self.length_multiple = settings.length_multiple or (
+            16 if low_precision_cpu_seq2seq(self.unwrapped.lm, settings.mixed_precision == "bf16") else 1)
         self.kl_ctl = make_kl_controller(settings.kl)
         self.score_moments = RunningMoments()
         self.reuse_encoder = reuse_encoder
@@ -288,14 +303,19 @@ class PPOTrainer:
     def make_experience(self, prompts: list[str], query_ids: torch.Tensor, query_mask: torch.Tensor,
                         max_new_tokens: int, timings: dict) -> Rollout:
         s = self.s
+        m = self.length_multiple
+        if self.lp.is_seq2seq and m > 1:  # encoder inputs: padded columns are masked out
+            query_ids = pad_to_multiple(query_ids, m, self.lp.pad_id)
+            query_mask = pad_to_multiple(query_mask, m, 0)
         t0 = time.perf_counter()
         with self.amp():
             gen: Generation = generate_from_ids(self.lp, query_ids, query_mask, s.generation,
                                                 max_new_tokens=max_new_tokens, model=self.unwrapped.lm)
         timings["generate_s"] = time.perf_counter() - t0
         ro = Rollout(prompts=prompts, texts=gen.texts, query_ids=gen.query_ids, query_mask=gen.query_mask,
-                     response_ids=gen.response_ids, response_mask=gen.response_mask,
-                     encoder_hidden=gen.encoder_hidden)
+                     response_ids=pad_to_multiple(gen.response_ids, m, self.lp.pad_id),
+                     response_mask=pad_to_multiple(gen.response_mask, m, 0),
+                     encoder_hidden=gen.encoder_hidden, has_eos=gen.has_eos, length_multiple=m)
 
         t0 = time.perf_counter()
         raw, ro.components = self.score(gen, prompts)
@@ -448,7 +468,7 @@ class PPOTrainer:
             "value/mean": float(masked_mean(ro.values, mask)),
             "returns/mean": float(masked_mean(ro.returns, mask)),
             "response/length": self._gather_mean(mask.sum(1)),
-            "response/eos_share": self._gather_mean((mask.sum(1) < mask.shape[1]).float()),
+            "response/eos_share": self._gather_mean(ro.has_eos.float()),
             "perf/step_s": step_s,
             "perf/tokens_per_s": n_tokens * self.acc.num_processes / step_s,
             **{f"perf/{k}": v for k, v in timings.items()},
