@@ -312,8 +312,9 @@ class PPOSettings(_Strict):
     """``bf16``: run generation and every forward pass under bfloat16 autocast (fp32 master weights,
     fp32 logprobs). Several times faster on CPUs with AMX and on recent GPUs; numerics differ slightly."""
     length_multiple: int | None = Field(None, gt=0)
-    """Pad each batch's prompts, and each minibatch's responses, to a multiple of this many tokens
-    (masked, so the numbers stay the same up to float rounding). ``None``: 16 for an encoder-decoder
+    """Pad each batch's prompts (encoder-decoder models; a decoder-only prompt's positions would move)
+    and each minibatch's responses to a multiple of this many tokens (masked, so the numbers stay the
+    same up to float rounding). ``None``: 16 for an encoder-decoder
     policy that computes in bfloat16 or float16 on the CPU, where oneDNN builds and keeps kernels for
     every matmul shape it meets (≈ 10 MB per new prompt length that stay), and 1 (no padding) otherwise."""
     output_dir: str = "{run_dir}/policy"
