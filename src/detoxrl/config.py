@@ -314,9 +314,9 @@ class PPOSettings(_Strict):
     length_multiple: int | None = Field(None, gt=0)
     """Pad each batch's prompts (encoder-decoder models; a decoder-only prompt's positions would move)
     and each minibatch's responses to a multiple of this many tokens (masked, so the numbers stay the
-    same up to float rounding). ``None``: 16 for an encoder-decoder
-    policy that computes in bfloat16 or float16 on the CPU, where oneDNN builds and keeps kernels for
-    every matmul shape it meets (≈ 10 MB per new prompt length that stay), and 1 (no padding) otherwise."""
+    same up to float rounding). ``None``: 16 for an encoder-decoder policy that computes in bfloat16 or
+    float16 on the CPU, where oneDNN builds and keeps kernels for every matmul shape it meets (≈ 10 MB
+    per new prompt length, kept for the life of the process), and 1 (no padding) otherwise."""
     output_dir: str = "{run_dir}/policy"
     checkpoint_every: int = Field(0, ge=0)
     """Write a checkpoint every N steps (0: only at the end)."""

@@ -38,9 +38,9 @@ from detoxrl.models.policy import (
     PolicyWithValue,
     forward_response,
     generate_from_ids,
-    low_precision_cpu_seq2seq,
     is_peft,
     load_policy_model,
+    low_precision_cpu_seq2seq,
     save_policy,
 )
 from detoxrl.optim import MasterWeights, allocate_adam_state
