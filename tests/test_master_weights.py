@@ -120,11 +120,21 @@ def test_sft_of_a_bf16_model_trains_float32_masters(tmp_path, monkeypatch):
             made.append(self)
 
     monkeypatch.setattr(sft_mod, "MasterWeights", Recording)
+    widths: set[int] = set()
+    collate = sft_mod._collate
+
+    def recording_collate(*args, **kw):
+        batch = collate(*args, **kw)
+        widths.update(v.shape[1] for v in batch.values())
+        return batch
+
+    monkeypatch.setattr(sft_mod, "_collate", recording_collate)
     cfg = small_cfg(tmp_path / "run", "sft.base_model.dtype=bfloat16", "sft.epochs=1", "sft.eval_rows=64")
     prepare(cfg)
     out = sft_mod.run_sft(cfg)
     (masters,) = made
     assert masters and all(m.dtype == torch.float32 for _, m in masters.pairs)
+    assert widths and all(w % 16 == 0 for w in widths)  # sft.length_multiple's default for a bf16 T5 on the CPU
     assert all(p.dtype == torch.bfloat16 and torch.equal(p.detach(), m.detach().to(torch.bfloat16))
                for p, m in masters.pairs)  # the model holds the rounded masters
     metrics = json.loads((out / "sft_metrics.json").read_text())

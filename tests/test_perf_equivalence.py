@@ -16,7 +16,8 @@ Each test pits one optimisation against a straightforward implementation written
 - eager attention for T5 (``policy.attn_implementation: auto``) against ``sdpa``;
 - the fixed-length key-value cache (``generation.kv_cache: auto`` for a bf16 encoder-decoder) against the
   growing one;
-- prompts and responses padded to a multiple of 16 tokens (``ppo.length_multiple``) against no padding.
+- prompts and responses padded to a multiple of 16 tokens (``ppo.length_multiple``, and SFT batches with
+  ``sft.length_multiple``) against no padding.
 """
 
 from __future__ import annotations
@@ -438,3 +439,25 @@ def test_length_multiple_default(tiny_t5_dir, tiny_gpt2_dir):
     assert _bucket_trainer(tiny_t5_dir, None, mixed_precision="bf16").length_multiple == 16
     assert _bucket_trainer(tiny_gpt2_dir, None, dtype="bfloat16").length_multiple == 1
     assert _bucket_trainer(tiny_t5_dir, 8, dtype="bfloat16").length_multiple == 8
+
+
+@pytest.mark.parametrize("arch", ["t5", "gpt2"])
+def test_sft_batches_padded_to_a_multiple_give_the_same_loss(tiny_t5_dir, tiny_gpt2_dir, arch):
+    """``sft.length_multiple``: the extra columns are masked (label -100), so the loss and its gradient
+    are those of the unpadded batch."""
+    from detoxrl.sft import Pair, _collate, _encode, sequence_loss
+
+    lp = load_policy_model(str(tiny_t5_dir if arch == "t5" else tiny_gpt2_dir))
+    lp.model.eval()
+    items = _encode(lp, [Pair(p, " ".join(p.split()[:2])) for p in PROMPTS], 32, 8)
+    grads = {}
+    for multiple in (1, 16):
+        batch = _collate(lp, items, "cpu", multiple)
+        assert all(v.shape[1] % 16 == 0 for v in batch.values()) == (multiple == 16)
+        lp.model.zero_grad(set_to_none=True)
+        loss = sequence_loss(lp, batch)
+        loss.backward()
+        grads[multiple] = (float(loss.detach()), torch.cat([p.grad.flatten() for p in lp.model.parameters()
+                                                   if p.grad is not None]))
+    assert abs(grads[1][0] - grads[16][0]) < ATOL
+    assert torch.allclose(grads[1][1], grads[16][1], atol=ATOL)

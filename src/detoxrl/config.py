@@ -195,6 +195,10 @@ class SFTSettings(_Strict):
     max_target_tokens: int = Field(64, gt=0)
     eval_rows: int = Field(200, ge=0)
     max_grad_norm: float = Field(1.0, gt=0)
+    length_multiple: int | None = Field(None, gt=0)
+    """Pad each batch to a multiple of this many tokens (masked, label -100). ``None``: 16 for an
+    encoder-decoder base model stored in bfloat16 or float16 on the CPU (see ``ppo.length_multiple``),
+    1 otherwise."""
     seed: int | None = None
 
 

@@ -17,7 +17,7 @@ import torch
 from detoxrl.config import Config, ModelSettings
 from detoxrl.data.prompts import fill_template
 from detoxrl.errors import DataError
-from detoxrl.models.policy import LoadedPolicy, load_policy_model, save_policy
+from detoxrl.models.policy import LoadedPolicy, load_policy_model, low_precision_cpu_seq2seq, save_policy
 from detoxrl.optim import MasterWeights
 from detoxrl.utils import atomic_dir, console, progress, set_seed, write_json
 
@@ -58,11 +58,16 @@ def _encode(lp: LoadedPolicy, pairs: list[Pair], max_prompt: int, max_target: in
     return [(bos + p, t) for p, t in zip(prompts, targets)]
 
 
-def _collate(lp: LoadedPolicy, items, device):
+def _round_up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
+
+
+def _collate(lp: LoadedPolicy, items, device, multiple: int = 1):
+    """One batch, right-padded to its longest row rounded up to ``multiple`` (masked, label -100)."""
     pad = lp.pad_id
     if lp.is_seq2seq:
-        lp_max = max(len(p) for p, _ in items)
-        lt_max = max(len(t) for _, t in items)
+        lp_max = _round_up(max(len(p) for p, _ in items), multiple)
+        lt_max = _round_up(max(len(t) for _, t in items), multiple)
         ids = torch.full((len(items), lp_max), pad, dtype=torch.long)
         att = torch.zeros_like(ids)
         labels = torch.full((len(items), lt_max), -100, dtype=torch.long)
@@ -72,7 +77,7 @@ def _collate(lp: LoadedPolicy, items, device):
             labels[i, : len(t)] = torch.tensor(t)
         return dict(input_ids=ids.to(device), attention_mask=att.to(device), labels=labels.to(device))
     seqs = [p + t for p, t in items]
-    n = max(len(s) for s in seqs)
+    n = _round_up(max(len(s) for s in seqs), multiple)
     ids = torch.full((len(items), n), pad, dtype=torch.long)
     att = torch.zeros_like(ids)
     labels = torch.full_like(ids, -100)
@@ -90,14 +95,14 @@ def sequence_loss(lp: LoadedPolicy, batch) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate_loss(lp: LoadedPolicy, items, batch_size: int, device) -> float:
+def evaluate_loss(lp: LoadedPolicy, items, batch_size: int, device, multiple: int = 1) -> float:
     if not items:
         return float("nan")
     lp.model.eval()
     total, count = 0.0, 0
     for i in range(0, len(items), batch_size):
         chunk = items[i: i + batch_size]
-        batch = _collate(lp, chunk, device)
+        batch = _collate(lp, chunk, device, multiple)
         n_tok = int((batch["labels"] != -100).sum())
         total += float(sequence_loss(lp, batch)) * n_tok
         count += n_tok
@@ -126,6 +131,8 @@ def run_sft(cfg: Config, device: str = "cpu") -> Path:
     pairs = load_pairs(cfg)
     lp = load_policy_model(base, device=device, apply_lora=True)
     items = _encode(lp, pairs, cfg.data.max_prompt_tokens, s.max_target_tokens)
+    # Lengths bucketed where oneDNN would keep new kernels for every new shape (see sft.length_multiple).
+    multiple = s.length_multiple or (16 if low_precision_cpu_seq2seq(lp.model, False) else 1)
 
     g = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(items), generator=g).tolist()
@@ -143,7 +150,7 @@ def run_sft(cfg: Config, device: str = "cpu") -> Path:
     lp.model.train()
 
     history: list[dict] = []
-    eval_before = evaluate_loss(lp, eval_items, 64, device)
+    eval_before = evaluate_loss(lp, eval_items, 64, device, multiple)
     t0 = time.perf_counter()
     step, ema = 0, None
     with progress() as bar:
@@ -153,7 +160,7 @@ def run_sft(cfg: Config, device: str = "cpu") -> Path:
             for i in range(0, len(perm), s.batch_size):
                 if step >= total:
                     break
-                batch = _collate(lp, [train_items[j] for j in perm[i: i + s.batch_size]], device)
+                batch = _collate(lp, [train_items[j] for j in perm[i: i + s.batch_size]], device, multiple)
                 loss = sequence_loss(lp, batch)
                 loss.backward()
                 masters.grads_to_masters()
@@ -169,7 +176,7 @@ def run_sft(cfg: Config, device: str = "cpu") -> Path:
                     history.append({"step": step, "loss": lv, "lr": sched.get_last_lr()[0]})
                 bar.update(task, advance=1, info=f"loss {ema:.3f}")
     train_s = time.perf_counter() - t0
-    eval_after = evaluate_loss(lp, eval_items, 64, device)
+    eval_after = evaluate_loss(lp, eval_items, 64, device, multiple)
     console.print(f"sft: held-out loss {eval_before:.3f} -> {eval_after:.3f} "
                   f"({len(train_items)} pairs, {step} steps, {train_s:.0f}s)")
 
