@@ -17,9 +17,9 @@ import torch
 from detoxrl.config import Config, ModelSettings
 from detoxrl.data.prompts import fill_template
 from detoxrl.errors import DataError
-from detoxrl.models.policy import LoadedPolicy, load_policy_model, low_precision_cpu_seq2seq, save_policy
+from detoxrl.models.policy import LoadedPolicy, length_multiple, load_policy_model, save_policy
 from detoxrl.optim import MasterWeights
-from detoxrl.utils import atomic_dir, console, progress, set_seed, write_json
+from detoxrl.utils import atomic_dir, console, progress, round_up, set_seed, write_json
 
 
 @dataclass
@@ -58,16 +58,12 @@ def _encode(lp: LoadedPolicy, pairs: list[Pair], max_prompt: int, max_target: in
     return [(bos + p, t) for p, t in zip(prompts, targets)]
 
 
-def _round_up(n: int, multiple: int) -> int:
-    return -(-n // multiple) * multiple
-
-
 def _collate(lp: LoadedPolicy, items, device, multiple: int = 1):
     """One batch, right-padded to its longest row rounded up to ``multiple`` (masked, label -100)."""
     pad = lp.pad_id
     if lp.is_seq2seq:
-        lp_max = _round_up(max(len(p) for p, _ in items), multiple)
-        lt_max = _round_up(max(len(t) for _, t in items), multiple)
+        lp_max = round_up(max(len(p) for p, _ in items), multiple)
+        lt_max = round_up(max(len(t) for _, t in items), multiple)
         ids = torch.full((len(items), lp_max), pad, dtype=torch.long)
         att = torch.zeros_like(ids)
         labels = torch.full((len(items), lt_max), -100, dtype=torch.long)
@@ -77,7 +73,7 @@ def _collate(lp: LoadedPolicy, items, device, multiple: int = 1):
             labels[i, : len(t)] = torch.tensor(t)
         return dict(input_ids=ids.to(device), attention_mask=att.to(device), labels=labels.to(device))
     seqs = [p + t for p, t in items]
-    n = _round_up(max(len(s) for s in seqs), multiple)
+    n = round_up(max(len(s) for s in seqs), multiple)
     ids = torch.full((len(items), n), pad, dtype=torch.long)
     att = torch.zeros_like(ids)
     labels = torch.full_like(ids, -100)
@@ -132,7 +128,7 @@ def run_sft(cfg: Config, device: str = "cpu") -> Path:
     lp = load_policy_model(base, device=device, apply_lora=True)
     items = _encode(lp, pairs, cfg.data.max_prompt_tokens, s.max_target_tokens)
     # Lengths bucketed where oneDNN would keep new kernels for every new shape (see sft.length_multiple).
-    multiple = s.length_multiple or (16 if low_precision_cpu_seq2seq(lp.model, False) else 1)
+    multiple = length_multiple(s.length_multiple, lp.model, autocast=False)
 
     g = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(items), generator=g).tolist()

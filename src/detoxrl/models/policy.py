@@ -289,6 +289,15 @@ def static_kv_cache(gen: GenerationSettings, model: Any) -> bool:
     return getattr(model, "_can_compile_fullgraph", False) and low_precision_cpu_seq2seq(model, _cpu_autocast())
 
 
+def length_multiple(requested: int | None, model: Any, autocast: bool) -> int:
+    """``ppo.length_multiple`` / ``sft.length_multiple`` resolved: ``requested``, or for ``None`` 16 where
+    :func:`low_precision_cpu_seq2seq` holds (every new sequence length would build new oneDNN kernels
+    that stay) and 1, no padding, elsewhere."""
+    if requested is not None:
+        return requested
+    return 16 if low_precision_cpu_seq2seq(model, autocast) else 1
+
+
 def low_precision_cpu_seq2seq(model: Any, autocast: bool) -> bool:
     """Whether ``model`` is an encoder-decoder on the CPU whose matmuls run in bfloat16 or float16 (its
     weights' dtype, or ``autocast``): the case where oneDNN builds and keeps kernels per matmul shape."""

@@ -39,8 +39,8 @@ from detoxrl.models.policy import (
     forward_response,
     generate_from_ids,
     is_peft,
+    length_multiple,
     load_policy_model,
-    low_precision_cpu_seq2seq,
     save_policy,
 )
 from detoxrl.optim import MasterWeights, allocate_adam_state
@@ -62,7 +62,7 @@ from detoxrl.rl.core import (
     should_early_stop,
 )
 from detoxrl.rl.kl import make_kl_controller
-from detoxrl.utils import atomic_dir, console, progress, set_seed
+from detoxrl.utils import atomic_dir, console, progress, round_up, set_seed
 
 
 # -------------------------------------------------------------------------------------------- batch
@@ -94,7 +94,7 @@ class Rollout:
         """A minibatch view (tensors indexed, trimmed to the longest response in it, rounded up to a
         multiple of ``length_multiple``)."""
         t = int(self.response_mask[idx].sum(1).max().item()) or 1
-        t = min(-(-t // self.length_multiple) * self.length_multiple, self.response_mask.shape[1])
+        t = min(round_up(t, self.length_multiple), self.response_mask.shape[1])
         pick = lambda x: None if x is None else x[idx]  # noqa: E731
         resp = lambda x: None if x is None else x[idx, :t]  # noqa: E731
         return Rollout(
@@ -111,7 +111,7 @@ class Rollout:
 
 def pad_to_multiple(x: torch.Tensor, multiple: int, value: float) -> torch.Tensor:
     """``x`` with ``value`` appended along its last dimension up to a multiple of ``multiple`` columns."""
-    extra = -x.shape[-1] % multiple
+    extra = round_up(x.shape[-1], multiple) - x.shape[-1]
     return x if extra == 0 else torch.nn.functional.pad(x, (0, extra), value=value)
 
 
@@ -183,8 +183,8 @@ class PPOTrainer:
         self.model, self.optimizer = self.acc.prepare(self.module, self.optimizer)
         allocate_adam_state(self.optimizer)
         # Bucketed lengths where oneDNN would otherwise keep new kernels for every new shape.
-        self.length_multiple = settings.length_multiple or (
-            16 if low_precision_cpu_seq2seq(self.unwrapped.lm, settings.mixed_precision == "bf16") else 1)
+        self.length_multiple = length_multiple(settings.length_multiple, self.unwrapped.lm,
+                                               autocast=settings.mixed_precision == "bf16")
         self.kl_ctl = make_kl_controller(settings.kl)
         self.score_moments = RunningMoments()
         self.reuse_encoder = reuse_encoder
