@@ -44,7 +44,8 @@ def _reward(texts, prompts=None):
     return Out()
 
 
-def _trainer(path, *, lora_targets: list[str] | None = None, temperature: float = 1.0, **kw) -> PPOTrainer:
+def _trainer(path, *, lora_targets: list[str] | None = None, temperature: float = 1.0, accelerator=None,
+             **kw) -> PPOTrainer:
     set_seed(0)
     lora = LoraSettings(enabled=lora_targets is not None, r=4, alpha=8, dropout=0.0,
                         target_modules=lora_targets or ["q", "v"])
@@ -53,7 +54,7 @@ def _trainer(path, *, lora_targets: list[str] | None = None, temperature: float 
                            kl=KLSettings(init_coef=0.05, adaptive=False), score_norm=False,
                            generation=GenerationSettings(max_new_tokens=6, min_new_tokens=6,
                                                          temperature=temperature), **kw)
-    return PPOTrainer(settings, lp, _reward, seed=0)
+    return PPOTrainer(settings, lp, _reward, seed=0, accelerator=accelerator)
 
 
 def _rollout(tr: PPOTrainer):

@@ -216,7 +216,11 @@ class PPOTrainer:
 
     @property
     def unwrapped(self) -> PolicyWithValue:
-        return self.acc.unwrap_model(self.model)
+        """The policy-with-value-head itself. Under accelerate's dynamo backend ``unwrap_model`` keeps the
+        compiled wrapper, whose parameter names gain an ``_orig_mod.`` prefix: checkpoints, generation and
+        the no-grad passes use the module itself, and only the update passes run compiled."""
+        model = self.acc.unwrap_model(self.model)
+        return getattr(model, "_orig_mod", model)
 
     def _gather_mean(self, x: torch.Tensor) -> float:
         return float(self.acc.gather(x.detach().reshape(-1).float()).mean())
