@@ -45,14 +45,17 @@ from _common import (  # noqa: E402
 import torch  # noqa: E402
 
 def build_trainer(model_dir: Path, work: Workload, seed: int,
-                  precision: str = "fp32") -> tuple[Any, dict[str, Any]]:
+                  precision: str = "fp32", compiled: bool = False) -> tuple[Any, dict[str, Any]]:
     """Load the policy (with value head) and a separate frozen reference from ``model_dir``; build the trainer.
 
     ``precision`` ``"bf16"`` sets ``ppo.mixed_precision="bf16"`` (bf16 autocast for generation and every
     forward pass, fp32 master weights, optimiser and logprobs); ``"bf16-weights"`` stores the policy
     (and so its reference copy) in bfloat16 after the checksum, as ``policy.dtype: bfloat16`` loads it
     (transformers 5 rounds every T5 weight), and trains float32 master weights (``MasterWeights``)
-    without autocast; ``"fp32"`` runs everything in float32.
+    without autocast; ``"fp32"`` runs everything in float32. ``compiled`` gives the trainer an
+    ``Accelerator(dynamo_backend="inductor")``, as ``accelerate launch --dynamo_backend inductor`` would:
+    accelerate compiles the model it prepares, which the PPO update passes run through (generation and
+    the no-grad passes use the unwrapped, eager model); compilation happens in the warm-up step.
 
     Returns ``(trainer, info)`` where ``info`` holds ``n_params`` (policy without value head),
     ``param_checksum`` (``_common.param_checksum`` of the policy as loaded, which the harness compares
@@ -119,7 +122,12 @@ def build_trainer(model_dir: Path, work: Workload, seed: int,
         generation=GenerationSettings(max_new_tokens=work.response_len, min_new_tokens=work.response_len,
                                       do_sample=True, top_k=0, top_p=1.0, temperature=1.0),
     )
-    trainer = EvenTokenTrainer(settings, lp, reward_fn=None, seed=seed)
+    accelerator = None
+    if compiled:
+        from accelerate import Accelerator
+
+        accelerator = Accelerator(cpu=not torch.cuda.is_available(), dynamo_backend="inductor")
+    trainer = EvenTokenTrainer(settings, lp, reward_fn=None, seed=seed, accelerator=accelerator)
     return trainer, info
 
 
@@ -149,6 +157,8 @@ def main() -> None:
     parser.add_argument("--precision", choices=["fp32", "bf16", "bf16-weights"], default="fp32",
                         help="bf16: detoxrl's bf16 autocast (ppo.mixed_precision=bf16); bf16-weights: the "
                              "policy stored in bfloat16 with float32 master weights")
+    parser.add_argument("--compile", action="store_true",
+                        help="accelerate's inductor backend (torch.compile) for the model the update runs")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     work = workload_from_args(args)
@@ -162,7 +172,8 @@ def main() -> None:
     import detoxrl.rl.trainer  # noqa: F401
 
     rss_import = current_rss_mb()
-    trainer, info = build_trainer(args.model_dir, work, args.seed, precision=args.precision)
+    trainer, info = build_trainer(args.model_dir, work, args.seed, precision=args.precision,
+                                  compiled=args.compile)
     rss_setup = current_rss_mb()
 
     def one_step(step: int) -> dict[str, float]:
@@ -182,6 +193,7 @@ def main() -> None:
     emit_result({
         "side": "detoxrl",
         "precision": args.precision,
+        "compiled": args.compile,
         "versions": {"python": platform.python_version(), "torch": torch.__version__,
                      "transformers": transformers.__version__,
                      "detoxrl": getattr(detoxrl, "__version__", "unknown")},

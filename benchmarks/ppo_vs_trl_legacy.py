@@ -138,15 +138,22 @@ def gemm_shapes(size: ModelSize, work: Workload) -> list[tuple[int, int, int]]:
 
 # ------------------------------------------------------------------------------------ workers
 SIDES = {"legacy": "legacy (TRL 0.11.4, fp32)", "detoxrl-fp32": "detoxrl fp32", "detoxrl-bf16": "detoxrl bf16",
-         "detoxrl-bf16-weights": "detoxrl bf16 weights"}
+         "detoxrl-bf16-weights": "detoxrl bf16 weights",
+         "detoxrl-bf16-weights-compiled": "detoxrl bf16 w. compiled"}
 """Run names and how the table labels them. The legacy side is always fp32, as TRL 0.11.4 runs it."""
-BF16_RUNS = ("detoxrl-bf16", "detoxrl-bf16-weights")  # measured against the bf16 matmul peak as well
+BF16_RUNS = ("detoxrl-bf16", "detoxrl-bf16-weights", "detoxrl-bf16-weights-compiled")  # also vs the bf16 peak
+COMPILED = "-compiled"
+"""Suffix of a run whose update passes go through accelerate's inductor backend (``--compile``)."""
 
 
 def worker_command(python: Path, script: Path, model_dir: Path, work: Workload, args: argparse.Namespace,
                    precision: str | None = None) -> list[str]:
-    """The command line of one worker run (both sides take the same arguments; detoxrl also ``--precision``)."""
-    extra = ["--precision", precision] if precision else []
+    """The command line of one worker run (both sides take the same arguments; detoxrl also ``--precision``,
+    and ``--compile`` for a precision named with the ``-compiled`` suffix)."""
+    extra = []
+    if precision:
+        compiled = precision.endswith(COMPILED)
+        extra = ["--precision", precision.removesuffix(COMPILED), *(["--compile"] if compiled else [])]
     return [str(python), str(script), "--model-dir", str(model_dir),
             "--batch-size", str(work.batch_size), "--prompt-len", str(work.prompt_len),
             "--response-len", str(work.response_len), "--ppo-epochs", str(work.ppo_epochs),
@@ -211,6 +218,7 @@ def summarise(runs: list[dict[str, Any]], flops_update: float, gemm: dict[str, A
         "rss_after_setup_mb": statistics.median([r["rss_after_setup_mb"] for r in runs]),
         "versions": runs[0]["versions"],
         "param_checksum": runs[0]["param_checksum"],
+        "warmup_s": [v for r in runs for v in r.get("warmup_seconds", [])],
     }
     if "update" in phases and phases["update"] > 0:
         out["update_mfu_wall"] = flops_update / phases["update"] / (gemm["best_wall_gflops"] * 1e9)
@@ -258,6 +266,9 @@ def report(size_name: str, size: ModelSize, work: Workload, args: argparse.Names
     print("precision: the legacy side always runs fp32 (TRL 0.11.4 has no mixed precision on CPU); "
           "'detoxrl bf16' is bf16 autocast with fp32 master weights, optimiser and logprobs; 'detoxrl bf16 "
           "weights' stores the policy in bf16 (policy.dtype bfloat16, no autocast) with fp32 masters")
+    if any(n.endswith(COMPILED) for n in sides):
+        print("'detoxrl bf16 w. compiled': bf16 weights with accelerate's inductor backend (torch.compile of "
+              "the model the PPO update runs; generation and the no-grad passes stay eager)")
     print(_gemm_line(gemm))
     if gemm_bf16 is not None:
         print(_gemm_line(gemm_bf16))
@@ -277,6 +288,9 @@ def report(size_name: str, size: ModelSize, work: Workload, args: argparse.Names
             print(f"{name} phases, median CPU s: {cp}")
         print(f"{name} memory: after imports {s['rss_after_import_mb']:.0f} MB, after setup "
               f"{s['rss_after_setup_mb']:.0f} MB, peak {s['peak_rss_mb']:.0f} MB")
+        if s.get("warmup_s"):
+            print(f"{name} warm-up step (untimed; a compiled run compiles here), s: "
+                  + ", ".join(f"{v:.1f}" for v in s["warmup_s"]))
         print(f"{name} versions: " + ", ".join(f"{k} {v}" for k, v in s["versions"].items()))
 
 
@@ -312,6 +326,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="detoxrl's precision: fp32, bf16 autocast, bf16-weights (policy.dtype bfloat16 with "
                         "float32 master weights), both = fp32 and bf16, all = the three, in the same "
                         "alternation (the legacy side always runs fp32)")
+    p.add_argument("--compile", action="store_true",
+                   help="also run bf16 weights with accelerate's inductor backend (torch.compile of the model the "
+                        "PPO update runs; needs a C++ compiler on the CPU); compiled in each run's warm-up step")
     p.add_argument("--legacy-only", action="store_true", help="measure the legacy side alone")
     p.add_argument("--bench-venv", type=Path, default=ROOT / ".bench-venv", help="legacy environment")
     p.add_argument("--json-out", type=Path, default=None,
@@ -341,6 +358,8 @@ def run_names(args: argparse.Namespace) -> list[str]:
         return ["legacy"]
     ours = {"both": ["fp32", "bf16"], "all": ["fp32", "bf16", "bf16-weights"]}.get(args.precision,
                                                                                  [args.precision])
+    if args.compile:
+        ours = [*ours, "bf16-weights" + COMPILED]
     return ["legacy", *(f"detoxrl-{p}" for p in ours)]
 
 
