@@ -48,7 +48,7 @@ def _compiled_trainer(path):
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
 
-    AcceleratorState._reset_state(reset_partial_state=True)
+    AcceleratorState._reset_state(reset_partial_state=True)  # else the eager trainer's state (no dynamo) stays
     return _trainer(path, accelerator=Accelerator(cpu=True, dynamo_backend="inductor"))
 
 
