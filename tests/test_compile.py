@@ -20,11 +20,19 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def inductor_works():
-    """Skip (with the reason) where inductor cannot build a kernel here: no C++ compiler, or no headers."""
-    try:
-        torch.compile(lambda x: x * 2 + 1)(torch.ones(3))
-    except Exception as e:  # noqa: BLE001 - whatever the toolchain raises, the reason is printed
-        pytest.skip(f"torch.compile does not work on this machine: {type(e).__name__}: {str(e)[:200]}")
+    """Skip (with the reason) where inductor cannot build a kernel here: no C++ compiler, or no headers.
+
+    Compiles in this process, one kernel at a time: inductor's default pool of compile workers would
+    put more busy processes on the machine than the suite's two, and the timing-based kill in
+    ``test_resume`` measures its reference run while this test may be compiling."""
+    import torch._inductor.config as inductor_config
+
+    with inductor_config.patch(compile_threads=1):
+        try:
+            torch.compile(lambda x: x * 2 + 1)(torch.ones(3))
+        except Exception as e:  # noqa: BLE001 - whatever the toolchain raises, the reason is printed
+            pytest.skip(f"torch.compile does not work on this machine: {type(e).__name__}: {str(e)[:200]}")
+        yield
 
 
 @pytest.fixture
