@@ -326,6 +326,9 @@ class PPOSettings(_Strict):
     """Write a checkpoint every N steps (0: only at the end)."""
     keep_checkpoints: int = Field(2, gt=0)
     max_skipped_steps: int = Field(5, ge=0)
+    collective_timeout_s: int = Field(600, gt=0)
+    """Data-parallel runs: seconds a rank waits in a collective (gather, all-reduce) for the others before
+    the run fails with an error naming the step and the phase, instead of hanging."""
     seed: int | None = None
 
     @model_validator(mode="after")

@@ -23,12 +23,13 @@ import copy
 import json
 import math
 import time
+from datetime import timedelta
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import torch
-from accelerate.utils import DistributedType
+from accelerate.utils import DistributedType, InitProcessGroupKwargs
 
 from detoxrl.config import Config, PPOSettings
 from detoxrl.errors import TrainingError
@@ -190,6 +191,7 @@ class PPOTrainer:
         self.reuse_encoder = reuse_encoder
         self.skipped_steps = 0
         self.step_count = 0
+        self.phase = "setup"  # what the trainer is doing, named in the error when a collective times out
 
     # ------------------------------------------------------------------------------ helpers
     @staticmethod
@@ -224,6 +226,20 @@ class PPOTrainer:
 
     def _gather_mean(self, x: torch.Tensor) -> float:
         return float(self.acc.gather(x.detach().reshape(-1).float()).mean())
+
+    def _agree(self, flag: bool, value: float = 0.0) -> tuple[bool, float]:
+        """``(any rank's flag, the mean of every rank's value)``, the same on every rank.
+
+        Under data parallelism every decision that changes how many collectives a rank runs (skip a step,
+        skip a minibatch, stop an epoch early) must be taken from the same numbers on every rank, or one
+        rank waits in a gather while another waits in DDP's gradient all-reduce. One all-reduce of two
+        numbers; on a single process the inputs themselves.
+        """
+        if self.acc.num_processes == 1:
+            return bool(flag), float(value)
+        t = torch.tensor([1.0 if flag else 0.0, float(value)], dtype=torch.float64, device=self.acc.device)
+        t = self.acc.reduce(t, reduction="sum")
+        return bool(t[0].item() > 0), float(t[1].item()) / self.acc.num_processes
 
     def _clip_gradients(self) -> torch.Tensor | None:
         """Clip the gradients' total norm to ``ppo.max_grad_norm``; return the norm before clipping.
@@ -311,6 +327,7 @@ class PPOTrainer:
         if self.lp.is_seq2seq and m > 1:  # encoder inputs: padded columns are masked out
             query_ids = pad_to_multiple(query_ids, m, self.lp.pad_id)
             query_mask = pad_to_multiple(query_mask, m, 0)
+        self.phase = "rollout: generation"
         t0 = time.perf_counter()
         with self.amp():
             gen: Generation = generate_from_ids(self.lp, query_ids, query_mask, s.generation,
@@ -326,8 +343,11 @@ class PPOTrainer:
         raw = raw.to(query_ids.device)
         timings["score_s"] = time.perf_counter() - t0
         ro.raw_scores = raw
-        if not torch.isfinite(raw).all():
-            return ro  # the caller skips this step
+        self.phase = "rollout: agreeing on finite scores"
+        any_bad, _ = self._agree(not bool(torch.isfinite(raw).all()))
+        if any_bad:
+            return ro  # the caller skips this step, on every rank
+        self.phase = "rollout: score normalisation"
         scores = raw
         if s.missing_eos_penalty is not None:
             scores = apply_missing_eos_penalty(scores, gen.has_eos, s.missing_eos_penalty)
@@ -339,6 +359,7 @@ class PPOTrainer:
             scores = scores.clamp(-s.score_clip, s.score_clip)
         ro.scores = scores
 
+        self.phase = "rollout: policy and reference logprobs"
         t0 = time.perf_counter()
         mb = s.mini_batch_size
         ro.logprobs, ro.values, entropy = self._policy_forward_nograd(ro, mb)
@@ -375,11 +396,13 @@ class PPOTrainer:
             "policy/loss", "policy/clipfrac", "policy/approx_kl", "value/loss", "value/clipfrac")}
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.step_count)
         bad_updates = 0
+        early_stop = None
         frozen_encoder = self._frozen_encoder()
-        for _epoch in range(s.ppo_epochs):
+        for epoch in range(s.ppo_epochs):
             perm = torch.randperm(n, generator=g)
             stop = False
             for i in range(0, n, s.mini_batch_size):
+                self.phase = f"update: epoch {epoch + 1}, minibatch {i // s.mini_batch_size + 1}"
                 mbro = ro.select(perm[i: i + s.mini_batch_size])
                 # The generation-time encoder output is exact here only if the encoder does not train.
                 enc = mbro.encoder_hidden if frozen_encoder else None
@@ -394,7 +417,11 @@ class PPOTrainer:
                 vf_loss, vf_stats = ppo_value_loss(values, mbro.values, mbro.returns, mbro.response_mask,
                                                    s.cliprange_value)
                 loss = pg_loss + s.vf_coef * vf_loss
-                if not torch.isfinite(loss):
+                # Taken together: a non-finite loss on any rank skips the minibatch on every rank (a rank
+                # that went on to backward would wait forever in DDP's all-reduce), and the early stop
+                # reads the approximate KL averaged over ranks (the value logged, too).
+                any_bad, approx_kl = self._agree(not bool(torch.isfinite(loss)), float(pg_stats["approx_kl"]))
+                if any_bad:
                     bad_updates += 1
                     self.optimizer.zero_grad(set_to_none=True)
                     continue
@@ -412,11 +439,11 @@ class PPOTrainer:
                 self.optimizer.zero_grad(set_to_none=True)
                 stats["policy/loss"].append(float(pg_loss.detach()))
                 stats["policy/clipfrac"].append(float(pg_stats["clipfrac"]))
-                stats["policy/approx_kl"].append(float(pg_stats["approx_kl"]))
+                stats["policy/approx_kl"].append(approx_kl)
                 stats["value/loss"].append(float(vf_loss.detach()))
                 stats["value/clipfrac"].append(float(vf_stats["vf_clipfrac"]))
-                if s.target_approx_kl is not None and should_early_stop(float(pg_stats["approx_kl"]),
-                                                                        s.target_approx_kl):
+                if s.target_approx_kl is not None and should_early_stop(approx_kl, s.target_approx_kl):
+                    early_stop = f"epoch {epoch + 1}, after minibatch {i // s.mini_batch_size + 1}"
                     stop = True
                     break
             if stop:
@@ -425,6 +452,10 @@ class PPOTrainer:
         out["policy/entropy"] = getattr(self, "_rollout_entropy", float("nan"))
         out["ppo/updates"] = len(stats["policy/loss"])
         out["ppo/bad_updates"] = bad_updates
+        out["ppo/early_stop"] = 0 if early_stop is None else 1
+        if early_stop is not None and self.acc.is_main_process:
+            console.print(f"[dim]step {self.step_count}: early stop at {early_stop} "
+                          f"(approx KL {stats['policy/approx_kl'][-1]:.4f} > 1.5 × {s.target_approx_kl})")
         return out
 
     # ---------------------------------------------------------------------------------- step
@@ -454,6 +485,7 @@ class PPOTrainer:
                 raise TrainingError(f"{self.skipped_steps} PPO steps had non-finite losses "
                                     f"(ppo.max_skipped_steps={self.s.max_skipped_steps}); stopping")
 
+        self.phase = "statistics"
         mask = ro.response_mask
         seq_kl = (ro.kl * mask).sum(1)
         mean_kl = self._gather_mean(seq_kl)
@@ -479,7 +511,7 @@ class PPOTrainer:
             **learn_stats,
             "skipped_steps": self.skipped_steps,
         }
-        for name, comp in ro.components.items():
+        for name, comp in sorted(ro.components.items()):  # the same gathers in the same order on every rank
             # constitution terms are logged under their own prefix (the report plots them per principle)
             key = name if name.startswith("constitution/") else f"reward/{name}"
             stats[key] = self._gather_mean(comp)
@@ -574,7 +606,8 @@ def train_ppo(cfg: Config, resume: bool = False, reward_fn: RewardFn | None = No
 
     s = cfg.ppo
     seed = cfg.seed_for(s.seed)
-    acc = Accelerator(cpu=not torch.cuda.is_available())
+    acc = Accelerator(cpu=not torch.cuda.is_available(),
+                      kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(seconds=s.collective_timeout_s))])
     set_seed(seed + acc.process_index)
     run_dir = cfg.run_path
     policy_settings = cfg.policy.model_copy(update={"name_or_path": cfg.resolve(cfg.policy.name_or_path)})
@@ -620,6 +653,7 @@ def train_ppo(cfg: Config, resume: bool = False, reward_fn: RewardFn | None = No
     fh, tb = _metric_logger(run_dir, acc.is_main_process, resume and start > 0)
     world, rank = acc.num_processes, acc.process_index
     last = stop_after if stop_after is not None else s.steps
+    step = start
     try:
         with progress(disable=None if acc.is_main_process else True) as bar:
             task = bar.add_task("ppo", total=s.steps, completed=start, info="")
@@ -647,7 +681,18 @@ def train_ppo(cfg: Config, resume: bool = False, reward_fn: RewardFn | None = No
                             f"{stats.get('perf/tokens_per_s', 0):.0f} tok/s")
                     bar.update(task, completed=step, info=info)
                 if s.checkpoint_every and step % s.checkpoint_every == 0 and step < s.steps:
+                    trainer.phase = "checkpoint"
                     _save_ckpt(acc, trainer, sampler, gen_rng, ckpt_root, step, s.keep_checkpoints)
+    except RuntimeError as exc:
+        if world > 1 and _is_collective_failure(exc):
+            latest = ckpt.latest_checkpoint(ckpt_root)
+            kept = f"the last complete checkpoint, {latest}, is kept" if latest else "no checkpoint had been written"
+            raise TrainingError(
+                f"process {rank + 1}/{world}: step {step}, phase '{trainer.phase}': a collective with the other "
+                f"processes did not complete within ppo.collective_timeout_s={s.collective_timeout_s} s "
+                f"(the processes are out of step, or one of them died); {kept}. "
+                f"Cause: {str(exc).splitlines()[0][:300]}") from exc
+        raise
     finally:
         if fh is not None:
             fh.close()
@@ -666,6 +711,14 @@ def train_ppo(cfg: Config, resume: bool = False, reward_fn: RewardFn | None = No
         console.print(f"ppo: saved the policy to {out}")
     acc.wait_for_everyone()
     return out
+
+
+def _is_collective_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` is torch.distributed giving up on a collective (time-out, or a peer gone)."""
+    dist_error = getattr(torch.distributed, "DistError", ())
+    text = str(exc).lower()
+    return isinstance(exc, dist_error) or any(w in text for w in ("timed out", "timeout", "connection closed",
+                                                                    "connection reset", "gloo"))
 
 
 def _jsonable(v):
