@@ -20,6 +20,7 @@ from pathlib import Path
 from safetensors.torch import save_file
 
 import detoxrl.rl.trainer as trainer_mod
+import detoxrl.stages.ppo as ppo_stage
 from detoxrl.config import load_config
 
 trainers: list = []
@@ -66,7 +67,7 @@ def main() -> None:
 
         trainer_mod.PPOTrainer.score = score
 
-    trainer_mod.train_ppo(load_config(args.config))
+    ppo_stage.run(load_config(args.config))
     tr = trainers[0]
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)

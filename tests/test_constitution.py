@@ -372,7 +372,8 @@ def test_reward_wrapper_adds_weighted_penalties_and_components(tmp_path, lexicon
 def test_build_reward_fn_and_ppo_step_log_constitution_metrics(tmp_path, tiny_t5_dir, lexicon_file):
     from detoxrl.config import KLSettings, PPOSettings
     from detoxrl.models.policy import load_policy_model, tokenize_prompts
-    from detoxrl.rl.trainer import PPOTrainer, build_reward_fn
+    from detoxrl.rl.trainer import PPOTrainer
+    from detoxrl.stages.ppo import build_reward_fn
 
     const = write_constitution(tmp_path, [
         principle("no-w5", {"kind": "pattern", "patterns": [r"\bw5\b"]}),
@@ -521,7 +522,7 @@ def test_text_from_prompt_inverts_the_template():
 def test_preference_and_sft_files_in_train_rm_and_sft_formats(tmp_path, lexicon_file):
     from detoxrl.rewards.rows import read_rows
     from detoxrl.rewards.train import rankings_to_pairs
-    from detoxrl.sft import load_pairs
+    from detoxrl.stages.sft import load_pairs
 
     const = write_constitution(tmp_path, [principle("no-words", {"kind": "lexicon", "lexicon": str(lexicon_file)})])
     cfg = make_cfg(tmp_path, path=str(const), revision="rewrite")

@@ -106,7 +106,7 @@ def test_bf16_policy_with_masters_learns_an_easy_reward(tiny_policy_dir):
 def test_sft_of_a_bf16_model_trains_float32_masters(tmp_path, monkeypatch):
     import json
 
-    import detoxrl.sft as sft_mod
+    import detoxrl.stages.sft as sft_mod
     from safetensors import safe_open
     from test_testbed import small_cfg
 
@@ -131,7 +131,7 @@ def test_sft_of_a_bf16_model_trains_float32_masters(tmp_path, monkeypatch):
     monkeypatch.setattr(sft_mod, "_collate", recording_collate)
     cfg = small_cfg(tmp_path / "run", "sft.base_model.dtype=bfloat16", "sft.epochs=1", "sft.eval_rows=64")
     prepare(cfg)
-    out = sft_mod.run_sft(cfg)
+    out = sft_mod.run(cfg)
     (masters,) = made
     assert masters and all(m.dtype == torch.float32 for _, m in masters.pairs)
     assert widths and all(w % 16 == 0 for w in widths)  # sft.length_multiple's default for a bf16 T5 on the CPU

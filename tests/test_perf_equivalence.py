@@ -446,7 +446,7 @@ def test_length_multiple_default(tiny_t5_dir, tiny_gpt2_dir):
 def test_sft_batches_padded_to_a_multiple_give_the_same_loss(tiny_t5_dir, tiny_gpt2_dir, arch):
     """``sft.length_multiple``: the extra columns are masked (label -100), so the loss and its gradient
     are those of the unpadded batch."""
-    from detoxrl.sft import Pair, _collate, _encode, sequence_loss
+    from detoxrl.stages.sft import Pair, _collate, _encode, sequence_loss
 
     lp = load_policy_model(str(tiny_t5_dir if arch == "t5" else tiny_gpt2_dir))
     lp.model.eval()

@@ -20,18 +20,14 @@ gradients are all-reduced by DDP, statistics that steer training (KL, scores) ar
 from __future__ import annotations
 
 import copy
-import json
-import math
 import time
-from datetime import timedelta
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Callable
+from typing import Protocol
 
 import torch
-from accelerate.utils import DistributedType, InitProcessGroupKwargs
+from accelerate.utils import DistributedType
 
-from detoxrl.config import Config, PPOSettings
+from detoxrl.config import PPOSettings
 from detoxrl.errors import TrainingError
 from detoxrl.models.policy import (
     Generation,
@@ -41,11 +37,8 @@ from detoxrl.models.policy import (
     generate_from_ids,
     is_peft,
     length_multiple,
-    load_policy_model,
-    save_policy,
 )
 from detoxrl.optim import MasterWeights, allocate_adam_state
-from detoxrl.rl import checkpoint as ckpt
 from detoxrl.rl.core import (
     RunningMoments,
     apply_missing_eos_penalty,
@@ -63,7 +56,7 @@ from detoxrl.rl.core import (
     should_early_stop,
 )
 from detoxrl.rl.kl import make_kl_controller
-from detoxrl.utils import atomic_dir, console, progress, round_up, set_seed
+from detoxrl.utils import console, round_up
 
 
 # -------------------------------------------------------------------------------------------- batch
@@ -116,8 +109,18 @@ def pad_to_multiple(x: torch.Tensor, multiple: int, value: float) -> torch.Tenso
     return x if extra == 0 else torch.nn.functional.pad(x, (0, extra), value=value)
 
 
-RewardFn = Callable[[list[str], list[str]], "object"]
-"""``reward_fn(responses, prompts)`` → an object with ``total`` ([B] tensor) and ``components``."""
+class RewardOutput(Protocol):
+    """What a reward returns for a batch of B responses."""
+
+    total: torch.Tensor  # [B] float: the scalar reward of each response (higher is better)
+    components: dict[str, torch.Tensor]  # named [B] terms, logged per step as reward/<name>
+
+
+class Reward(Protocol):
+    """``reward(responses, prompts)``: any callable with this signature rewards PPO (a composite of
+    judges, a reward model, or a plain function of the text)."""
+
+    def __call__(self, responses: list[str], prompts: list[str]) -> RewardOutput: ...
 
 
 # ------------------------------------------------------------------------------------------ trainer
@@ -145,7 +148,7 @@ PLAIN_DISTRIBUTED = (DistributedType.NO, DistributedType.MULTI_CPU, DistributedT
 class PPOTrainer:
     """Holds the models, optimiser and controllers; :meth:`step` runs one PPO iteration."""
 
-    def __init__(self, settings: PPOSettings, policy: LoadedPolicy, reward_fn: RewardFn, *,
+    def __init__(self, settings: PPOSettings, policy: LoadedPolicy, reward_fn: Reward, *,
                  accelerator=None, seed: int = 0, reference: LoadedPolicy | None = None,
                  reuse_encoder: bool = True):
         from accelerate import Accelerator
@@ -549,195 +552,3 @@ class PPOTrainer:
         self.score_moments.load_state_dict(state["score_moments"])
         self.skipped_steps = int(state["skipped_steps"])
         self.step_count = int(state["step_count"])
-
-
-# ------------------------------------------------------------------------------------ the stage
-def _metric_logger(run_dir: Path, enabled: bool, resume: bool):
-    if not enabled:
-        return None, None
-    ppo_dir = run_dir / "ppo"
-    ppo_dir.mkdir(parents=True, exist_ok=True)
-    fh = open(ppo_dir / "metrics.jsonl", "a" if resume else "w", encoding="utf-8")
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-
-        tb = SummaryWriter(str(ppo_dir / "tensorboard"))
-    except Exception:  # tensorboard is optional at run time
-        tb = None
-    return fh, tb
-
-
-def _truncate_metrics(path: Path, last_step: int) -> None:
-    """On resume, drop metric lines written after the checkpoint we resume from."""
-    if not path.exists():
-        return
-    keep = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            if json.loads(line).get("step", 0) <= last_step:
-                keep.append(line)
-        except ValueError:
-            continue  # a torn last line from a kill
-    path.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
-
-
-def build_reward_fn(cfg: Config, device) -> RewardFn:
-    from detoxrl.rewards.composite import CompositeReward
-
-    reward = CompositeReward.from_config(cfg, device=device)
-    if cfg.constitution.enabled:
-        from detoxrl.constitution.reward import with_constitution
-
-        return with_constitution(reward, cfg, device=device)
-    return reward
-
-
-def train_ppo(cfg: Config, resume: bool = False, reward_fn: RewardFn | None = None,
-              stop_after: int | None = None) -> Path:
-    """Run the PPO stage of ``cfg`` and save the policy to ``ppo.output_dir``.
-
-    ``stop_after`` ends the process's work after that many steps (tests use it to simulate a kill).
-    """
-    from accelerate import Accelerator
-
-    from detoxrl.curriculum.sampler import make_sampler
-    from detoxrl.data.loaders import load_examples
-    from detoxrl.data.prompts import build_prompts, describe_prompt_stats
-
-    s = cfg.ppo
-    seed = cfg.seed_for(s.seed)
-    acc = Accelerator(cpu=not torch.cuda.is_available(),
-                      kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(seconds=s.collective_timeout_s))])
-    set_seed(seed + acc.process_index)
-    run_dir = cfg.run_path
-    policy_settings = cfg.policy.model_copy(update={"name_or_path": cfg.resolve(cfg.policy.name_or_path)})
-    lp = load_policy_model(policy_settings, device=acc.device, apply_lora=True)
-
-    examples = load_examples(cfg, cfg.data.train_split).examples
-    prompts, pstats = build_prompts(examples, lp.tokenizer, cfg.data)
-    if not prompts:
-        raise TrainingError(f"no training prompts left after filtering ({pstats})")
-    if (note := describe_prompt_stats(pstats, cfg.data.max_prompt_tokens)) and acc.is_main_process:
-        console.print(note)
-    texts = [p.prompt for p in prompts]
-    reward_fn = reward_fn or build_reward_fn(cfg, acc.device)
-    trainer = PPOTrainer(s, lp, reward_fn, accelerator=acc, seed=seed)
-    if hasattr(reward_fn, "attach_policy"):
-        reward_fn.attach_policy(lp)  # self-critique and revision use the live policy, not a second copy
-
-    difficulty = None
-    if cfg.curriculum.enabled:
-        from detoxrl.curriculum.difficulty import difficulty_for
-
-        difficulty = difficulty_for(cfg, prompts, reward_fn, lp)
-    sampler = make_sampler(cfg.curriculum, len(prompts), s.steps, seed, difficulty=difficulty)
-
-    ckpt_root = run_dir / "ppo" / "checkpoints"
-    gen_rng = torch.Generator().manual_seed(seed + 7)
-    start = 0
-    if resume:
-        latest = ckpt.latest_checkpoint(ckpt_root)
-        if latest is None:
-            console.print("resume: no complete checkpoint found; starting from step 0")
-        else:
-            step, model_state, opt_state, state = ckpt.load_checkpoint(latest)
-            trainer.load_state(model_state, opt_state, state["trainer"])
-            sampler.load_state_dict(state["sampler"])
-            gen_rng.set_state(state["gen_rng"])
-            ckpt.set_rng_state(state["rng"][min(acc.process_index, len(state["rng"]) - 1)])
-            start = step
-            console.print(f"resume: continuing from {latest.name}")
-            if acc.is_main_process:
-                _truncate_metrics(run_dir / "ppo" / "metrics.jsonl", step)
-
-    fh, tb = _metric_logger(run_dir, acc.is_main_process, resume and start > 0)
-    world, rank = acc.num_processes, acc.process_index
-    last = stop_after if stop_after is not None else s.steps
-    step = start
-    try:
-        with progress(disable=None if acc.is_main_process else True) as bar:
-            task = bar.add_task("ppo", total=s.steps, completed=start, info="")
-            for step in range(start + 1, min(last, s.steps) + 1):
-                idx = sampler.next_batch(s.batch_size * world)[rank::world]
-                batch_prompts = [texts[i] for i in idx]
-                from detoxrl.models.policy import tokenize_prompts
-
-                q, qm = tokenize_prompts(lp.tokenizer, batch_prompts, cfg.data.max_prompt_tokens, acc.device)
-                stats = trainer.step(batch_prompts, q, qm, trainer.max_new_tokens(gen_rng))
-                rewards = stats.get("reward/mean")
-                if rewards is not None:
-                    sampler.observe(step, [rewards])
-                stats.update(sampler.log_stats())
-                if acc.is_main_process:
-                    fh.write(json.dumps({k: _jsonable(v) for k, v in stats.items()}) + "\n")
-                    fh.flush()
-                    if tb is not None:
-                        for k, v in stats.items():
-                            if isinstance(v, (int, float)) and k != "step" and math.isfinite(v):
-                                tb.add_scalar(k, v, step)
-                    info = (f"reward {stats.get('reward/mean', float('nan')):+.3f} "
-                            f"kl {stats.get('kl/mean', float('nan')):.3f} "
-                            f"β {stats.get('kl/coef', float('nan')):.3f} "
-                            f"{stats.get('perf/tokens_per_s', 0):.0f} tok/s")
-                    bar.update(task, completed=step, info=info)
-                if s.checkpoint_every and step % s.checkpoint_every == 0 and step < s.steps:
-                    trainer.phase = "checkpoint"
-                    _save_ckpt(acc, trainer, sampler, gen_rng, ckpt_root, step, s.keep_checkpoints)
-    except RuntimeError as exc:
-        if world > 1 and _is_collective_failure(exc):
-            latest = ckpt.latest_checkpoint(ckpt_root)
-            kept = f"the last complete checkpoint, {latest}, is kept" if latest else "no checkpoint had been written"
-            raise TrainingError(
-                f"process {rank + 1}/{world}: step {step}, phase '{trainer.phase}': a collective with the other "
-                f"processes did not complete within ppo.collective_timeout_s={s.collective_timeout_s} s "
-                f"(the processes are out of step, or one of them died); {kept}. "
-                f"Cause: {str(exc).splitlines()[0][:300]}") from exc
-        raise
-    finally:
-        if fh is not None:
-            fh.close()
-        if tb is not None:
-            tb.close()
-    console.print(f"ppo: process {rank + 1}/{world} finished at step {trainer.step_count}")
-    if stop_after is not None and stop_after < s.steps:
-        return ckpt_root
-    out = cfg.path(s.output_dir)
-    acc.wait_for_everyone()
-    if acc.is_main_process:
-        with atomic_dir(out) as tmp:
-            save_policy(trainer.unwrapped.lm, lp.tokenizer, tmp, value_head=trainer.unwrapped.value_head,
-                        base_name=policy_settings.name_or_path,
-                        extra={"stage": "ppo", "steps": s.steps, "skipped_steps": trainer.skipped_steps})
-        console.print(f"ppo: saved the policy to {out}")
-    acc.wait_for_everyone()
-    return out
-
-
-def _is_collective_failure(exc: BaseException) -> bool:
-    """Whether ``exc`` is torch.distributed giving up on a collective (time-out, or a peer gone)."""
-    dist_error = getattr(torch.distributed, "DistError", ())
-    text = str(exc).lower()
-    return isinstance(exc, dist_error) or any(w in text for w in ("timed out", "timeout", "connection closed",
-                                                                    "connection reset", "gloo"))
-
-
-def _jsonable(v):
-    if isinstance(v, torch.Tensor):
-        v = v.item()
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    return v
-
-
-def _save_ckpt(acc, trainer: PPOTrainer, sampler, gen_rng, ckpt_root: Path, step: int, keep: int) -> None:
-    rng_states = [ckpt.rng_state()]
-    if acc.num_processes > 1:
-        from accelerate.utils import gather_object
-
-        rng_states = gather_object(rng_states)
-    if acc.is_main_process:
-        state = {"trainer": trainer.state(), "sampler": sampler.state_dict(),
-                 "gen_rng": gen_rng.get_state(), "rng": rng_states}
-        ckpt.save_checkpoint(ckpt_root, step, trainer.trainable_state(),
-                             trainer.optimizer.state_dict(), state, keep=keep)
-    acc.wait_for_everyone()

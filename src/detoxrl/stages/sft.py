@@ -1,4 +1,4 @@
-"""Supervised fine-tuning of a seq2seq or causal LM on (prompt, target) pairs, full or LoRA.
+"""``sft``: supervised fine-tuning of a seq2seq or causal LM on (prompt, target) pairs, full or LoRA.
 
 On the testbed this produces the base (reference) policy: a tiny T5 that summarises dialogues and,
 because a share of its training summaries repeat the insults they read, parrots toxicity the way real
@@ -15,10 +15,12 @@ from pathlib import Path
 import torch
 
 from detoxrl.config import Config, ModelSettings
+from detoxrl.data.loaders import load_examples, load_table
 from detoxrl.data.prompts import fill_template
 from detoxrl.errors import DataError
 from detoxrl.models.policy import LoadedPolicy, length_multiple, load_policy_model, save_policy
 from detoxrl.optim import MasterWeights
+from detoxrl.stages.device import stage_device
 from detoxrl.utils import atomic_dir, console, progress, round_up, set_seed, write_json
 
 
@@ -30,8 +32,6 @@ class Pair:
 
 def load_pairs(cfg: Config) -> list[Pair]:
     """(prompt, target) pairs from ``sft.train_file`` or the data section's train split."""
-    from detoxrl.data.loaders import load_examples, load_table
-
     s = cfg.sft
     if s.train_file:
         path = cfg.path(s.train_file)
@@ -117,9 +117,15 @@ def lr_lambda(warmup: int, total: int):
     return f
 
 
-def run_sft(cfg: Config, device: str = "cpu") -> Path:
+def output(cfg: Config) -> Path:
+    """The file whose presence means the stage is done."""
+    return cfg.path(cfg.sft.output_dir) / "config.json"
+
+
+def run(cfg: Config, device: str | torch.device | None = None) -> Path:
     """Fine-tune ``sft.base_model`` (default: ``policy``) and save it to ``sft.output_dir``."""
     s = cfg.sft
+    device = device or stage_device(cfg)
     seed = cfg.seed_for(s.seed)
     set_seed(seed)
     base: ModelSettings = s.base_model or cfg.policy
@@ -135,19 +141,39 @@ def run_sft(cfg: Config, device: str = "cpu") -> Path:
     n_eval = min(s.eval_rows, len(items) // 10)
     eval_items = [items[i] for i in order[:n_eval]]
     train_items = [items[i] for i in order[n_eval:]]
+
+    eval_before = evaluate_loss(lp, eval_items, 64, device, multiple)
+    t0 = time.perf_counter()
+    step, history = _train(cfg, lp, train_items, g, device, multiple)
+    train_s = time.perf_counter() - t0
+    eval_after = evaluate_loss(lp, eval_items, 64, device, multiple)
+    console.print(f"sft: held-out loss {eval_before:.3f} -> {eval_after:.3f} "
+                  f"({len(train_items)} pairs, {step} steps, {train_s:.0f}s)")
+
+    out = cfg.path(s.output_dir)
+    metrics = {"train_pairs": len(train_items), "eval_pairs": len(eval_items), "steps": step,
+               "epochs": s.epochs, "eval_loss_before": eval_before, "eval_loss_after": eval_after,
+               "train_seconds": train_s, "history": history, "base_model": base.name_or_path}
+    with atomic_dir(out) as tmp:
+        save_policy(lp.model, lp.tokenizer, tmp, base_name=base.name_or_path,
+                    extra={"stage": "sft"})
+        write_json(tmp / "sft_metrics.json", metrics)
+    return out
+
+
+def _train(cfg: Config, lp: LoadedPolicy, train_items, g: torch.Generator, device,
+           multiple: int) -> tuple[int, list[dict]]:
+    """The optimisation loop: AdamW with warm-up and linear decay; returns (steps, loss history)."""
+    s = cfg.sft
     steps_per_epoch = math.ceil(len(train_items) / s.batch_size)
     total = max(1, int(round(steps_per_epoch * s.epochs)))
-
     # bfloat16/float16 weights (policy.dtype) train through float32 masters; float32 ones directly.
     masters = MasterWeights([p for p in lp.model.parameters() if p.requires_grad])
     params = masters.params
     opt = torch.optim.AdamW(params, lr=s.learning_rate, weight_decay=s.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(int(total * s.warmup_ratio), total))
     lp.model.train()
-
     history: list[dict] = []
-    eval_before = evaluate_loss(lp, eval_items, 64, device, multiple)
-    t0 = time.perf_counter()
     step, ema = 0, None
     with progress() as bar:
         task = bar.add_task("sft", total=total, info="")
@@ -171,17 +197,4 @@ def run_sft(cfg: Config, device: str = "cpu") -> Path:
                 if step % 10 == 0 or step == total:
                     history.append({"step": step, "loss": lv, "lr": sched.get_last_lr()[0]})
                 bar.update(task, advance=1, info=f"loss {ema:.3f}")
-    train_s = time.perf_counter() - t0
-    eval_after = evaluate_loss(lp, eval_items, 64, device, multiple)
-    console.print(f"sft: held-out loss {eval_before:.3f} -> {eval_after:.3f} "
-                  f"({len(train_items)} pairs, {step} steps, {train_s:.0f}s)")
-
-    out = cfg.path(s.output_dir)
-    metrics = {"train_pairs": len(train_items), "eval_pairs": len(eval_items), "steps": step,
-               "epochs": s.epochs, "eval_loss_before": eval_before, "eval_loss_after": eval_after,
-               "train_seconds": train_s, "history": history, "base_model": base.name_or_path}
-    with atomic_dir(out) as tmp:
-        save_policy(lp.model, lp.tokenizer, tmp, base_name=base.name_or_path,
-                    extra={"stage": "sft"})
-        write_json(tmp / "sft_metrics.json", metrics)
-    return out
+    return step, history
