@@ -29,7 +29,8 @@ from detoxrl.config import GenerationSettings, KLSettings, LoraSettings, ModelSe
 from detoxrl.models.policy import forward_response, load_policy_model, tokenize_prompts
 from detoxrl.rl.core import logprobs_from_logits, masked_mean
 from detoxrl.optim import allocate_adam_state
-from detoxrl.rl.trainer import PPOTrainer, store_linear_weights_bf16
+from detoxrl.rl.fastpaths import fused_adam_supported, store_linear_weights_bf16
+from detoxrl.rl.trainer import PPOTrainer
 from detoxrl.utils import set_seed
 
 PROMPTS = [" ".join(f"w{(i * 5 + j) % 40 + 10}" for j in range(3 + i % 4)) for i in range(8)]
@@ -60,7 +61,7 @@ def _trainer(path, *, lora_targets: list[str] | None = None, temperature: float 
 def _rollout(tr: PPOTrainer):
     q, qm = tokenize_prompts(tr.lp.tokenizer, PROMPTS, 32)
     torch.manual_seed(1)
-    return tr.make_experience(PROMPTS, q, qm, tr.s.generation.max_new_tokens, {})
+    return tr.make_experience(PROMPTS, q, qm, tr.s.generation.max_new_tokens)
 
 
 @torch.no_grad()
@@ -195,7 +196,7 @@ def test_fused_adamw_matches_per_tensor_adamw():
     torch.manual_seed(0)
     init = [torch.randn(7, 5), torch.randn(5), torch.randn(3, 3)]
     grads = [[torch.randn_like(p) for p in init] for _ in range(5)]
-    if not PPOTrainer.fused_adam_supported([torch.nn.Parameter(p.clone()) for p in init]):
+    if not fused_adam_supported([torch.nn.Parameter(p.clone()) for p in init]):
         pytest.skip("torch has no fused AdamW here")
     results = []
     for fused in (None, True):
@@ -287,7 +288,7 @@ def test_bf16_reference_is_bit_identical_to_autocast_of_the_float32_copy(tiny_po
         want, _ = forward_response(plain, tr.lp.is_seq2seq, *args)
         got, _ = forward_response(tr.ref_model, tr.lp.is_seq2seq, *args)
     assert torch.equal(want, got)
-    assert torch.equal(tr._reference_forward(ro, 4, False)[0], ro.ref_logprobs)
+    assert torch.equal(tr._reference_forward(ro)[0], ro.ref_logprobs)
 
 
 def test_store_linear_weights_bf16_skips_a_tied_head():

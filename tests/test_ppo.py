@@ -63,7 +63,7 @@ def _step(tr, lp):
 def test_kl_to_itself_is_zero_at_step_zero(tiny_policy_dir, lora):
     tr, lp = _trainer(tiny_policy_dir, lora=lora)
     q, qm = tokenize_prompts(lp.tokenizer, PROMPTS, 32)
-    ro = tr.make_experience(PROMPTS, q, qm, 8, {})
+    ro = tr.make_experience(PROMPTS, q, qm, 8)
     assert ro.kl.abs().max().item() < 1e-5
     assert torch.allclose(ro.logprobs, ro.ref_logprobs, atol=1e-5)
     # the score sits on the last real token, the rest is the (zero) KL penalty
