@@ -57,7 +57,7 @@ def reward_auc(metrics: Path) -> float:
 
 def one_run(base: Path, out: Path, arm: str, seed: int, extra: list[str]) -> dict:
     from detoxrl.config import load_config
-    from detoxrl.run import run_stage, stage_output
+    from detoxrl.pipeline import run_stage, stage_output
 
     run = out / f"{arm}-seed{seed}"
     link_base(base, run)

@@ -13,54 +13,19 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
-VOCAB = ["<pad>", "</s>", "<unk>", "<s>"] + [f"w{i}" for i in range(60)]
+from detoxrl.testing import VOCAB, tiny_gpt2, tiny_t5, word_tokenizer  # noqa: F401 (VOCAB: for tests)
 
-
-def make_tokenizer(append_eos: bool):
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
-
-    tk = Tokenizer(models.WordLevel({w: i for i, w in enumerate(VOCAB)}, unk_token="<unk>"))
-    tk.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    if append_eos:
-        tk.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
-    from tokenizers import decoders
-
-    tk.decoder = decoders.WordPiece(prefix="##")  # joins words with spaces
-    return PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", eos_token="</s>",
-                                   unk_token="<unk>", bos_token="<s>")
+make_tokenizer = word_tokenizer
 
 
 @pytest.fixture(scope="session")
 def tiny_t5_dir(tmp_path_factory) -> Path:
-    import torch
-    from transformers import T5Config, T5ForConditionalGeneration
-
-    torch.manual_seed(0)
-    d = tmp_path_factory.mktemp("tiny-t5")
-    cfg = T5Config(vocab_size=len(VOCAB), d_model=32, d_ff=64, num_layers=2, num_decoder_layers=2,
-                   num_heads=2, d_kv=16, decoder_start_token_id=0, pad_token_id=0, eos_token_id=1,
-                   dropout_rate=0.1)
-    T5ForConditionalGeneration(cfg).save_pretrained(d)
-    make_tokenizer(append_eos=True).save_pretrained(d)
-    return d
+    return Path(tiny_t5(tmp_path_factory.mktemp("tiny-t5")))
 
 
 @pytest.fixture(scope="session")
 def tiny_gpt2_dir(tmp_path_factory) -> Path:
-    import torch
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    torch.manual_seed(0)
-    d = tmp_path_factory.mktemp("tiny-gpt2")
-    cfg = GPT2Config(vocab_size=len(VOCAB), n_embd=32, n_layer=2, n_head=2, n_positions=128,
-                     bos_token_id=3, eos_token_id=1, pad_token_id=0,
-                     # GPT-2's default init (0.02) gives near-uniform logits through the tied
-                     # embeddings at this size, which LoRA alone can barely move.
-                     initializer_range=0.2)
-    GPT2LMHeadModel(cfg).save_pretrained(d)
-    make_tokenizer(append_eos=False).save_pretrained(d)
-    return d
+    return Path(tiny_gpt2(tmp_path_factory.mktemp("tiny-gpt2")))
 
 
 @pytest.fixture(params=["t5", "gpt2"])

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -37,12 +38,20 @@ def _launch(tmp_path: Path, cfg: Path, *extra: str, timeout: int = 300) -> tuple
         launcher = shutil.which("accelerate")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "DETOXRL_NO_PROGRESS": "1",
            "PYTHONPATH": os.pathsep.join([str(WORKER.parent), os.environ.get("PYTHONPATH", "")])}
-    res = subprocess.run(
-        [str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-         "--mixed_precision", "no", "--dynamo_backend", "no", str(WORKER), str(cfg),
-         str(tmp_path / "weights"), *extra],
-        capture_output=True, text=True, timeout=timeout, env=env, cwd=tmp_path)
-    return res, res.stdout + res.stderr
+    cmd = [str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", str(WORKER), str(cfg),
+           str(tmp_path / "weights"), *extra]
+    # A session of its own, so that a deadlocked run's workers are killed with the launcher.
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            cwd=tmp_path, start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        stdout, stderr = proc.communicate()
+        pytest.fail(f"the two-process run did not finish within {timeout} s (deadlock?):\n{(stdout + stderr)[-4000:]}")
+    res = subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
+    return res, stdout + stderr
 
 
 def _default_ppo(**overrides) -> dict:

@@ -34,7 +34,7 @@ def test_run_rejects_unknown_force_stage(tmp_path):
 
 def test_pipeline_redoes_stages_after_a_changed_one(tmp_path, monkeypatch):
     """A rebuilt upstream output (e.g. a testbed with new settings) makes every later stage run again."""
-    import detoxrl.run as run_mod
+    import detoxrl.pipeline as run_mod
     from detoxrl.config import load_config
 
     cfg = load_config(run_dir=tmp_path / "r")

@@ -19,13 +19,16 @@ from conftest import write_tiny_run
 STEPS = 6
 
 
-def _cmd(cfg: Path, resume: bool) -> list[str]:
-    return [sys.executable, "-m", "detoxrl", "ppo", str(cfg)] + (["--resume"] if resume else [])
+SLOW_CHECKPOINT = Path(__file__).with_name("_slow_checkpoint.py")
 
 
-def _env(delay: float) -> dict:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "DETOXRL_NO_PROGRESS": "1",
-            "DETOXRL_CHECKPOINT_DELAY": str(delay)}
+def _cmd(cfg: Path, resume: bool, delay: float) -> list[str]:
+    """``detoxrl ppo CFG``, every checkpoint write held open ``delay`` s (see _slow_checkpoint.py)."""
+    return [sys.executable, str(SLOW_CHECKPOINT), str(delay), "ppo", str(cfg)] + (["--resume"] if resume else [])
+
+
+def _env() -> dict:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "DETOXRL_NO_PROGRESS": "1"}
 
 
 def _checkpoints(run: Path) -> list[str]:
@@ -36,7 +39,7 @@ def _checkpoints(run: Path) -> list[str]:
 def _kill_when(cfg: Path, run: Path, resume: bool, condition, timeout: float = 240) -> bool:
     """Start a run, SIGKILL it as soon as ``condition(run, seconds since start)`` holds; False if it
     finished first."""
-    proc = subprocess.Popen(_cmd(cfg, resume), env=_env(0.4), stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(_cmd(cfg, resume, 0.4), env=_env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     t0 = time.time()
     while proc.poll() is None and time.time() - t0 < timeout:
@@ -66,7 +69,7 @@ def test_killed_and_resumed_run_matches_uninterrupted_run_bit_for_bit(tmp_path, 
                  "ppo.score_norm": True}
     ref_cfg = write_tiny_run(tmp_path / "ref", tiny_t5_dir, **overrides)
     t0 = time.time()
-    subprocess.run(_cmd(ref_cfg, False), env=_env(0.0), check=True, capture_output=True)
+    subprocess.run(_cmd(ref_cfg, False, 0.0), env=_env(), check=True, capture_output=True)
     ref_seconds = time.time() - t0
     expected = _weights(tmp_path / "ref" / "run")
 
@@ -84,7 +87,7 @@ def test_killed_and_resumed_run_matches_uninterrupted_run_bit_for_bit(tmp_path, 
             killed.append(name)
     assert len(killed) == len(kill_points), f"the run ended before these kill points: {killed}"
     # a torn write is never picked up; finish the run from the newest complete checkpoint
-    subprocess.run(_cmd(cfg, True), env=_env(0.0), check=True, capture_output=True)
+    subprocess.run(_cmd(cfg, True, 0.0), env=_env(), check=True, capture_output=True)
     _assert_same_weights(run, expected, "after the chosen kill points")
     # the metrics log holds each step once, as if never interrupted
     import json
@@ -109,5 +112,5 @@ def test_killed_and_resumed_run_matches_uninterrupted_run_bit_for_bit(tmp_path, 
         _assert_same_weights(run, expected, "after a run that was not killed")
     else:
         pytest.fail(f"four runs ended before a random time within their predecessor's duration (last {at:.2f} s)")
-    subprocess.run(_cmd(cfg, True), env=_env(0.0), check=True, capture_output=True)
+    subprocess.run(_cmd(cfg, True, 0.0), env=_env(), check=True, capture_output=True)
     _assert_same_weights(run, expected, f"after a kill at {at:.2f} s")

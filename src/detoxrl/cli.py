@@ -54,7 +54,7 @@ def _guard(fn):
 
 def _stage(stage: str, config, overrides, run_dir, **kw):
     def go():
-        from detoxrl.run import run_stage
+        from detoxrl.pipeline import run_stage
 
         _quiet_libraries()
         cfg = _load(config, overrides, run_dir)
@@ -115,7 +115,7 @@ def run(config: Optional[str] = ConfigArg, set_: Optional[list[str]] = SetOpt,
     """Run every stage whose output is missing: prepare → sft → train-rm → ppo → eval → report."""
 
     def go():
-        from detoxrl.run import STAGES, run_pipeline
+        from detoxrl.pipeline import STAGES, run_pipeline
 
         _quiet_libraries()
         cfg = _load(config, set_, run_dir)

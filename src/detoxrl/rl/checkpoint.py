@@ -14,10 +14,8 @@ guard. Only safetensors and JSON are read back: nothing is unpickled.
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
-import time
 import shutil
 from pathlib import Path
 from typing import Any
@@ -113,9 +111,6 @@ def _write_checkpoint(target: Path, model_state, opt_skeleton, opt_tensors, stat
     with atomic_dir(target) as tmp:
         save_file({k: v.detach().cpu().contiguous() for k, v in model_state.items()},
                   str(tmp / "model.safetensors"))
-        # Fault-injection hook for the kill tests: widen the window in which a write is in flight.
-        if os.environ.get("DETOXRL_CHECKPOINT_DELAY"):
-            time.sleep(float(os.environ["DETOXRL_CHECKPOINT_DELAY"]))
         save_file({**opt_tensors, **state_tensors} or {"_empty": torch.zeros(0)},
                   str(tmp / "optimizer.safetensors"))
         payload = {"format": FORMAT, "step": step, "optimizer": opt_skeleton, "state": state_skeleton}
