@@ -22,6 +22,9 @@ app = typer.Typer(
 ConfigArg = typer.Argument(None, help="YAML config or preset name; default: the embedded testbed.")
 SetOpt = typer.Option(None, "--set", "-s", help="Dotted override, e.g. --set ppo.learning_rate=1e-5 (repeatable).")
 RunDirOpt = typer.Option(None, "--run-dir", help="Run folder (default runs/<config name>).")
+AllowChangeOpt = typer.Option(False, "--allow-config-change",
+                              help="With --resume: continue even where the checkpoint was made with other "
+                                   "settings (recorded in the run and the model card).")
 
 
 def _quiet_libraries() -> None:
@@ -87,9 +90,10 @@ def train_rm(config: Optional[str] = ConfigArg, set_: Optional[list[str]] = SetO
 @app.command()
 def ppo(config: Optional[str] = ConfigArg, set_: Optional[list[str]] = SetOpt,
         run_dir: Optional[Path] = RunDirOpt,
-        resume: bool = typer.Option(False, help="Continue from the newest complete checkpoint.")):
+        resume: bool = typer.Option(False, help="Continue from the newest complete checkpoint."),
+        allow_config_change: bool = AllowChangeOpt):
     """PPO with a KL penalty against the frozen reference. Works under `accelerate launch`."""
-    _stage("ppo", config, set_, run_dir, resume=resume)
+    _stage("ppo", config, set_, run_dir, resume=resume, allow_config_change=allow_config_change)
 
 
 @app.command("eval")
@@ -111,8 +115,14 @@ def report(config: Optional[str] = ConfigArg, set_: Optional[list[str]] = SetOpt
 def run(config: Optional[str] = ConfigArg, set_: Optional[list[str]] = SetOpt,
         run_dir: Optional[Path] = RunDirOpt,
         resume: bool = typer.Option(False, help="Resume PPO from its newest complete checkpoint."),
-        force: Optional[list[str]] = typer.Option(None, help="Re-run this stage even if its output exists.")):
-    """Run every stage whose output is missing: prepare → sft → train-rm → ppo → eval → report."""
+        allow_config_change: bool = AllowChangeOpt,
+        force: Optional[list[str]] = typer.Option(None, help="Re-run this stage even if its output exists."),
+        no_rerun: bool = typer.Option(False, "--no-rerun",
+                                      help="Refuse, listing the changes, instead of remaking stale stages.")):
+    """Run every stage that is not up to date: prepare → sft → train-rm → ppo → eval → report.
+
+    A stage is skipped when its output exists and was made from the same settings, inputs and data;
+    a changed one is rerun with every stage after it, after printing what changed."""
 
     def go():
         from detoxrl.pipeline import STAGES, run_pipeline
@@ -122,7 +132,8 @@ def run(config: Optional[str] = ConfigArg, set_: Optional[list[str]] = SetOpt,
         bad = sorted(set(force or ()) - set(STAGES))
         if bad:
             raise DetoxError(f"--force: unknown stage(s) {bad}; stages are {list(STAGES)}")
-        run_pipeline(cfg, resume=resume, force=tuple(force or ()))
+        run_pipeline(cfg, resume=resume, force=tuple(force or ()), rerun=not no_rerun,
+                     allow_config_change=allow_config_change)
 
     _guard(go)
 

@@ -8,6 +8,7 @@ per process, so the first stage of a ``detoxrl run`` sets it up for all the othe
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 
 import torch
@@ -26,3 +27,8 @@ def stage_accelerator(cfg: Config) -> Accelerator:
 def stage_device(cfg: Config) -> torch.device:
     """The device a single-process stage (SFT, reward-model training, eval) computes on."""
     return stage_accelerator(cfg).device
+
+
+def is_main_process() -> bool:
+    """Whether this is the process that writes shared files (rank 0 under ``accelerate launch``)."""
+    return int(os.environ.get("RANK", "0")) == 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -23,12 +23,13 @@ from detoxrl.curriculum.difficulty import difficulty_for
 from detoxrl.curriculum.sampler import make_sampler
 from detoxrl.data.loaders import load_examples
 from detoxrl.data.prompts import build_prompts, describe_prompt_stats
-from detoxrl.errors import TrainingError
+from detoxrl.errors import ConfigError, TrainingError
 from detoxrl.models.policy import LoadedPolicy, load_policy_model, save_policy, tokenize_prompts
 from detoxrl.rewards.composite import CompositeReward
 from detoxrl.rl import checkpoint as ckpt
 from detoxrl.rl.trainer import PPOTrainer, Reward
 from detoxrl.stages.device import stage_accelerator
+from detoxrl.stages.fingerprint import SECTIONS, flatten
 from detoxrl.utils import atomic_dir, console, progress, set_seed
 
 
@@ -58,6 +59,8 @@ class Setup:
     sampler: object
     gen_rng: torch.Generator
     ckpt_root: Path
+    run_config: dict = field(default_factory=dict)  # what checkpoints record (see run_config())
+    config_changes: list = field(default_factory=list)  # settings changed on resume (--allow-config-change)
 
 
 def setup(cfg: Config, reward_fn: Reward | None = None) -> Setup:
@@ -82,16 +85,55 @@ def setup(cfg: Config, reward_fn: Reward | None = None) -> Setup:
     sampler = make_sampler(cfg.curriculum, len(prompts), s.steps, seed, difficulty=difficulty)
     return Setup(acc=acc, lp=lp, base_name=policy_settings.name_or_path, texts=[p.prompt for p in prompts],
                  trainer=trainer, sampler=sampler, gen_rng=torch.Generator().manual_seed(seed + 7),
-                 ckpt_root=cfg.run_path / "ppo" / "checkpoints")
+                 ckpt_root=cfg.run_path / "ppo" / "checkpoints", run_config=run_config(cfg))
 
 
-def resume_from_checkpoint(cfg: Config, st: Setup) -> int:
+RESUMABLE_CHANGES = frozenset({"ppo.steps", "ppo.checkpoint_every", "ppo.keep_checkpoints",
+                               "ppo.collective_timeout_s"})
+"""Keys a resumed run may change: how long it runs and how it checkpoints, not what it computes."""
+
+
+def run_config(cfg: Config) -> dict:
+    """The settings a PPO run is made from (flattened), as its checkpoints record them."""
+    full = flatten(cfg.model_dump(mode="json"))
+    return {k: v for k, v in sorted(full.items())
+            if any(k == s or k.startswith(s + ".") for s in SECTIONS["ppo"])}
+
+
+def check_resume_config(cfg: Config, saved: dict | None, checkpoint: Path, allow: bool) -> list[str]:
+    """Compare the checkpoint's settings with the current ones: changes of :data:`RESUMABLE_CHANGES`
+    are printed, any other refuses with the list unless ``allow``; returns the changes made."""
+    if saved is None:
+        console.print(f"[yellow]resume: {checkpoint.name} does not record its settings; not compared")
+        return []
+    now = run_config(cfg)
+    diff = {k: (saved.get(k, "(unset)"), now.get(k, "(unset)")) for k in sorted(set(saved) | set(now))
+            if saved.get(k, "(unset)") != now.get(k, "(unset)")}
+    lines = [f"{k}: {a} → {b}" for k, (a, b) in diff.items()]
+    forbidden = [line for k, line in zip(diff, lines) if k not in RESUMABLE_CHANGES]
+    if forbidden and not allow:
+        raise ConfigError(f"--resume: {checkpoint} was made with other settings, which cannot change in the "
+                          "middle of a run:\n  " + "\n  ".join(forbidden)
+                          + "\n(--allow-config-change resumes anyway and records the change)")
+    for line in lines:
+        console.print(f"resume: {line}" + ("  [yellow](allowed by --allow-config-change)"
+                                           if line in forbidden else ""))
+    return forbidden
+
+
+def resume_from_checkpoint(cfg: Config, st: Setup, allow_config_change: bool = False) -> int:
     """Restore the latest complete checkpoint into ``st``; return its step (0 when there is none)."""
     latest = ckpt.latest_checkpoint(st.ckpt_root)
     if latest is None:
         console.print("resume: no complete checkpoint found; starting from step 0")
         return 0
     step, model_state, opt_state, state = ckpt.load_checkpoint(latest)
+    changed = check_resume_config(cfg, state.get("config"), latest, allow_config_change)
+    if changed:
+        st.config_changes.append({"at_step": step, "checkpoint": latest.name, "changes": changed})
+        if st.acc.is_main_process:
+            with open(cfg.run_path / "ppo" / "config_changes.jsonl", "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(st.config_changes[-1]) + "\n")
     st.trainer.load_state(model_state, opt_state, state["trainer"])
     st.sampler.load_state_dict(state["sampler"])
     st.gen_rng.set_state(state["gen_rng"])
@@ -102,10 +144,14 @@ def resume_from_checkpoint(cfg: Config, st: Setup) -> int:
     return step
 
 
-def run(cfg: Config, resume: bool = False, reward_fn: Reward | None = None) -> Path:
-    """Run the PPO stage of ``cfg`` and save the policy to ``ppo.output_dir``."""
+def run(cfg: Config, resume: bool = False, reward_fn: Reward | None = None,
+        allow_config_change: bool = False) -> Path:
+    """Run the PPO stage of ``cfg`` and save the policy to ``ppo.output_dir``.
+
+    ``resume`` continues from the newest complete checkpoint (one is written at the last step too, so
+    a finished run can be extended with a larger ``ppo.steps``)."""
     st = setup(cfg, reward_fn)
-    start = resume_from_checkpoint(cfg, st) if resume else 0
+    start = resume_from_checkpoint(cfg, st, allow_config_change) if resume else 0
     world, rank = st.acc.num_processes, st.acc.process_index
     with MetricLog(cfg.run_path / "ppo", st.acc.is_main_process, append=resume and start > 0) as log:
         train_loop(cfg, st, start, log)
@@ -116,7 +162,8 @@ def run(cfg: Config, resume: bool = False, reward_fn: Reward | None = None) -> P
         with atomic_dir(out) as tmp:
             save_policy(st.trainer.unwrapped.lm, st.lp.tokenizer, tmp, value_head=st.trainer.unwrapped.value_head,
                         base_name=st.base_name, extra={"stage": "ppo", "steps": cfg.ppo.steps,
-                                                       "skipped_steps": st.trainer.skipped_steps})
+                                                       "skipped_steps": st.trainer.skipped_steps,
+                                                       "config_changes": st.config_changes})
         console.print(f"ppo: saved the policy to {out}")
     st.acc.wait_for_everyone()
     return out
@@ -144,7 +191,7 @@ def train_loop(cfg: Config, st: Setup, start: int, log: "MetricLog") -> None:
                 stats.update(st.sampler.log_stats())
                 log.write(step, stats)
                 bar.update(task, completed=step, info=_progress_info(stats))
-                if s.checkpoint_every and step % s.checkpoint_every == 0 and step < s.steps:
+                if (s.checkpoint_every and step % s.checkpoint_every == 0) or step == s.steps:
                     trainer.phase = "checkpoint"
                     save_checkpoint(st, step, s.keep_checkpoints)
     except RuntimeError as exc:
@@ -166,7 +213,7 @@ def save_checkpoint(st: Setup, step: int, keep: int) -> None:
         rng_states = gather_object(rng_states)
     if st.acc.is_main_process:
         state = {"trainer": st.trainer.state(), "sampler": st.sampler.state_dict(),
-                 "gen_rng": st.gen_rng.get_state(), "rng": rng_states}
+                 "gen_rng": st.gen_rng.get_state(), "rng": rng_states, "config": st.run_config}
         ckpt.save_checkpoint(st.ckpt_root, step, st.trainer.trainable_state(),
                              st.trainer.optimizer.state_dict(), state, keep=keep)
     st.acc.wait_for_everyone()

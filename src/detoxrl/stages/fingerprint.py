@@ -1,0 +1,147 @@
+"""What each stage's output was made from, so that a changed setting reruns it and a stale output is
+recognised.
+
+A stage's fingerprint, written beside its output as ``<stage>.fingerprint.json``, holds
+
+- ``config``: the resolved config keys the stage reads (:data:`SECTIONS`), flattened to dotted keys;
+- ``inputs``: the fingerprints (``hash``) of the stage outputs it consumes (:data:`INPUTS`; ``null`` for
+  a disabled stage);
+- ``files``: the data files it reads by content hash (sha256), or by size and modification time for
+  files over :data:`HASH_LIMIT` bytes (``"hashed": false`` says so);
+- ``detoxrl``: the version that made it;
+- ``hash``: the sha256 of all of the above, which downstream stages record as their input.
+
+Keys that cannot change a stage's output (checkpoint cadence, time-outs) are left out (:data:`IGNORED`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from detoxrl import __version__
+from detoxrl.config import Config
+from detoxrl.utils import write_json
+
+SECTIONS: dict[str, tuple[str, ...]] = {
+    "prepare": ("testbed", "data"),
+    "sft": ("seed", "sft", "data"),
+    "train-rm": ("seed", "train_rm"),
+    "ppo": ("seed", "policy", "data", "reward", "ppo", "curriculum", "constitution"),
+    "eval": ("seed", "policy", "data", "reward", "eval", "ppo.output_dir"),
+    "report": ("name", "report"),
+}
+"""The config sections (or single keys) each stage reads."""
+
+INPUTS: dict[str, tuple[str, ...]] = {
+    "prepare": (),
+    "sft": ("prepare",),
+    "train-rm": ("prepare",),
+    "ppo": ("prepare", "sft", "train-rm"),
+    "eval": ("prepare", "sft", "train-rm", "ppo"),
+    "report": ("eval", "ppo"),
+}
+"""The stages whose outputs each stage consumes."""
+
+IGNORED = frozenset({"ppo.checkpoint_every", "ppo.keep_checkpoints", "ppo.collective_timeout_s"})
+"""Keys that change how a stage runs but not what it makes."""
+
+HASH_LIMIT = 256 * 1024 * 1024
+
+
+def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` → ``{"a.b": 1}``; lists stay values."""
+    if isinstance(data, dict) and data:
+        out: dict[str, Any] = {}
+        for k, v in data.items():
+            out.update(flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: data}
+
+
+def stage_config(cfg: Config, stage: str) -> dict[str, Any]:
+    """The resolved, flattened config keys ``stage`` reads (``{run_dir}`` left as written)."""
+    full = flatten(cfg.model_dump(mode="json"))
+    sections = SECTIONS[stage] + (("policy",) if stage == "sft" and cfg.sft.base_model is None else ())
+    keep = {k: v for k, v in full.items()
+            if any(k == s or k.startswith(s + ".") for s in sections) and k not in IGNORED}
+    return dict(sorted(keep.items()))
+
+
+def data_files(cfg: Config, stage: str) -> list[Path]:
+    """The local data files ``stage`` reads (the testbed's come in through ``prepare``'s fingerprint)."""
+    names: list[str] = []
+    if stage in ("sft", "ppo", "eval") and cfg.data.source != "testbed":
+        names.append(cfg.data.source)
+    if stage == "sft" and cfg.sft.train_file:
+        names.append(cfg.sft.train_file)
+    if stage == "train-rm":
+        names += [f for f in (cfg.train_rm.train_file, cfg.train_rm.eval_file) if f]
+    if stage == "prepare" and cfg.testbed is not None:
+        names.append("{run_dir}/testbed/fingerprint.json")
+    files: list[Path] = []
+    for name in names:
+        p = cfg.path(name)
+        files += sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p] if p.is_file() else []
+    return files
+
+
+def file_stamp(path: Path) -> dict[str, Any]:
+    """sha256 of the file's bytes, or its size and modification time when it is larger than HASH_LIMIT."""
+    st = path.stat()
+    if st.st_size > HASH_LIMIT:
+        return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "hashed": False}
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return {"sha256": h.hexdigest(), "size": st.st_size}
+
+
+def compute(cfg: Config, stage: str, inputs: dict[str, str | None]) -> dict[str, Any]:
+    """The fingerprint ``stage`` would have if it ran now, given its inputs' fingerprint hashes."""
+    fp = {"stage": stage, "detoxrl": __version__, "config": stage_config(cfg, stage),
+          "inputs": {s: inputs.get(s) for s in INPUTS[stage]},
+          "files": {str(p): file_stamp(p) for p in data_files(cfg, stage)}}
+    fp["hash"] = hashlib.sha256(json.dumps(fp, sort_keys=True, default=str).encode()).hexdigest()
+    return fp
+
+
+def path_for(output: Path, stage: str) -> Path:
+    """Where ``stage``'s fingerprint lives: in its output folder, or beside its output file."""
+    folder = output.parent
+    return folder / f"{stage}.fingerprint.json"
+
+
+def read(output: Path, stage: str) -> dict[str, Any] | None:
+    p = path_for(output, stage)
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def write(output: Path, stage: str, fp: dict[str, Any]) -> Path:
+    p = path_for(output, stage)
+    write_json(p, fp)
+    return p
+
+
+def changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Human-readable differences: ``ppo.learning_rate: 1.41e-05 → 0.0001``, changed inputs and files."""
+    out = [f"{k}: {_show(old['config'].get(k, '(unset)'))} → {_show(new['config'].get(k, '(unset)'))}"
+           for k in sorted(set(old.get("config", {})) | set(new["config"]))
+           if old.get("config", {}).get(k, "(unset)") != new["config"].get(k, "(unset)")]
+    out += [f"input {s} was remade" for s in new["inputs"]
+            if old.get("inputs", {}).get(s) != new["inputs"][s]]
+    out += [f"data file {f} changed" for f in sorted(set(old.get("files", {})) | set(new["files"]))
+            if old.get("files", {}).get(f) != new["files"].get(f)]
+    if old.get("detoxrl") != new["detoxrl"]:
+        out.append(f"detoxrl {old.get('detoxrl')} → {new['detoxrl']}")
+    return out
+
+
+def _show(v: Any) -> str:
+    return json.dumps(v) if isinstance(v, (list, dict, str)) or v is None else f"{v:g}" if isinstance(v, float) else str(v)

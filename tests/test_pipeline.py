@@ -1,0 +1,134 @@
+"""`detoxrl run` skips a stage only when what it is made from is unchanged (issue: a changed setting
+used to leave the old policy, eval.json and report in place). The stages here are stand-ins that write
+their output file; the fingerprints, the decisions and the messages are the real ones."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pytest
+
+import detoxrl.pipeline as pipeline
+from detoxrl.config import load_config
+from detoxrl.errors import ConfigError
+from detoxrl.stages import fingerprint
+
+
+@pytest.fixture
+def fake_stages(monkeypatch):
+    """Replace every stage's work with writing its output file; ``ran`` lists the stages run."""
+    ran: list[str] = []
+    fail = set()
+
+    def make(stage, real):
+        def run(cfg, **kw):
+            if stage in fail:
+                raise RuntimeError(f"{stage} failed")
+            ran.append(stage)
+            out = real.output(cfg)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            # like the real stages, a deterministic function of what they read
+            out.write_text(json.dumps(fingerprint.stage_config(cfg, stage), sort_keys=True))
+            return out
+
+        return SimpleNamespace(run=run, output=real.output)
+
+    for stage, real in list(pipeline.MODULES.items()):
+        monkeypatch.setitem(pipeline.MODULES, stage, make(stage, real))
+    return ran, fail
+
+
+def _cfg(tmp_path, *overrides):
+    return load_config(None, list(overrides), tmp_path / "run")
+
+
+ALL = list(pipeline.STAGES)
+
+
+def _printed(capsys) -> str:
+    captured = capsys.readouterr()
+    return captured.out + captured.err
+
+
+def test_unchanged_config_skips_everything_and_says_so(tmp_path, fake_stages, capsys):
+    ran, _ = fake_stages
+    pipeline.run_pipeline(_cfg(tmp_path))
+    assert ran == ALL
+    ran.clear()
+    pipeline.run_pipeline(_cfg(tmp_path))
+    assert ran == ["prepare"]  # prepare always runs; it reuses its own build when nothing changed
+    out = _printed(capsys)
+    for stage in ALL[1:]:
+        assert f"{stage}: up to date" in out
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("sft.epochs=1", ["sft", "ppo", "eval", "report"]),
+    ("train_rm.epochs=1", ["train-rm", "ppo", "eval", "report"]),
+    ("ppo.learning_rate=0.0001234", ["ppo", "eval", "report"]),
+    ("eval.n_prompts=10", ["eval", "report"]),
+    ("report.examples=2", ["report"]),
+    ("ppo.checkpoint_every=5", []),  # changes how PPO runs, not what it makes
+])
+def test_a_changed_key_reruns_its_stage_and_the_stages_after_it_only(tmp_path, fake_stages, capsys,
+                                                                      override, expected):
+    ran, _ = fake_stages
+    pipeline.run_pipeline(_cfg(tmp_path))
+    ran.clear()
+    capsys.readouterr()
+    pipeline.run_pipeline(_cfg(tmp_path, override))
+    assert ran == ["prepare"] + expected
+    key, value = override.split("=")
+    if expected:
+        assert f"{key}: " in _printed(capsys)
+    ran.clear()
+    pipeline.run_pipeline(_cfg(tmp_path, override))  # and then everything is up to date again
+    assert ran == ["prepare"]
+
+
+def test_the_changed_key_is_printed_with_both_values(tmp_path, fake_stages, capsys):
+    pipeline.run_pipeline(_cfg(tmp_path))
+    capsys.readouterr()
+    pipeline.run_pipeline(_cfg(tmp_path, "ppo.learning_rate=1e-3"))
+    out = _printed(capsys)
+    assert "ppo: rerunning, what it is made from changed" in out
+    assert "ppo.learning_rate: 0.0001 → 0.001" in out
+    assert "eval: rerunning" in out and "input ppo was remade" in out
+
+
+def test_no_rerun_refuses_with_the_list_of_changes(tmp_path, fake_stages):
+    ran, _ = fake_stages
+    pipeline.run_pipeline(_cfg(tmp_path))
+    ran.clear()
+    with pytest.raises(ConfigError, match=r"ppo: ppo.learning_rate: 0.0001 → 0.001"):
+        pipeline.run_pipeline(_cfg(tmp_path, "ppo.learning_rate=1e-3"), rerun=False)
+    assert ran == []
+    pipeline.run_pipeline(_cfg(tmp_path), rerun=False)  # nothing stale: runs (skips) as usual
+    assert ran == ["prepare"]
+
+
+def test_a_failed_rerun_keeps_the_previous_output_and_its_fingerprint(tmp_path, fake_stages):
+    ran, fail = fake_stages
+    cfg = _cfg(tmp_path)
+    pipeline.run_pipeline(cfg)
+    out = pipeline.stage_output(cfg, "ppo")
+    before = (out.read_text(), fingerprint.read(out, "ppo"))
+    fail.add("ppo")
+    with pytest.raises(RuntimeError, match="ppo failed"):
+        pipeline.run_pipeline(_cfg(tmp_path, "ppo.learning_rate=1e-3"))
+    assert (out.read_text(), fingerprint.read(out, "ppo")) == before
+    fail.clear()
+    ran.clear()
+    pipeline.run_pipeline(_cfg(tmp_path, "ppo.learning_rate=1e-3"))  # still stale: rerun now
+    assert ran == ["prepare", "ppo", "eval", "report"]
+
+
+def test_data_files_are_fingerprinted_by_content(tmp_path):
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"dialogue": "a", "summary": "b"}\n')
+    cfg = _cfg(tmp_path, "train_rm.train_file=" + str(data))
+    a = fingerprint.compute(cfg, "train-rm", {"prepare": None})
+    data.write_text('{"dialogue": "a", "summary": "c"}\n')
+    b = fingerprint.compute(cfg, "train-rm", {"prepare": None})
+    assert a["hash"] != b["hash"] and fingerprint.changes(a, b) == [f"data file {data} changed"]
