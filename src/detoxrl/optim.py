@@ -2,7 +2,7 @@
 
 - :class:`MasterWeights`: float32 master copies for parameters stored in bfloat16 or float16, so that
   ``policy.dtype: bfloat16`` trains without losing small updates to rounding.
-- :func:`allocate_adam_state`: AdamW's moment buffers created before the first step (a lower peak RSS,
+- :func:`allocate_adam_state`: Adam(W)'s state created before the first step (a lower peak RSS,
   bit-identical updates).
 """
 
@@ -12,35 +12,32 @@ import torch
 
 
 def allocate_adam_state(optimizer: torch.optim.Optimizer) -> bool:
-    """Create AdamW's moment buffers now instead of at the first ``step()``; returns whether it did.
+    """Create Adam(W)'s state now instead of at the first ``step()``; returns whether it did.
 
-    torch allocates them lazily, in the middle of the first minibatch update, so the first update's
-    activations and gradients and two parameter-sized buffers per weight all sit in the heap at once and
-    the process keeps that high-water mark; allocated before any rollout, they stay at the bottom of the
-    heap (benchmark headline size, peak RSS: 786 → 779 MB with bf16 autocast, 767 → 755 MB in float32;
-    small, but free). The buffers are the zeros torch would create, made by torch's own ``_init_group``,
-    so every update is bit-identical. Optimisers without that method, or a torch whose signature
-    differs, keep the lazy path.
+    torch allocates the moment buffers lazily, in the middle of the first minibatch update, so the first
+    update's activations and gradients and two parameter-sized buffers per weight all sit in the heap at
+    once and the process keeps that high-water mark; allocated before any rollout, they stay at the
+    bottom of the heap. The state is what torch's first step creates (a zero step count, on the
+    parameter's device for the fused and capturable kernels, and zero moments), so every update is
+    bit-identical (tests/test_perf_equivalence.py). Other optimisers keep the lazy path.
     """
     opt = getattr(optimizer, "optimizer", optimizer)  # accelerate's wrapper
-    init = getattr(opt, "_init_group", None)
-    if not isinstance(opt, torch.optim.Adam) or init is None:  # AdamW is an Adam in torch >= 2.4
+    if not isinstance(opt, torch.optim.Adam):  # AdamW is an Adam in torch >= 2.4
         return False
-    saved = [(p, p.grad) for group in opt.param_groups for p in group["params"]]
-    try:
-        for p, _ in saved:
-            p.grad = torch.empty_like(p)  # _init_group only looks at which parameters have a gradient
-        for group in opt.param_groups:
-            init(group, [], [], [], [], [], [])
-        done = all(len(opt.state[p]) > 0 for p, _ in saved)
-    except (TypeError, RuntimeError, ValueError):
-        done = False
-    finally:
-        for p, grad in saved:
-            p.grad = grad
-    if not done:
-        opt.state.clear()
-    return done
+    for group in opt.param_groups:
+        on_device = bool(group.get("fused") or group.get("capturable"))
+        step_dtype = torch.float64 if torch.get_default_dtype() == torch.float64 and not group.get("fused") \
+            else torch.float32
+        for p in group["params"]:
+            if opt.state.get(p):
+                continue
+            state = {"step": torch.zeros((), dtype=step_dtype, device=p.device if on_device else "cpu"),
+                     "exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
+                     "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format)}
+            if group.get("amsgrad"):
+                state["max_exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            opt.state[p] = state
+    return True
 
 
 class MasterWeights:
