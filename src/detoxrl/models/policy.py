@@ -38,7 +38,7 @@ from transformers import (
 
 from detoxrl.config import GenerationSettings, ModelSettings
 from detoxrl.errors import ModelError
-from detoxrl.rl.core import truncate_after_eos
+from detoxrl.models.tokens import truncate_after_eos
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 ADAPTER_CONFIG = "adapter_config.json"

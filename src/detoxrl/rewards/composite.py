@@ -40,7 +40,7 @@ from torch import Tensor
 from detoxrl.config import DIMENSIONS, Config, RewardSettings, SeverityTier
 from detoxrl.errors import ConfigError
 from detoxrl.rewards.base import Judge, JudgeResult
-from detoxrl.rl.core import RunningMoments, normalize_scores
+from detoxrl.stats import RunningMoments, normalize_scores
 
 SUGGESTED_SEVERITY_TIERS = [
     SeverityTier(name="mild", min_severity=0.5, penalty=0.5),
