@@ -42,12 +42,12 @@ class ModelSettings(_Strict):
     trust_remote_code: bool = False
     fused_activations: bool = True
     """Run tanh-approximated GELUs (``gelu_new``, ``gelu_fast``: T5, GPT-2) as torch's one-pass kernel
-    instead of transformers' eight elementwise operations: the same function to 2.4e-7 in float32,
-    faster and with fewer tensors kept for the backward pass. The saved model is unchanged."""
+    instead of transformers' elementwise operations (the same function; fewer tensors kept for the
+    backward pass). The saved model is unchanged."""
     attn_implementation: str = "auto"
     """transformers' attention kernel (``eager``, ``sdpa``, ...). ``auto``: ``eager`` for models with a
-    learned relative position bias (T5, mT5, UMT5), whose biased attentions ``sdpa`` cannot fuse (measured:
-    the PPO step 5-13% faster on CPU); transformers' own choice for every other model."""
+    learned relative position bias (T5, mT5, UMT5), whose biased attentions ``sdpa`` cannot fuse;
+    transformers' own choice for every other model."""
     lora: LoraSettings = Field(default_factory=LoraSettings)
 
 
@@ -150,8 +150,8 @@ class GenerationSettings(_Strict):
     kv_cache: Literal["auto", "dynamic", "static"] = "auto"
     """The decoder's key-value cache: ``dynamic`` grows by one position per token, ``static`` is allocated
     at its full length once. ``auto``: static for an encoder-decoder model that computes in bfloat16 or
-    float16 on the CPU, where oneDNN builds and keeps a matmul kernel (≈ 0.5 MB) for every attention
-    length a growing cache produces; dynamic otherwise (see ``models.policy.static_kv_cache``)."""
+    float16 on the CPU, where oneDNN builds and keeps a matmul kernel for every attention length a
+    growing cache produces; dynamic otherwise (see ``models.policy.static_kv_cache``)."""
 
     @model_validator(mode="after")
     def _check(self) -> "GenerationSettings":
@@ -302,13 +302,13 @@ class PPOSettings(_Strict):
     generation: GenerationSettings = Field(default_factory=GenerationSettings)
     mixed_precision: Literal["no", "bf16"] = "no"
     """``bf16``: run generation and every forward pass under bfloat16 autocast (fp32 master weights,
-    fp32 logprobs). Several times faster on CPUs with AMX and on recent GPUs; numerics differ slightly."""
+    fp32 logprobs); numerics differ slightly from ``no``."""
     length_multiple: int | None = Field(None, gt=0)
     """Pad each batch's prompts (encoder-decoder models; a decoder-only prompt's positions would move)
     and each minibatch's responses to a multiple of this many tokens (masked, so the numbers stay the
     same up to float rounding). ``None``: 16 for an encoder-decoder policy that computes in bfloat16 or
-    float16 on the CPU, where oneDNN builds and keeps kernels for every matmul shape it meets (≈ 10 MB
-    per new prompt length, kept for the life of the process), and 1 (no padding) otherwise."""
+    float16 on the CPU, where oneDNN builds and keeps kernels for every matmul shape it meets, and 1
+    (no padding) otherwise."""
     output_dir: str = "{run_dir}/policy"
     checkpoint_every: int = Field(0, ge=0)
     """Write a checkpoint every N steps (0: only at the end)."""
