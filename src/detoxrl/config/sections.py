@@ -212,7 +212,8 @@ class JudgeSettings(_Strict):
     score: Literal["logit", "prob", "logprob"] = "logit"
     activation: Literal["softmax", "sigmoid"] = "softmax"
     dimensions: dict[str, str] = Field(default_factory=dict)
-    """Map from model label to toxicity dimension (``insult: harassment``)."""
+    """Map from model label to toxicity dimension (``insult: harassment``); every dimension is one of
+    :data:`DIMENSIONS`. Judges take this validated map as it is."""
     severity_labels: list[str] = Field(default_factory=list)
     lexicon: str | None = None
     threshold: float = Field(0.5, ge=0, le=1)
@@ -221,6 +222,14 @@ class JudgeSettings(_Strict):
     batch_size: int = Field(64, gt=0)
     weight: float = 1.0
     trust_remote_code: bool = False
+
+    @field_validator("dimensions")
+    @classmethod
+    def _known_dimensions(cls, v: dict[str, str]) -> dict[str, str]:
+        for label, dim in v.items():
+            if dim not in DIMENSIONS:
+                raise ValueError(f"label {label!r}: unknown dimension {dim!r}; known: {list(DIMENSIONS)}")
+        return v
 
 
 class SeverityTier(_Strict):

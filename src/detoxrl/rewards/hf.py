@@ -155,10 +155,7 @@ class HFClassifierJudge(Judge):
             self.label_col = label_index(self.labels, label, where=where)
         self.label = self.labels[self.label_col]
         dims: dict[str, list[int]] = {}
-        for lab, dim in (dimensions or {}).items():
-            if dim not in DIMENSIONS:
-                raise ConfigError(f"judge {name}: dimensions.{lab}: unknown dimension {dim!r}; "
-                                  f"known: {list(DIMENSIONS)}")
+        for lab, dim in (dimensions or {}).items():  # validated by JudgeSettings
             dims.setdefault(dim, []).append(label_index(self.labels, lab, where=where))
         self.dimension_cols = dims
         self.dimensions = tuple(d for d in DIMENSIONS if d in dims)
