@@ -151,7 +151,7 @@ class GenerationSettings(_Strict):
     """The decoder's key-value cache: ``dynamic`` grows by one position per token, ``static`` is allocated
     at its full length once. ``auto``: static for an encoder-decoder model that computes in bfloat16 or
     float16 on the CPU, where oneDNN builds and keeps a matmul kernel for every attention length a
-    growing cache produces; dynamic otherwise (see ``models.policy.static_kv_cache``)."""
+    growing cache produces; dynamic otherwise (see ``detoxrl.models.cpu_shapes.static_kv_cache``)."""
 
     @model_validator(mode="after")
     def _check(self) -> "GenerationSettings":

@@ -33,7 +33,7 @@ from detoxrl.constitution.engine import ConstitutionEngine
 from detoxrl.constitution.principles import Constitution
 from detoxrl.constitution.records import RevisionRecorder
 from detoxrl.constitution.revise import Revision
-from detoxrl.models.policy import LoadedPolicy
+from detoxrl.models.loading import LoadedPolicy
 from detoxrl.utils import atomic_write_text
 
 
