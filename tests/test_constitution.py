@@ -520,7 +520,7 @@ def test_text_from_prompt_inverts_the_template():
 
 
 def test_preference_and_sft_files_in_train_rm_and_sft_formats(tmp_path, lexicon_file):
-    from detoxrl.rewards.rows import read_rows
+    from detoxrl.data.files import read_rows
     from detoxrl.rewards.train import rankings_to_pairs
     from detoxrl.stages.sft import load_pairs
 

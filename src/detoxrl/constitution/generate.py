@@ -16,9 +16,9 @@ from typing import Sequence
 import torch
 
 from detoxrl.config import Config
+from detoxrl.data.files import read_rows, read_texts
 from detoxrl.data.prompts import fill_template
 from detoxrl.errors import DataError, DetoxError
-from detoxrl.rewards.rows import read_rows, read_texts
 from detoxrl.utils import progress, write_jsonl
 
 GENERATIONS = "generations.jsonl"

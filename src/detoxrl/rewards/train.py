@@ -26,11 +26,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from detoxrl.config import Config, RewardModelSettings
+from detoxrl.data.files import column, read_rows
 from detoxrl.errors import ConfigError, DataError, ModelError, TrainingError
 from detoxrl.rewards.base import cpu_threads_for, torch_threads
 from detoxrl.rewards.hf import check_model_source
 from detoxrl.rewards.judge_eval import POSITIVE_LABELS, f1_score, roc_auc
-from detoxrl.rewards.rows import column, read_rows
 from detoxrl.utils import atomic_dir, configure_threads, console, progress, set_seed, write_json
 
 
