@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from detoxrl.config import Config
-from detoxrl.evaluation.evaluate import format_p
+from detoxrl.evaluation.printing import format_p
 from detoxrl.utils import atomic_write_text
 
 TAGS = ["detoxrl", "rlhf", "ppo", "detoxification"]

@@ -30,7 +30,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from detoxrl.config import Config
-from detoxrl.evaluation.evaluate import format_p
+from detoxrl.evaluation.printing import format_p
 from detoxrl.evaluation.table import judge_columns, read_eval_table, table_judges, to_float
 from detoxrl.utils import atomic_write_text
 
