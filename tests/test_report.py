@@ -91,16 +91,16 @@ def write_eval(cfg, n: int = 60) -> dict:
     texts_a = [[f"Person1 greets person {i}." for i in range(n)]]
     lens = np.full((1, n), 12.0)
     res = summarize(cfg=cfg, judges=judges, primary="meta-hate", prompts=prompts, samples=1,
-                      decoding={"do_sample": False, "max_new_tokens": 40}, seed=0,
-                      before_model="google/flan-t5-base", after_model=str(cfg.run_path / "policy"),
-                      texts_before=texts_b, texts_after=texts_a, lengths_before=lens, lengths_after=lens,
-                      judged_before=judged_b, judged_after=judged_a, kl=rng.uniform(0, 3, size=n),
-                      timing={"generation_s": 1.0, "kl_s": 0.5, "judging_s": 0.2, "total_s": 2.0})
+                    decoding={"do_sample": False, "max_new_tokens": 40}, seed=0,
+                    before_model="google/flan-t5-base", after_model=str(cfg.run_path / "policy"),
+                    texts_before=texts_b, texts_after=texts_a, lengths_before=lens, lengths_after=lens,
+                    judged_before=judged_b, judged_after=judged_a, kl=rng.uniform(0, 3, size=n),
+                    timing={"generation_s": 1.0, "kl_s": 0.5, "judging_s": 0.2, "total_s": 2.0})
     res = json_clean(res)
     write_json(cfg.run_path / "eval.json", res)
     thresholds = {j["name"]: j["threshold"] for j in judges}
     rows = build_table_rows(prompts, [j["name"] for j in judges], "meta-hate", texts_b, texts_a, lens, lens,
-                              judged_b, judged_a, thresholds)
+                            judged_b, judged_a, thresholds)
     write_eval_table(cfg.run_path / "eval_table.csv", rows, [j["name"] for j in judges])
     return res
 
