@@ -27,7 +27,6 @@ import torch
 from torch import Tensor
 
 
-
 @dataclass
 class JudgeResult:
     """Scores of one judge for a batch of ``B`` texts (every tensor has shape ``[B]``, float32, CPU)."""

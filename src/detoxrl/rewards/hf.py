@@ -84,6 +84,20 @@ def label_index(labels: Sequence[str], label: str, *, where: str) -> int:
     raise ModelError(f"{where} has no label {label!r}; its labels are {list(labels)}")
 
 
+def classifier_max_length(model, tokenizer, requested: int) -> int:
+    """The longest input the classifier takes: ``requested``, the tokenizer's limit and the model's
+    position embeddings (RoBERTa-style models lose two: positions start after the padding index)."""
+    limits = [requested]
+    tok_max = getattr(tokenizer, "model_max_length", None)
+    if tok_max and tok_max < 1e9:
+        limits.append(int(tok_max))
+    pos = getattr(model.config, "max_position_embeddings", None)
+    if pos:
+        offset = 2 if getattr(model.config, "model_type", "") in ("roberta", "xlm-roberta", "camembert") else 0
+        limits.append(pos - offset)
+    return int(min(limits))
+
+
 def _nonempty_batch(enc: dict, fill_id: int) -> dict:
     """Make sure every row has at least one attended token (empty texts without special tokens)."""
     ids, mask = enc["input_ids"], enc["attention_mask"]
@@ -160,13 +174,7 @@ class HFClassifierJudge(Judge):
         self.dimension_cols = dims
         self.dimensions = tuple(d for d in DIMENSIONS if d in dims)
         self.severity_cols = [label_index(self.labels, lab, where=where) for lab in severity_labels]
-        model_max = getattr(model.config, "max_position_embeddings", None)
-        limits = [max_length, getattr(tokenizer, "model_max_length", None)]
-        if model_max and getattr(model.config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
-            limits.append(model_max - 2)  # RoBERTa positions start after the padding index
-        elif model_max:
-            limits.append(model_max)
-        self.max_length = int(min(x for x in limits if x and x < 1e9))
+        self.max_length = classifier_max_length(model, tokenizer, max_length)
 
     # ---------------------------------------------------------------------------------------------
     def logits(self, texts: list[str], prompts: list[str] | None = None) -> Tensor:
