@@ -23,6 +23,7 @@ from typing import Literal, Mapping, Sequence
 
 import torch
 from torch import Tensor
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from detoxrl.config import DIMENSIONS
 from detoxrl.errors import ConfigError, ModelError
@@ -49,8 +50,6 @@ def check_model_source(path: str) -> None:
 def load_classifier(name_or_path: str, *, trust_remote_code: bool = False, revision: str | None = None,
                     device: str | torch.device = "cpu"):
     """Load ``(model, tokenizer)`` from a hub id or a ``save_pretrained`` folder, in eval mode."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
     check_model_source(name_or_path)
     try:
         model = AutoModelForSequenceClassification.from_pretrained(
