@@ -4,7 +4,8 @@ Conventions
 -----------
 Every per-token tensor is ``[B, T]`` over *response* tokens. ``mask`` is 1.0 for real response tokens
 (up to and including the EOS token) and 0.0 for padding after it; padding is on the right. Nothing here
-knows about models, tokenizers or optimisers: the trainer loop calls these functions in order.
+knows about models, tokenizers or optimisers: the trainer loop calls these functions in order. The
+masks come from :mod:`detoxrl.models.tokens`; the running score statistics live in :mod:`detoxrl.stats`.
 
 References: Ziegler et al. 2019, "Fine-Tuning Language Models from Human Preferences"; Schulman et al.
 2016 (GAE) and 2017 (PPO); Huang et al. 2023/2024, "The N Implementation Details of RLHF with PPO".
