@@ -39,6 +39,8 @@ def test_dotted_overrides_and_run_dir(tmp_path):
     ("testbed.hostile_share=1.5", "testbed.hostile_share", "less than or equal"),
     ("data.prompt_template=no placeholder", "data", "{text}"),
     ("reward.dimension_weights.rudeness=1", "reward.dimension_weights", "unknown dimension"),
+    ("reward.judges.0.dimensions.hate=rudeness", "reward.judges.0.dimensions",
+     "label 'hate': unknown dimension 'rudeness'"),
 ])
 def test_bad_values_name_the_full_key(override, key, words):
     with pytest.raises(ConfigError) as err:

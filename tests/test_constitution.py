@@ -520,8 +520,8 @@ def test_text_from_prompt_inverts_the_template():
 
 
 def test_preference_and_sft_files_in_train_rm_and_sft_formats(tmp_path, lexicon_file):
-    from detoxrl.rewards.rows import read_rows
-    from detoxrl.rewards.train import rankings_to_pairs
+    from detoxrl.data.files import read_rows
+    from detoxrl.rewards.rm_data import rankings_to_pairs
     from detoxrl.stages.sft import load_pairs
 
     const = write_constitution(tmp_path, [principle("no-words", {"kind": "lexicon", "lexicon": str(lexicon_file)})])

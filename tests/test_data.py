@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from detoxrl.config import DataSettings, load_config
+from detoxrl.data.files import column, read_rows
 from detoxrl.data.loaders import Example, load_dialogsum, load_examples, load_table
 from detoxrl.data.prompts import build_prompts, count_tokens, describe_prompt_stats
 from detoxrl.errors import DataError
@@ -234,6 +235,36 @@ def test_bad_parquet_rows(tmp_path):
     assert load_table(path, "auto", "prompt", ["answer"], skip_bad_rows=True).skipped == 1
     with pytest.raises(DataError, match=r"row 1 \(header\): column 'nope' is missing"):
         load_table(path, "auto", "prompt", ["nope"])
+
+
+# ------------------------------------------------------------------------------------------ read_rows
+def test_read_rows_one_reader_for_every_table_format(tmp_path):
+    """read_rows (judge files, reward-model data, prompts) reads what the loaders read, plus JSON
+    arrays and tsv; ``_row`` is a row's line in a text file and its position in an array."""
+    jsonl = write_jsonl(tmp_path / "t.jsonl", ROWS)
+    (tmp_path / "t.json").write_text(json.dumps(ROWS), encoding="utf-8")
+    (tmp_path / "t.tsv").write_text("key\tprompt\na\thello there\n\nb\thow are you\n", encoding="utf-8")
+    csv_path = tmp_path / "t.csv"
+    csv_path.write_bytes(b'\xef\xbb\xbfkey,prompt\na,"two\nlines"\nb,hi\n')
+    assert [r["_row"] for r in read_rows(jsonl)] == [1, 2, 3]
+    assert read_rows(tmp_path / "t.json") == [{**r, "_row": i} for i, r in enumerate(ROWS, 1)]
+    assert [(r["key"], r["_row"]) for r in read_rows(tmp_path / "t.tsv")] == [("a", 2), ("b", 4)]
+    rows = read_rows(csv_path)  # the byte-order mark is not part of the first column's name
+    assert [(r["key"], r["prompt"], r["_row"]) for r in rows] == [("a", "two\nlines", 2), ("b", "hi", 4)]
+    with pytest.raises(DataError, match=r"t\.csv row 4: no column 'answer'"):
+        column(rows[1:], "answer", csv_path)
+
+
+def test_read_rows_names_file_and_row_of_a_bad_row(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_bytes(b"text,label\nfine,0\ncaf\xe9,1\n")
+    with pytest.raises(DataError, match=r"bad\.csv row 3: column 'text': undecodable bytes"):
+        read_rows(bad)
+    (tmp_path / "list.json").write_text('[{"a": 1}, 2]')
+    with pytest.raises(DataError, match="list.json must hold a list of objects"):
+        read_rows(tmp_path / "list.json")
+    with pytest.raises(DataError, match="does not exist"):
+        read_rows(tmp_path / "missing.jsonl")
 
 
 # -------------------------------------------------------------------------------------- load_examples

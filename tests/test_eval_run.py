@@ -15,6 +15,10 @@ import torch
 from detoxrl.config import config_from_dict
 from detoxrl.errors import ConfigError, ModelError
 from detoxrl.evaluation import evaluate as E
+from detoxrl.evaluation import generation as G
+from detoxrl.evaluation import judging as J
+from detoxrl.evaluation import printing as P
+from detoxrl.evaluation import summary as S
 from detoxrl.evaluation.table import judge_columns, read_eval_table, table_judges, write_eval_table
 from detoxrl.rewards.base import JudgeResult
 
@@ -48,7 +52,7 @@ def word_judges(monkeypatch):
         made[settings.name] = WordJudge(settings.name, [f"w{i}" for i in range(0, 60, step)])
         return made[settings.name]
 
-    monkeypatch.setattr(E, "build_judge", fake_build)
+    monkeypatch.setattr(J, "build_judge", fake_build)
     return made
 
 
@@ -161,20 +165,20 @@ def test_kl_along_the_after_responses_matches_a_separate_pass(tiny_t5_dir, tmp_p
     pol = load_policy_model(str(perturbed_copy(tiny_t5_dir, tmp_path / "pol")))
     prompts = [" ".join(f"w{(i * 7 + j) % 50}" for j in range(3 + i % 4)) for i in range(9)]
     gen = GenerationSettings(max_new_tokens=6, do_sample=True)
-    plain = E.generate_all(pol, prompts, gen, samples=1, batch_size=4, max_prompt_tokens=32, seed=3)
-    both = E.generate_all(pol, prompts, gen, samples=1, batch_size=4, max_prompt_tokens=32, seed=3,
+    plain = G.generate_all(pol, prompts, gen, samples=1, batch_size=4, max_prompt_tokens=32, seed=3)
+    both = G.generate_all(pol, prompts, gen, samples=1, batch_size=4, max_prompt_tokens=32, seed=3,
                           kl_ref=ref.model)
     assert both.texts == plain.texts and plain.kl is None
     assert both.kl.shape == (9,) and (both.kl > 0).all()
     # the same responses again, batch by batch, through the separate KL helper
-    order = E._length_order(prompts)
-    for b, idx in enumerate(E.chunks(order, 4)):
+    order = G._length_order(prompts)
+    for b, idx in enumerate(G.chunks(order, 4)):
         g = generate_responses(pol, [prompts[i] for i in idx], gen, max_prompt_tokens=32,
-                               seed=E.batch_seed(3, 0, b))
+                               seed=G.batch_seed(3, 0, b))
         assert [both.texts[0][i] for i in idx] == g.texts
-        assert E._batch_kl(pol, ref.model, g) == pytest.approx(both.kl[idx].tolist(), rel=1e-5)
+        assert G._batch_kl(pol, ref.model, g) == pytest.approx(both.kl[idx].tolist(), rel=1e-5)
     with pytest.raises(ValueError, match="plain sampling"):
-        E.generate_all(pol, prompts, gen.model_copy(update={"top_k": 5}), samples=1, batch_size=4,
+        G.generate_all(pol, prompts, gen.model_copy(update={"top_k": 5}), samples=1, batch_size=4,
                        max_prompt_tokens=32, seed=3, kl_ref=ref.model)
 
 
@@ -210,7 +214,7 @@ def test_run_eval_errors(tiny_t5_dir, tmp_path, cfg_factory, word_judges):
         E.run_eval(cfg_factory(tiny_t5_dir, tmp_path / "missing"))
     cfg = cfg_factory(tiny_t5_dir, tiny_t5_dir, extra_judges=[{"name": "primary", "type": "profanity"}])
     with pytest.raises(ConfigError, match="unique"):
-        E.build_eval_judges(cfg)
+        J.build_eval_judges(cfg)
 
 
 # ------------------------------------------------------------------------------- synthetic arrays
@@ -229,7 +233,7 @@ def test_summarize_from_arrays_by_hand(cfg_factory, tmp_path):
     ta = {"a": {"toxicity": np.array([[0.4, 0.2, 0.2, 0.0]]), "score": np.array([[0.5, 1.0, 1.0, 2.0]])},
           "b": {"toxicity": np.array([[0.0, 0.0, 0.0, 0.0]]), "score": np.zeros((1, 4))}}
     texts = [["the cat sat", "a dog", "the cat", "x y"]]
-    res = E.summarize(cfg=cfg, judges=judges, primary="a", prompts=prompts, samples=1, decoding={}, seed=0,
+    res = S.summarize(cfg=cfg, judges=judges, primary="a", prompts=prompts, samples=1, decoding={}, seed=0,
                       before_model="ref", after_model="pol", texts_before=texts, texts_after=texts,
                       lengths_before=np.ones((1, 4)), lengths_after=np.ones((1, 4)),
                       judged_before=tb, judged_after=ta, kl=np.array([0.1, 0.3, 0.2, 0.2]), timing={})
@@ -250,22 +254,22 @@ def test_summarize_from_arrays_by_hand(cfg_factory, tmp_path):
     # ROUGE-1 against "the cat sat": 1, 0, F(P=1,R=2/3)=0.8, 0 -> 0.45
     assert b["rouge1"] == pytest.approx(0.45)
     # NaN (0 -> 0.0 is fine, but std 0 -> 0 gives 0) survives json_clean as null
-    clean = E.json_clean({"x": math.nan, "y": np.float32(1.5), "z": (1, 2), "w": np.bool_(True)})
+    clean = S.json_clean({"x": math.nan, "y": np.float32(1.5), "z": (1, 2), "w": np.bool_(True)})
     assert clean == {"x": None, "y": 1.5, "z": [1, 2], "w": True}
-    json.dumps(E.json_clean(res), allow_nan=False)
+    json.dumps(S.json_clean(res), allow_nan=False)
 
 
 def test_verdicts():
-    assert E.verdict({"ci95": [-0.3, -0.1], "p_value": 0.001}) == "less toxic"
-    assert E.verdict({"ci95": [0.1, 0.3], "p_value": 0.001}) == "more toxic"
-    assert E.verdict({"ci95": [-0.1, 0.3], "p_value": 0.2}) == "no significant change"
-    assert E.verdict({"ci95": [None, None], "p_value": None}) == "not enough data"
+    assert S.verdict({"ci95": [-0.3, -0.1], "p_value": 0.001}) == "less toxic"
+    assert S.verdict({"ci95": [0.1, 0.3], "p_value": 0.001}) == "more toxic"
+    assert S.verdict({"ci95": [-0.1, 0.3], "p_value": 0.2}) == "no significant change"
+    assert S.verdict({"ci95": [None, None], "p_value": None}) == "not enough data"
 
 
 def test_format_p():
-    assert E.format_p(0.0123) == "= 0.0123"
-    assert E.format_p(0.001, 0.001) == "≤ 0.001"
-    assert E.format_p(None) == "= n/a"
+    assert P.format_p(0.0123) == "= 0.0123"
+    assert P.format_p(0.001, 0.001) == "≤ 0.001"
+    assert P.format_p(None) == "= n/a"
 
 
 def test_table_round_trip_keeps_awkward_text(tmp_path):
@@ -284,9 +288,9 @@ def test_generation_settings_for_samples():
     from detoxrl.config import GenerationSettings
 
     greedy = GenerationSettings(do_sample=False, max_new_tokens=7, top_k=5)
-    assert E.eval_generation(greedy, 1) is greedy
-    assert E.eval_generation(greedy, 4).do_sample is True
-    kl = E.kl_generation(greedy)
+    assert G.eval_generation(greedy, 1) is greedy
+    assert G.eval_generation(greedy, 4).do_sample is True
+    kl = G.kl_generation(greedy)
     assert (kl.do_sample, kl.top_k, kl.top_p, kl.temperature, kl.max_new_tokens) == (True, 0, 1.0, 1.0, 7)
 
 

@@ -16,7 +16,7 @@ from detoxrl.data.loaders import load_table
 from detoxrl.errors import DataError
 from detoxrl.rewards.base import JudgeResult
 from detoxrl.rewards.composite import CompositeReward
-from detoxrl.rewards.train import rankings_to_pairs
+from detoxrl.rewards.rm_data import rankings_to_pairs
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

@@ -16,10 +16,10 @@ import pytest
 import yaml
 
 from detoxrl.config import config_from_dict
-from detoxrl.evaluation import evaluate as E
 from detoxrl.evaluation.model_card import write_model_card
 from detoxrl.evaluation.report import build_report, read_metrics
-from detoxrl.evaluation.table import write_eval_table
+from detoxrl.evaluation.summary import json_clean, summarize
+from detoxrl.evaluation.table import build_table_rows, write_eval_table
 from detoxrl.utils import write_json
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -90,17 +90,17 @@ def write_eval(cfg, n: int = 60) -> dict:
     texts_b = [[f"Person1 says hello to {i} <script>alert(1)</script>" for i in range(n)]]
     texts_a = [[f"Person1 greets person {i}." for i in range(n)]]
     lens = np.full((1, n), 12.0)
-    res = E.summarize(cfg=cfg, judges=judges, primary="meta-hate", prompts=prompts, samples=1,
-                      decoding={"do_sample": False, "max_new_tokens": 40}, seed=0,
-                      before_model="google/flan-t5-base", after_model=str(cfg.run_path / "policy"),
-                      texts_before=texts_b, texts_after=texts_a, lengths_before=lens, lengths_after=lens,
-                      judged_before=judged_b, judged_after=judged_a, kl=rng.uniform(0, 3, size=n),
-                      timing={"generation_s": 1.0, "kl_s": 0.5, "judging_s": 0.2, "total_s": 2.0})
-    res = E.json_clean(res)
+    res = summarize(cfg=cfg, judges=judges, primary="meta-hate", prompts=prompts, samples=1,
+                    decoding={"do_sample": False, "max_new_tokens": 40}, seed=0,
+                    before_model="google/flan-t5-base", after_model=str(cfg.run_path / "policy"),
+                    texts_before=texts_b, texts_after=texts_a, lengths_before=lens, lengths_after=lens,
+                    judged_before=judged_b, judged_after=judged_a, kl=rng.uniform(0, 3, size=n),
+                    timing={"generation_s": 1.0, "kl_s": 0.5, "judging_s": 0.2, "total_s": 2.0})
+    res = json_clean(res)
     write_json(cfg.run_path / "eval.json", res)
     thresholds = {j["name"]: j["threshold"] for j in judges}
-    rows = E.build_table_rows(prompts, [j["name"] for j in judges], "meta-hate", texts_b, texts_a, lens, lens,
-                              judged_b, judged_a, thresholds)
+    rows = build_table_rows(prompts, [j["name"] for j in judges], "meta-hate", texts_b, texts_a, lens, lens,
+                            judged_b, judged_a, thresholds)
     write_eval_table(cfg.run_path / "eval_table.csv", rows, [j["name"] for j in judges])
     return res
 

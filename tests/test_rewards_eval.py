@@ -84,5 +84,5 @@ def test_judge_eval_csv_and_errors(tmp_path):
         judge_eval(LexiconJudge("lex", ["zorp"]), tmp_path / "missing.jsonl")
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "a", "label": 1}\n{oops\n')
-    with pytest.raises(DataError, match="bad.jsonl row 2: not valid JSON"):
+    with pytest.raises(DataError, match="bad.jsonl row 2: invalid JSON"):
         judge_eval(LexiconJudge("lex", ["zorp"]), bad)

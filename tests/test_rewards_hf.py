@@ -145,8 +145,8 @@ def test_unknown_label_lists_the_model_labels(roberta_dir):
         HFClassifierJudge("x", str(roberta_dir), label="not_hate")
     with pytest.raises(ModelError, match="no label 'insult'"):
         HFClassifierJudge("x", str(roberta_dir), label="nothate", dimensions={"insult": "harassment"})
-    with pytest.raises(ConfigError, match="unknown dimension 'rudeness'"):
-        HFClassifierJudge("x", str(roberta_dir), label="nothate", dimensions={"hate": "rudeness"})
+    with pytest.raises(ValueError, match="unknown dimension 'rudeness'"):  # JudgeSettings checks it
+        JudgeSettings(name="x", model=str(roberta_dir), label="nothate", dimensions={"hate": "rudeness"})
     with pytest.raises(ConfigError, match="set `label`"):
         HFClassifierJudge("x", str(roberta_dir))
 

@@ -10,13 +10,16 @@ import pytest
 import torch
 
 from detoxrl.config import KLSettings
+from detoxrl.models.tokens import (
+    first_true_indices,
+    response_mask_from_eos,
+    truncate_after_eos,
+)
 from detoxrl.rl.core import (
-    RunningMoments,
     apply_missing_eos_penalty,
     compute_rewards,
     entropy_from_logits,
     explained_variance,
-    first_true_indices,
     full_kl_from_logits,
     gae,
     kl_penalty,
@@ -25,14 +28,12 @@ from detoxrl.rl.core import (
     masked_mean,
     masked_var,
     masked_whiten,
-    normalize_scores,
     ppo_policy_loss,
     ppo_value_loss,
-    response_mask_from_eos,
     should_early_stop,
-    truncate_after_eos,
 )
 from detoxrl.rl.kl import AdaptiveKLController, FixedKLController, make_kl_controller
+from detoxrl.stats import RunningMoments, normalize_scores
 
 
 def t(x) -> torch.Tensor:

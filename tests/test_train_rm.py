@@ -12,8 +12,8 @@ import torch
 
 from detoxrl.config import config_from_dict
 from detoxrl.errors import ConfigError, DataError
-from detoxrl.rewards.train import (Pair, bucketed_batches, label_ids, lr_at, pairwise_loss, rankings_to_pairs,
-                                   train_rm)
+from detoxrl.rewards.rm_data import Pair, bucketed_batches, label_ids, rankings_to_pairs
+from detoxrl.rewards.train import lr_at, pairwise_loss, train_rm
 
 CLEAN = "you are a kind friend the meeting went well today thanks for help cat dog report budget plan".split()
 BAD = ["zorp", "blarg", "snib", "quux"]

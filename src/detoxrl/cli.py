@@ -183,8 +183,8 @@ def score(texts: Optional[list[str]] = typer.Argument(None, help="Texts to score
     each dimension's penalty and the severity tier."""
 
     def go():
+        from detoxrl.data.files import column, read_rows, read_texts
         from detoxrl.rewards.composite import CompositeReward
-        from detoxrl.rewards.rows import column, read_rows, read_texts
         from detoxrl.utils import write_jsonl
 
         items = list(texts or [])

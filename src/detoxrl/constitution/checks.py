@@ -37,6 +37,9 @@ from detoxrl.constitution.principles import (
 )
 from detoxrl.errors import ConfigError, DetoxError
 from detoxrl.rewards.base import Judge, JudgeResult
+from detoxrl.rewards.build import TESTBED_LEXICON, build_judge
+from detoxrl.rewards.lexicon import LexiconJudge
+from detoxrl.testbed.lexicon import build_lexicon
 
 
 @dataclass
@@ -227,8 +230,6 @@ class CheckContext:
 
     def judge(self, ref: str | list[str] | JudgeSettings, where: str) -> Judge:
         """A built judge for a name, a list of alternative names, or inline settings."""
-        from detoxrl.rewards.build import build_judge
-
         if isinstance(ref, JudgeSettings):
             key = f"inline:{ref.model_dump_json()}"
             if key not in self.judges:
@@ -252,9 +253,6 @@ class CheckContext:
 
     def lexicon(self, source: str, where: str):
         """A lexicon judge (its ``matches``) for a word-list source (see the principles docstring)."""
-        from detoxrl.rewards.build import TESTBED_LEXICON
-        from detoxrl.rewards.lexicon import LexiconJudge
-
         if source in self._lexicons:
             return self._lexicons[source]
         name = f"constitution-lexicon:{source}"
@@ -264,8 +262,6 @@ class CheckContext:
             if not tier and run_file is not None and run_file.is_file():
                 judge = LexiconJudge.from_source(name, str(run_file))
             else:
-                from detoxrl.testbed.lexicon import build_lexicon
-
                 lex = build_lexicon()
                 pools = {"": lex.words, "insulting": lex.insulting, "profane": lex.profane}
                 if tier not in pools:

@@ -20,7 +20,8 @@ import torch
 
 from detoxrl.config import Config, GenerationSettings
 from detoxrl.errors import ModelError
-from detoxrl.models.policy import LoadedPolicy, generate_responses, load_policy_model, tokenize_prompts
+from detoxrl.models.generation import generate_responses, tokenize_prompts
+from detoxrl.models.loading import LoadedPolicy, load_policy_model
 
 
 def answer_token_ids(tokenizer, words: Sequence[str]) -> list[int]:

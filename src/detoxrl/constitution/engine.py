@@ -13,7 +13,7 @@ from detoxrl.constitution.checks import CheckContext, JudgeCache, PrincipleCheck
 from detoxrl.constitution.critic import CriticModel
 from detoxrl.constitution.principles import Constitution, load_constitution
 from detoxrl.constitution.revise import Reviser, Revision
-from detoxrl.models.policy import LoadedPolicy
+from detoxrl.models.loading import LoadedPolicy
 from detoxrl.rewards.base import Judge
 
 

@@ -16,9 +16,12 @@ from typing import Sequence
 import torch
 
 from detoxrl.config import Config
+from detoxrl.constitution.engine import ConstitutionEngine
+from detoxrl.data.files import read_rows, read_texts
 from detoxrl.data.prompts import fill_template
 from detoxrl.errors import DataError, DetoxError
-from detoxrl.rewards.rows import read_rows, read_texts
+from detoxrl.models.generation import generate_responses
+from detoxrl.models.loading import load_policy_model
 from detoxrl.utils import progress, write_jsonl
 
 GENERATIONS = "generations.jsonl"
@@ -73,9 +76,6 @@ def generate_with_constitution(cfg: Config, prompts: Sequence[str], *, constitut
     check measured), ``found`` (evidence), ``revision`` (text or None), ``revision_accepted``,
     ``remaining`` (ids the revision still violates), ``mode``, ``policy``.
     """
-    from detoxrl.constitution.engine import ConstitutionEngine
-    from detoxrl.models.policy import generate_responses, load_policy_model
-
     prompts = list(prompts)
     if not prompts:
         raise DetoxError("no prompts: give --prompt TEXT (repeatable) or --prompts FILE")

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import torch
+import yaml
 from torch import Tensor
 
 from detoxrl.config import Config
@@ -33,7 +34,7 @@ from detoxrl.constitution.engine import ConstitutionEngine
 from detoxrl.constitution.principles import Constitution
 from detoxrl.constitution.records import RevisionRecorder
 from detoxrl.constitution.revise import Revision
-from detoxrl.models.policy import LoadedPolicy
+from detoxrl.models.loading import LoadedPolicy
 from detoxrl.utils import atomic_write_text
 
 
@@ -129,8 +130,6 @@ def with_constitution(reward: Callable, cfg: Config, device: str | torch.device 
                                     text_column=cfg.data.text_column, target_column=cfg.sft.target_column)
     if cs.record and int(os.environ.get("RANK", "0")) == 0:
         # the constitution this run used, next to the data it produced
-        import yaml
-
         data = engine.constitution.model_dump(mode="json", exclude={"source"})
         atomic_write_text(out_dir / "constitution.yaml",
                           f"# from {engine.constitution.source}\n"

@@ -17,11 +17,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from pathlib import Path
 from typing import Any, Protocol, Sequence
 
 import numpy as np
 
 from detoxrl.errors import ConfigError, DataError
+from detoxrl.models.generation import generate_responses
 from detoxrl.utils import progress, read_json, write_json
 
 
@@ -136,8 +138,6 @@ def _column_values(prompts: Sequence[Any], column: str | None) -> list[Any]:
 
 def _folder_stamp(name_or_path: str) -> Any:
     """A hub id as is; a local folder as the names, sizes and times of its files (changes on retraining)."""
-    from pathlib import Path
-
     p = Path(name_or_path)
     if not p.is_dir():
         return name_or_path
@@ -175,8 +175,6 @@ def _judges_of(reward_fn: Any) -> list[Any]:
 
 def _base_rewards(cfg: Any, prompts: Sequence[Any], reward_fn: Any, lp: Any) -> list[float]:
     """Greedy responses of the (untrained) policy, scored once by the reward function."""
-    from detoxrl.models.policy import generate_responses
-
     gen = cfg.ppo.generation.model_copy(update={"do_sample": False})
     bs = cfg.eval.batch_size
     prompt_texts = [_prompt_field(p, "prompt") for p in prompts]

@@ -13,13 +13,13 @@ Supported sources:
   (columns ``id, dialogue, summary, topic``).
 - Any jsonl / csv / parquet file with a column mapping (:func:`load_table`).
 - The embedded testbed written by ``prepare`` (:func:`load_examples` with ``data.source: testbed``).
+
+Files are read row by row by :mod:`detoxrl.data.files`; this module checks the rows and turns them
+into :class:`Example` objects.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import logging
 import re
 from collections import Counter
@@ -28,12 +28,21 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from detoxrl.config import Config
+from detoxrl.data.files import (
+    EXTENSIONS,
+    FORMATS,
+    BadRow,
+    Row,
+    columns_of,
+    detect_format,
+    file_rows,
+    has_surrogates,
+    read_bytes,
+)
 from detoxrl.errors import DataError
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("jsonl", "csv", "parquet")
-_EXTENSIONS = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 SPLIT_ALIASES = {
     "train": ("train",),
     "validation": ("validation", "dev", "val"),
@@ -66,151 +75,11 @@ class LoadResult:
     source: str = ""
 
 
-class _BadRow(Exception):
-    """A row-level problem; ``reason`` is the short key counted in skip mode."""
-
-    def __init__(self, reason: str, detail: str):
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
-
-
-@dataclass
-class _Row:
-    number: int  # 1-based row (line for jsonl) number in the file
-    where: str  # "line 3" / "row 3"
-    data: dict | None
-    error: _BadRow | None = None
-
-
-# --------------------------------------------------------------------------------------- row readers
-def detect_format(path: Path, fmt: str = "auto") -> str:
-    """The table format of ``path``: ``fmt`` itself, or the one its extension names."""
-    if fmt not in ("auto", "dialogsum", "hub"):
-        if fmt not in FORMATS:
-            raise DataError(f"{path}: unknown format {fmt!r} (known: {', '.join(FORMATS)})")
-        return fmt
-    ext = path.suffix.lower()
-    if ext not in _EXTENSIONS:
-        raise DataError(f"{path}: unknown format (extension {ext or 'none'!r}; use .jsonl, .csv or .parquet)")
-    return _EXTENSIONS[ext]
-
-
-def _read_bytes(path: Path) -> bytes:
-    if not path.exists():
-        raise DataError(f"data file {path} does not exist")
-    if path.is_dir():
-        raise DataError(f"{path} is a folder, not a data file")
-    data = path.read_bytes()
-    if not data.strip():
-        raise DataError(f"data file {path} is empty")
-    return data
-
-
-def _jsonl_rows(path: Path) -> Iterator[_Row]:
-    for i, raw in enumerate(_read_bytes(path).split(b"\n"), start=1):
-        if not raw.strip():
-            continue
-        where = f"line {i}"
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            yield _Row(i, where, None, _BadRow("undecodable bytes", f"undecodable bytes at byte {exc.start} (not UTF-8)"))
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            yield _Row(i, where, None, _BadRow("invalid JSON", f"invalid JSON ({exc.msg} at column {exc.colno})"))
-            continue
-        if not isinstance(obj, dict):
-            yield _Row(i, where, None, _BadRow("not an object", f"expected a JSON object, got {type(obj).__name__}"))
-            continue
-        yield _Row(i, where, obj)
-
-
-def _has_surrogates(s: str) -> bool:
-    return any("\udc80" <= ch <= "\udcff" for ch in s)
-
-
-def _csv_rows(path: Path) -> Iterator[_Row]:
-    text = _read_bytes(path).decode("utf-8", errors="surrogateescape")
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    reader = csv.reader(io.StringIO(text, newline=""))
-    try:
-        header = next(reader)
-    except (StopIteration, csv.Error) as exc:
-        raise DataError(f"{path}: cannot read the csv header ({exc})") from None
-    if any(_has_surrogates(h) for h in header):
-        raise DataError(f"{path}: line 1 (header): undecodable bytes (not UTF-8)")
-    row_no = 0
-    while True:
-        line = reader.line_num + 1
-        try:
-            values = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            row_no += 1
-            raise DataError(f"{path}: row {row_no} (line {line}): malformed csv ({exc})") from None
-        if not values or all(not v.strip() for v in values):
-            continue
-        row_no += 1
-        where = f"row {row_no} (line {line})"
-        bad = [h for h, v in zip(header, values) if _has_surrogates(v)]
-        if bad:
-            yield _Row(row_no, where, None, _BadRow("undecodable bytes", f"column '{bad[0]}': undecodable bytes (not UTF-8)"))
-            continue
-        # a short row lacks its last columns; an over-long row's extra cells are ignored
-        yield _Row(row_no, where, dict(zip(header, values)))
-    if row_no == 0:
-        raise DataError(f"data file {path} has a header but no rows")
-
-
-def _parquet_rows(path: Path) -> Iterator[_Row]:
-    _read_bytes(path)
-    try:
-        import pyarrow.parquet as pq
-    except ImportError:  # pragma: no cover - pyarrow comes with datasets
-        raise DataError(f"{path}: reading parquet needs pyarrow (pip install pyarrow)") from None
-    try:
-        table = pq.read_table(path)
-    except Exception as exc:  # noqa: BLE001 - pyarrow raises many kinds
-        raise DataError(f"{path}: not a readable parquet file ({exc})") from None
-    if table.num_rows == 0:
-        raise DataError(f"data file {path} has no rows")
-    for i, row in enumerate(table.to_pylist(), start=1):
-        yield _Row(i, f"row {i}", row)
-
-
-def _columns_of(path: Path, fmt: str) -> list[str] | None:
-    """Column names a csv/parquet file declares (None for jsonl, whose rows each have their own)."""
-    if fmt == "csv":
-        text = _read_bytes(path).decode("utf-8", errors="replace").lstrip("\ufeff")
-        try:
-            return next(csv.reader(io.StringIO(text, newline="")))
-        except StopIteration:
-            return []
-    if fmt == "parquet":
-        import pyarrow.parquet as pq
-
-        try:
-            return list(pq.read_schema(path).names)
-        except Exception as exc:  # noqa: BLE001
-            raise DataError(f"{path}: not a readable parquet file ({exc})") from None
-    return None
-
-
-def file_rows(path: Path, fmt: str = "auto") -> Iterator[_Row]:
-    """Rows of a jsonl/csv/parquet file as dicts, with their 1-based position."""
-    fmt = detect_format(path, fmt)
-    return {"jsonl": _jsonl_rows, "csv": _csv_rows, "parquet": _parquet_rows}[fmt](path)
-
-
-def _hub_rows(dataset_id: str, split: str) -> Iterator[_Row]:
+# ------------------------------------------------------------------------------------------ hub rows
+def _hub_rows(dataset_id: str, split: str) -> Iterator[Row]:
     """Rows of a Hugging Face hub dataset split (``dev`` is asked for as ``validation``)."""
     try:
-        from datasets import load_dataset
+        from datasets import load_dataset  # lazy: datasets takes a second or two to import; only hub ids need it
 
         ds = load_dataset(dataset_id, split=_HUB_SPLIT.get(split, split))
     except Exception as exc:  # noqa: BLE001 - offline, unknown id, unknown split, ...
@@ -219,21 +88,21 @@ def _hub_rows(dataset_id: str, split: str) -> Iterator[_Row]:
     if len(ds) == 0:
         raise DataError(f"hub dataset {dataset_id} split {split!r} has no rows")
     for i, row in enumerate(ds, start=1):
-        yield _Row(i, f"row {i}", dict(row))
+        yield Row(i, f"row {i}", dict(row))
 
 
 # ------------------------------------------------------------------------------------ row checking
 def _text_field(row: dict, column: str) -> str:
-    """The value of a text column, or :class:`_BadRow` if it is missing, not text, or empty."""
+    """The value of a text column, or :class:`BadRow` if it is missing, not text, or empty."""
     if column not in row or row[column] is None:
-        raise _BadRow(f"missing column '{column}'", f"column '{column}' is missing")
+        raise BadRow(f"missing column '{column}'", f"column '{column}' is missing")
     value = row[column]
     if not isinstance(value, str):
-        raise _BadRow(f"non-text '{column}'", f"column '{column}' is not text (got {type(value).__name__})")
-    if _has_surrogates(value):
-        raise _BadRow("undecodable bytes", f"column '{column}': undecodable bytes (not UTF-8)")
+        raise BadRow(f"non-text '{column}'", f"column '{column}' is not text (got {type(value).__name__})")
+    if has_surrogates(value):
+        raise BadRow("undecodable bytes", f"column '{column}': undecodable bytes (not UTF-8)")
     if not value.strip():
-        raise _BadRow(f"empty '{column}'", f"column '{column}' is empty")
+        raise BadRow(f"empty '{column}'", f"column '{column}' is empty")
     return value
 
 
@@ -241,12 +110,12 @@ def _id_field(row: dict, column: str | None, default: str) -> str:
     if column is None:
         return default
     if column not in row or row[column] is None:
-        raise _BadRow(f"missing column '{column}'", f"column '{column}' is missing")
+        raise BadRow(f"missing column '{column}'", f"column '{column}' is missing")
     value = row[column]
     if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise _BadRow(f"non-text '{column}'", f"column '{column}' is not text or an integer")
+        raise BadRow(f"non-text '{column}'", f"column '{column}' is not text or an integer")
     if isinstance(value, str) and not value.strip():
-        raise _BadRow(f"empty '{column}'", f"column '{column}' is empty")
+        raise BadRow(f"empty '{column}'", f"column '{column}' is empty")
     return str(value)
 
 
@@ -273,7 +142,7 @@ def dialogsum_example(row: dict, number: int, prefix: str) -> Example:
     else:
         numbered = sorted((int(m.group(1)), k) for k in row if (m := _SUMMARY_N.match(k)))
         if not numbered:
-            raise _BadRow("missing column 'summary'", "column 'summary' is missing")
+            raise BadRow("missing column 'summary'", "column 'summary' is missing")
         ref_cols = [k for _, k in numbered]
     refs = [_text_field(row, c) for c in ref_cols]
     id_col = "fname" if "fname" in row else ("id" if "id" in row else None)
@@ -283,7 +152,7 @@ def dialogsum_example(row: dict, number: int, prefix: str) -> Example:
     return Example(ex_id, text, refs, meta)
 
 
-def _collect(rows: Iterable[_Row], make, source: str, skip_bad_rows: bool, max_rows: int | None) -> LoadResult:
+def _collect(rows: Iterable[Row], make, source: str, skip_bad_rows: bool, max_rows: int | None) -> LoadResult:
     """Turn rows into examples, raising on (or counting) bad rows; stop after ``max_rows`` examples."""
     result = LoadResult(examples=[], source=source)
     for row in rows:
@@ -293,7 +162,7 @@ def _collect(rows: Iterable[_Row], make, source: str, skip_bad_rows: bool, max_r
             if row.error is not None:
                 raise row.error
             result.examples.append(make(row.data, row.number))
-        except _BadRow as bad:
+        except BadRow as bad:
             if not skip_bad_rows:
                 raise DataError(f"{source}: {row.where}: {bad.detail}") from None
             result.skipped += 1
@@ -308,7 +177,7 @@ def _collect(rows: Iterable[_Row], make, source: str, skip_bad_rows: bool, max_r
 
 def _check_columns(path: Path, fmt: str, needed: list[str]) -> None:
     """A csv/parquet file whose header lacks a needed column is bad as a whole (not row by row)."""
-    cols = _columns_of(path, fmt)
+    cols = columns_of(path, fmt)
     if cols is None:
         return
     missing = [c for c in needed if c not in cols]
@@ -328,7 +197,7 @@ def load_table(path: str | Path, fmt: str, text_column: str, reference_columns: 
     """
     path = Path(path)
     fmt = detect_format(path, fmt)
-    _read_bytes(path)
+    read_bytes(path)
     needed = [text_column, *reference_columns, *([id_column] if id_column else [])]
     _check_columns(path, fmt, needed)
     make = lambda row, n: table_example(row, n, path.stem, text_column, list(reference_columns), id_column)  # noqa: E731
@@ -357,7 +226,7 @@ def find_split_file(folder: Path, split: str) -> Path:
 
 def looks_like_hub_id(source: str) -> bool:
     """``owner/name`` that is not a local path: a Hugging Face hub dataset id."""
-    if Path(source).exists() or source.startswith((".", "/", "~")) or Path(source).suffix.lower() in _EXTENSIONS:
+    if Path(source).exists() or source.startswith((".", "/", "~")) or Path(source).suffix.lower() in EXTENSIONS:
         return False
     return bool(re.fullmatch(r"[\w.-]+(/[\w.-]+)?", source))
 
@@ -385,7 +254,7 @@ def load_dialogsum(source: str | Path, split: str, *, skip_bad_rows: bool = Fals
         return _collect(_hub_rows(source, split), make, label, skip_bad_rows, max_rows)
     path = _local_file(source, split)
     fmt = detect_format(path)
-    cols = _columns_of(path, fmt)
+    cols = columns_of(path, fmt)
     if cols is not None:
         if "dialogue" not in cols:
             raise DataError(f"{path}: row 1 (header): column 'dialogue' is missing (columns: {', '.join(cols)})")

@@ -260,7 +260,7 @@ def rouge_scores(predictions: Sequence[str], references_list: Sequence[Sequence[
     predictions without any non-empty reference are left out of the average (``N'`` counts the rest).
     Returns ``{"rouge1", "rouge2", "rougeL", "n"}``; the scores are ``nan`` when ``N' = 0``.
     """
-    from rouge_score import rouge_scorer
+    from rouge_score import rouge_scorer  # lazy: it imports nltk (seconds); only ROUGE needs it
 
     if len(predictions) != len(references_list):
         raise ValueError(f"{len(predictions)} predictions but {len(references_list)} reference sets")

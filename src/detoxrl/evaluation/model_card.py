@@ -17,7 +17,8 @@ from typing import Any
 import yaml
 
 from detoxrl.config import Config
-from detoxrl.evaluation.evaluate import format_p
+from detoxrl.evaluation.printing import format_p
+from detoxrl.rewards.presets import apply_preset
 from detoxrl.utils import atomic_write_text
 
 TAGS = ["detoxrl", "rlhf", "ppo", "detoxification"]
@@ -138,8 +139,6 @@ def evaluation_markdown(ev: dict | None) -> str:
 
 
 def _judge_rows(cfg: Config) -> list[str]:
-    from detoxrl.rewards.presets import apply_preset
-
     rows = ["| judge | type | model | role |", "|---|---|---|---|"]
     for settings, role in [(s, "reward") for s in cfg.reward.judges] + [(s, "held out (evaluation only)")
                                                                         for s in cfg.eval.extra_judges]:
@@ -153,34 +152,16 @@ def _judge_rows(cfg: Config) -> list[str]:
     return rows
 
 
-def card_markdown(cfg: Config, policy_dir: Path, ev: dict | None) -> str:
-    meta = front_matter(cfg, policy_dir)
-    base = cfg.resolve(cfg.policy.name_or_path)
+def _training_markdown(cfg: Config, base: str) -> list[str]:
+    """The "Training" section: base model, prompts, PPO and KL settings, sampling, seed, judges."""
     testbed = cfg.data.source == "testbed"
     p, k = cfg.ppo, cfg.ppo.kl
-    seq2seq = meta["pipeline_tag"] == "text2text-generation"
-    auto = "AutoModelForSeq2SeqLM" if seq2seq else "AutoModelForCausalLM"
     data = "the embedded synthetic testbed (DialogSum-style dialogues, some with hostile turns)" if testbed \
         else f"`{cfg.resolve(cfg.data.source)}` (train split `{cfg.data.train_split}`)"
     lora = (f"LoRA r={cfg.policy.lora.r}, alpha={cfg.policy.lora.alpha} on {', '.join(cfg.policy.lora.target_modules)}"
             " (merged into these weights; the adapter alone is in `adapter/`)" if cfg.policy.lora.enabled
             else "full fine-tuning")
-    parts = [
-        "---",
-        yaml.safe_dump(meta, sort_keys=False, allow_unicode=True).rstrip(),
-        "---",
-        "",
-        f"# {cfg.name}: a less toxic {Path(base).name if not is_hub_id(base) else base}",
-        "",
-        f"This model was fine-tuned with detoxrl using reinforcement "
-        f"learning from AI feedback: PPO with a KL penalty against the frozen base model `{base}`, rewarded "
-        "by toxicity judges for responses that are not toxic.",
-    ]
-    if testbed:
-        parts += ["", "**This is a testbed model**: a tiny model trained offline on detoxrl's synthetic corpus "
-                  "to exercise the pipeline. It is not meant for real use."]
-    parts += [
-        "",
+    return [
         "## Training",
         "",
         f"- **Base model:** `{base}`" + (f" (itself fine-tuned from `{cfg.resolve(cfg.sft.base_model.name_or_path)}`"
@@ -201,7 +182,12 @@ def card_markdown(cfg: Config, policy_dir: Path, ev: dict | None) -> str:
         "",
         *_judge_rows(cfg),
         "",
-        evaluation_markdown(ev),
+    ]
+
+
+def _usage_markdown(cfg: Config, auto: str) -> list[str]:
+    """The "Usage" snippet (plain transformers) and the "Limitations" section."""
+    return [
         "## Usage",
         "",
         "```python",
@@ -222,6 +208,28 @@ def card_markdown(cfg: Config, policy_dir: Path, ev: dict | None) -> str:
         "quality (see ROUGE) and the KL to the base model says how far the model moved.",
         "",
     ]
+
+
+def card_markdown(cfg: Config, policy_dir: Path, ev: dict | None) -> str:
+    meta = front_matter(cfg, policy_dir)
+    base = cfg.resolve(cfg.policy.name_or_path)
+    seq2seq = meta["pipeline_tag"] == "text2text-generation"
+    auto = "AutoModelForSeq2SeqLM" if seq2seq else "AutoModelForCausalLM"
+    parts = [
+        "---",
+        yaml.safe_dump(meta, sort_keys=False, allow_unicode=True).rstrip(),
+        "---",
+        "",
+        f"# {cfg.name}: a less toxic {Path(base).name if not is_hub_id(base) else base}",
+        "",
+        f"This model was fine-tuned with detoxrl using reinforcement "
+        f"learning from AI feedback: PPO with a KL penalty against the frozen base model `{base}`, rewarded "
+        "by toxicity judges for responses that are not toxic.",
+    ]
+    if cfg.data.source == "testbed":
+        parts += ["", "**This is a testbed model**: a tiny model trained offline on detoxrl's synthetic corpus "
+                  "to exercise the pipeline. It is not meant for real use."]
+    parts += ["", *_training_markdown(cfg, base), evaluation_markdown(ev), *_usage_markdown(cfg, auto)]
     return "\n".join(parts)
 
 

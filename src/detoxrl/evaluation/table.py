@@ -19,6 +19,8 @@ import math
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
+
 from detoxrl.utils import atomic_write_text
 
 BASE_COLUMNS = (
@@ -39,6 +41,33 @@ def table_columns(judges: Sequence[str]) -> list[str]:
     for j in judges:
         cols.extend(judge_columns(j))
     return cols
+
+
+def build_table_rows(prompts: list, judges: Sequence[str], primary: str,
+                     texts_before: list[list[str]], texts_after: list[list[str]],
+                     lengths_before: np.ndarray, lengths_after: np.ndarray,
+                     judged_before: dict, judged_after: dict, thresholds: dict[str, float]) -> list[dict]:
+    """One row per (prompt, sample) for ``eval_table.csv`` (the columns in the module docstring)."""
+    rows = []
+    for j in range(len(texts_before)):
+        for i, p in enumerate(prompts):
+            rb = float(judged_before[primary]["score"][j, i])
+            ra = float(judged_after[primary]["score"][j, i])
+            row = {
+                "id": p.id, "sample": j, "dialogue": p.text,
+                "reference_summary": REFERENCE_SEPARATOR.join(p.references),
+                "response_before": texts_before[j][i], "response_after": texts_after[j][i],
+                "reward_before": rb, "reward_after": ra, "reward_diff": ra - rb,
+                "toxic_before": any(judged_before[n]["toxicity"][j, i] >= thresholds[n] for n in judges),
+                "toxic_after": any(judged_after[n]["toxicity"][j, i] >= thresholds[n] for n in judges),
+                "length_before": int(lengths_before[j, i]), "length_after": int(lengths_after[j, i]),
+            }
+            for n in judges:
+                cb, ca = judge_columns(n)
+                row[cb] = float(judged_before[n]["toxicity"][j, i])
+                row[ca] = float(judged_after[n]["toxicity"][j, i])
+            rows.append(row)
+    return rows
 
 
 def _cell(v) -> str:

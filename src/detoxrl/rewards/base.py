@@ -26,8 +26,6 @@ from typing import Iterator, Sequence
 import torch
 from torch import Tensor
 
-from detoxrl.config import DIMENSIONS
-
 
 @dataclass
 class JudgeResult:
@@ -43,9 +41,6 @@ class JudgeResult:
     def __post_init__(self) -> None:
         if self.severity is None:
             self.severity = self.toxicity.clone()
-        unknown = sorted(set(self.dimensions) - set(DIMENSIONS))
-        if unknown:
-            raise ValueError(f"judge {self.judge}: unknown dimension(s) {unknown}; known: {list(DIMENSIONS)}")
 
     def __len__(self) -> int:
         return int(self.score.shape[0])

@@ -10,7 +10,10 @@ import torch
 from detoxrl.config import Config, JudgeSettings
 from detoxrl.errors import ConfigError, DataError
 from detoxrl.rewards.base import Judge
+from detoxrl.rewards.hf import HFClassifierJudge
+from detoxrl.rewards.lexicon import LexiconJudge
 from detoxrl.rewards.presets import apply_preset
+from detoxrl.rewards.profanity import ProfanityCheckJudge
 
 TESTBED_LEXICON = "{run_dir}/testbed/lexicon.txt"
 
@@ -28,8 +31,6 @@ def build_judge(settings: JudgeSettings, cfg: Config | None = None,
     """Make the judge that ``settings`` describe (type ``hf``, ``lexicon`` or ``profanity``)."""
     s = apply_preset(settings)
     if s.type == "hf":
-        from detoxrl.rewards.hf import HFClassifierJudge
-
         if not s.model:
             raise ConfigError(f"judge {s.name}: type hf needs `model` (a hub id or a model folder) or a preset")
         return HFClassifierJudge(
@@ -38,8 +39,6 @@ def build_judge(settings: JudgeSettings, cfg: Config | None = None,
             severity_labels=s.severity_labels, threshold=s.threshold, max_length=s.max_length,
             batch_size=s.batch_size, trust_remote_code=s.trust_remote_code, device=device)
     if s.type == "lexicon":
-        from detoxrl.rewards.lexicon import LexiconJudge
-
         if not s.lexicon:
             raise ConfigError(f"judge {s.name}: type lexicon needs `lexicon` (a word-list file, "
                               "'testbed' or 'better-profanity')")
@@ -55,8 +54,6 @@ def build_judge(settings: JudgeSettings, cfg: Config | None = None,
         return LexiconJudge.from_source(s.name, source, threshold=s.threshold, score=s.score,
                                         batch_size=s.batch_size, max_length=s.max_length)
     if s.type == "profanity":
-        from detoxrl.rewards.profanity import ProfanityCheckJudge
-
         return ProfanityCheckJudge(s.name, threshold=s.threshold, score=s.score, batch_size=s.batch_size,
                                    max_length=s.max_length)
     raise ConfigError(f"judge {s.name}: unknown type {s.type!r}")  # pragma: no cover - validated

@@ -40,7 +40,8 @@ from torch import Tensor
 from detoxrl.config import DIMENSIONS, Config, RewardSettings, SeverityTier
 from detoxrl.errors import ConfigError
 from detoxrl.rewards.base import Judge, JudgeResult
-from detoxrl.rl.core import RunningMoments, normalize_scores
+from detoxrl.rewards.build import build_judges
+from detoxrl.stats import RunningMoments, normalize_scores
 
 SUGGESTED_SEVERITY_TIERS = [
     SeverityTier(name="mild", min_severity=0.5, penalty=0.5),
@@ -129,8 +130,6 @@ class CompositeReward:
     @classmethod
     def from_config(cls, cfg: Config, device: str | torch.device = "cpu") -> "CompositeReward":
         """Build every judge of ``cfg.reward.judges`` and combine them as ``cfg.reward`` says."""
-        from detoxrl.rewards.build import build_judges
-
         judges = build_judges(cfg.reward.judges, cfg, device)
         return cls(judges, [j.weight for j in cfg.reward.judges], cfg.reward)
 

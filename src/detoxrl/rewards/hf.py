@@ -23,6 +23,7 @@ from typing import Literal, Mapping, Sequence
 
 import torch
 from torch import Tensor
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from detoxrl.config import DIMENSIONS
 from detoxrl.errors import ConfigError, ModelError
@@ -49,8 +50,6 @@ def check_model_source(path: str) -> None:
 def load_classifier(name_or_path: str, *, trust_remote_code: bool = False, revision: str | None = None,
                     device: str | torch.device = "cpu"):
     """Load ``(model, tokenizer)`` from a hub id or a ``save_pretrained`` folder, in eval mode."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
     check_model_source(name_or_path)
     try:
         model = AutoModelForSequenceClassification.from_pretrained(
@@ -82,6 +81,20 @@ def label_index(labels: Sequence[str], label: str, *, where: str) -> int:
     if len(folded) == 1:
         return folded[0]
     raise ModelError(f"{where} has no label {label!r}; its labels are {list(labels)}")
+
+
+def classifier_max_length(model, tokenizer, requested: int) -> int:
+    """The longest input the classifier takes: ``requested``, the tokenizer's limit and the model's
+    position embeddings (RoBERTa-style models lose two: positions start after the padding index)."""
+    limits = [requested]
+    tok_max = getattr(tokenizer, "model_max_length", None)
+    if tok_max and tok_max < 1e9:
+        limits.append(int(tok_max))
+    pos = getattr(model.config, "max_position_embeddings", None)
+    if pos:
+        offset = 2 if getattr(model.config, "model_type", "") in ("roberta", "xlm-roberta", "camembert") else 0
+        limits.append(pos - offset)
+    return int(min(limits))
 
 
 def _nonempty_batch(enc: dict, fill_id: int) -> dict:
@@ -155,21 +168,12 @@ class HFClassifierJudge(Judge):
             self.label_col = label_index(self.labels, label, where=where)
         self.label = self.labels[self.label_col]
         dims: dict[str, list[int]] = {}
-        for lab, dim in (dimensions or {}).items():
-            if dim not in DIMENSIONS:
-                raise ConfigError(f"judge {name}: dimensions.{lab}: unknown dimension {dim!r}; "
-                                  f"known: {list(DIMENSIONS)}")
+        for lab, dim in (dimensions or {}).items():  # validated by JudgeSettings
             dims.setdefault(dim, []).append(label_index(self.labels, lab, where=where))
         self.dimension_cols = dims
         self.dimensions = tuple(d for d in DIMENSIONS if d in dims)
         self.severity_cols = [label_index(self.labels, lab, where=where) for lab in severity_labels]
-        model_max = getattr(model.config, "max_position_embeddings", None)
-        limits = [max_length, getattr(tokenizer, "model_max_length", None)]
-        if model_max and getattr(model.config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
-            limits.append(model_max - 2)  # RoBERTa positions start after the padding index
-        elif model_max:
-            limits.append(model_max)
-        self.max_length = int(min(x for x in limits if x and x < 1e9))
+        self.max_length = classifier_max_length(model, tokenizer, max_length)
 
     # ---------------------------------------------------------------------------------------------
     def logits(self, texts: list[str], prompts: list[str] | None = None) -> Tensor:

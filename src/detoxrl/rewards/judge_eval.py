@@ -13,9 +13,9 @@ from typing import Sequence
 import numpy as np
 from rich.table import Table
 
+from detoxrl.data.files import column, read_rows
 from detoxrl.errors import DataError
 from detoxrl.rewards.base import Judge
-from detoxrl.rewards.rows import column, read_rows
 
 POSITIVE_LABELS = ("hate", "1", "toxic", "true")
 

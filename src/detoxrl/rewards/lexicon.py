@@ -39,6 +39,7 @@ from itertools import groupby
 from pathlib import Path
 from typing import Iterable, Literal, Mapping
 
+import better_profanity
 import torch
 
 from detoxrl.config import DIMENSIONS
@@ -108,10 +109,6 @@ def load_lexicon(path: str | Path) -> dict[str, str]:
 
 def better_profanity_words() -> list[str]:
     """The word list that the ``better_profanity`` package ships (read at run time)."""
-    try:
-        import better_profanity
-    except ImportError:
-        raise ConfigError("lexicon 'better-profanity' needs the better-profanity package") from None
     path = Path(better_profanity.__file__).parent / "profanity_wordlist.txt"
     return [w.strip() for w in path.read_text(encoding="utf-8").splitlines() if w.strip()]
 

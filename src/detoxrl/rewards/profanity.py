@@ -21,7 +21,7 @@ class ProfanityCheckJudge(Judge):
                  score: Literal["logit", "prob", "logprob"] = "prob", batch_size: int = 256,
                  max_length: int = 512) -> None:
         try:
-            from profanity_check import predict_prob
+            from profanity_check import predict_prob  # lazy: it loads scikit-learn (seconds)
         except ImportError:
             raise ConfigError(f"judge {name}: type 'profanity' needs the alt-profanity-check package "
                               "(pip install alt-profanity-check)") from None

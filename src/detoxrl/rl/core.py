@@ -4,7 +4,8 @@ Conventions
 -----------
 Every per-token tensor is ``[B, T]`` over *response* tokens. ``mask`` is 1.0 for real response tokens
 (up to and including the EOS token) and 0.0 for padding after it; padding is on the right. Nothing here
-knows about models, tokenizers or optimisers: the trainer loop calls these functions in order.
+knows about models, tokenizers or optimisers: the trainer loop calls these functions in order. The
+masks come from :mod:`detoxrl.models.tokens`; the running score statistics live in :mod:`detoxrl.stats`.
 
 References: Ziegler et al. 2019, "Fine-Tuning Language Models from Human Preferences"; Schulman et al.
 2016 (GAE) and 2017 (PPO); Huang et al. 2023/2024, "The N Implementation Details of RLHF with PPO".
@@ -12,10 +13,12 @@ References: Ziegler et al. 2019, "Fine-Tuning Language Models from Human Prefere
 
 from __future__ import annotations
 
-import math
-from typing import Literal, Sequence
+from typing import Literal
 
 import torch
+
+# Re-exported: the trainer and older callers import the score statistics from here.
+from detoxrl.stats import RunningMoments, normalize_scores  # noqa: F401
 
 Penalty = Literal["kl", "abs", "mse", "full"]
 PENALTIES: tuple[str, ...] = ("kl", "abs", "mse", "full")
@@ -349,81 +352,6 @@ def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.
 
 
 # ----------------------------------------------------------------------------------- score tools
-class RunningMoments:
-    r"""Running mean and standard deviation of scalar scores, merged batch by batch.
-
-    Parallel (Chan et al.) form of Welford's update, for a batch of :math:`n_b` values with mean
-    :math:`\mu_b` and population variance :math:`\sigma_b^2`:
-
-    .. math::
-        \delta &= \mu_b - \mu,\quad N' = N + n_b \\
-        \mu' &= \mu + \delta\, n_b / N' \\
-        M_2' &= M_2 + n_b \sigma_b^2 + \delta^2 N n_b / N' \\
-        \sigma' &= \sqrt{M_2' / (N' - 1)}
-
-    ``std`` is the unbiased (ddof=1) standard deviation of every value seen so far. Everything is
-    kept in Python floats (float64), so the state is JSON-serialisable.
-    """
-
-    def __init__(self) -> None:
-        self.mean = 0.0
-        self.m2 = 0.0
-        self.count = 0
-
-    @property
-    def var(self) -> float:
-        """Unbiased variance of all values seen (0 before two values)."""
-        return self.m2 / (self.count - 1) if self.count > 1 else 0.0
-
-    @property
-    def std(self) -> float:
-        return math.sqrt(self.var)
-
-    def update(self, x: torch.Tensor | Sequence[float]) -> tuple[float, float]:
-        """Merge a batch; return its own ``(mean, unbiased std)`` (std 0 for a single value).
-
-        Non-finite values are left out: one NaN score must not poison every later normalisation."""
-        xs = torch.as_tensor(x).detach().reshape(-1).to(device="cpu", dtype=torch.float64)
-        xs = xs[torch.isfinite(xs)]
-        n = int(xs.numel())
-        if n == 0:
-            return float("nan"), float("nan")
-        b_mean = float(xs.mean())
-        b_m2 = float(((xs - b_mean) ** 2).sum())
-        tot = self.count + n
-        delta = b_mean - self.mean
-        self.mean += delta * n / tot
-        self.m2 += b_m2 + delta**2 * self.count * n / tot
-        self.count = tot
-        b_std = math.sqrt(b_m2 / (n - 1)) if n > 1 else 0.0
-        return b_mean, b_std
-
-    def state_dict(self) -> dict:
-        return {"mean": self.mean, "m2": self.m2, "count": self.count}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.mean = float(state["mean"])
-        self.m2 = float(state["m2"])
-        self.count = int(state["count"])
-
-
-def normalize_scores(scores: torch.Tensor, moments: RunningMoments, clip: float | None = None) -> torch.Tensor:
-    r"""Standardise scores with running statistics, then optionally clip.
-
-    .. math:: \tilde s = \operatorname{clip}\bigl((s - \mu) / \sigma,\ -c,\ c\bigr)
-
-    While the statistics have no spread yet (fewer than two values seen, or all equal) only the mean
-    is removed (σ is taken as 1).
-    """
-    sigma = moments.std
-    if not sigma > 0:
-        sigma = 1.0
-    out = (scores - moments.mean) / sigma
-    if clip is not None:
-        out = out.clamp(-clip, clip)
-    return out
-
-
 def apply_missing_eos_penalty(scores: torch.Tensor, has_eos: torch.Tensor, penalty: float) -> torch.Tensor:
     r"""Subtract ``penalty`` from the score of every response that never produced EOS.
 
@@ -431,34 +359,6 @@ def apply_missing_eos_penalty(scores: torch.Tensor, has_eos: torch.Tensor, penal
     """
     missing = (~has_eos.bool()).to(device=scores.device, dtype=scores.dtype)
     return scores - penalty * missing
-
-
-# ------------------------------------------------------------------------------ masks from ids
-def first_true_indices(bools: torch.Tensor, dtype: torch.dtype = torch.long) -> torch.Tensor:
-    """Index of the first True in each row of a ``[B, T]`` bool tensor; ``T`` where a row has none."""
-    t = bools.shape[-1]
-    positions = torch.arange(t, device=bools.device, dtype=dtype)
-    candidates = torch.where(bools.bool(), positions, torch.full_like(positions, t))
-    return candidates.min(dim=-1).values
-
-
-def response_mask_from_eos(response_ids: torch.Tensor, eos_token_id: int) -> torch.Tensor:
-    """Float ``[B, T]`` mask: 1 up to and including the first EOS, 0 after it (all 1 without EOS)."""
-    first = first_true_indices(response_ids == eos_token_id)
-    positions = torch.arange(response_ids.shape[1], device=response_ids.device)
-    return (positions.unsqueeze(0) <= first.unsqueeze(1)).float()
-
-
-def truncate_after_eos(response_ids: torch.Tensor, eos_token_id: int, pad_token_id: int
-                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Replace every token after the first EOS by ``pad_token_id``.
-
-    Returns ``(ids, mask, has_eos)``; ``mask`` as in :func:`response_mask_from_eos`.
-    """
-    mask = response_mask_from_eos(response_ids, eos_token_id)
-    ids = response_ids.masked_fill(mask == 0, pad_token_id)
-    has_eos = (response_ids == eos_token_id).any(dim=1)
-    return ids, mask, has_eos
 
 
 # ---------------------------------------------------------------------------------- control

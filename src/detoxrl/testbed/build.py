@@ -31,6 +31,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import tokenizers
+import transformers
+
 from detoxrl.config import Config
 from detoxrl.data.prompts import fill_template
 from detoxrl.errors import ConfigError
@@ -53,9 +56,6 @@ EXPECTED = ("lexicon.txt", "stats.json", "data/train.jsonl", "data/test.jsonl", 
 
 def fingerprint(cfg: Config) -> dict[str, Any]:
     """What the testbed's files depend on, and its SHA-256 ``hash``."""
-    import tokenizers
-    import transformers
-
     src = wordlist_path()
     code = hashlib.sha256()
     for f in sorted(Path(__file__).parent.glob("*.py")):  # the generator itself: edits rebuild

@@ -18,6 +18,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import better_profanity
+
 from detoxrl.errors import DataError
 
 WORD_RE = re.compile(r"^[a-z]{3,12}$")
@@ -84,8 +86,6 @@ class Lexicon:
 
 def wordlist_path() -> Path:
     """The word list that the installed ``better_profanity`` ships."""
-    import better_profanity
-
     return Path(better_profanity.__file__).resolve().parent / "profanity_wordlist.txt"
 
 

@@ -1,26 +1,14 @@
-"""Validated configuration for every stage.
+"""The settings of each section of a run's config: one pydantic model per YAML section.
 
-A run is described by one YAML file (see ``configs/``) plus dotted overrides from the command line
-(``--set ppo.learning_rate=1e-5``). Everything is checked before any work starts: unknown keys, wrong
-types and impossible values raise :class:`ConfigError` whose message names the key's full path.
-
-Paths in a config may contain ``{run_dir}``; it is replaced by the run folder, so that one stage can
-name another stage's output (``policy.name_or_path: "{run_dir}/sft"``).
+Every model forbids unknown keys and validates on assignment; a field's docstring says what the key
+does. :class:`detoxrl.config.run_config.Config` puts the sections together.
 """
 
 from __future__ import annotations
 
-import copy
-from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-
-from detoxrl.errors import ConfigError
-
-PACKAGE_CONFIGS = Path(__file__).parent / "configs"
-DEFAULT_CONFIG = PACKAGE_CONFIGS / "default.yaml"
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 DIMENSIONS = ("hate", "harassment", "discrimination", "profanity")
 """The toxicity dimensions a judge can report. ``severity`` is reported beside them."""
@@ -54,12 +42,12 @@ class ModelSettings(_Strict):
     trust_remote_code: bool = False
     fused_activations: bool = True
     """Run tanh-approximated GELUs (``gelu_new``, ``gelu_fast``: T5, GPT-2) as torch's one-pass kernel
-    instead of transformers' eight elementwise operations: the same function to 2.4e-7 in float32,
-    faster and with fewer tensors kept for the backward pass. The saved model is unchanged."""
+    instead of transformers' elementwise operations (the same function; fewer tensors kept for the
+    backward pass). The saved model is unchanged."""
     attn_implementation: str = "auto"
     """transformers' attention kernel (``eager``, ``sdpa``, ...). ``auto``: ``eager`` for models with a
-    learned relative position bias (T5, mT5, UMT5), whose biased attentions ``sdpa`` cannot fuse (measured:
-    the PPO step 5-13% faster on CPU); transformers' own choice for every other model."""
+    learned relative position bias (T5, mT5, UMT5), whose biased attentions ``sdpa`` cannot fuse;
+    transformers' own choice for every other model."""
     lora: LoraSettings = Field(default_factory=LoraSettings)
 
 
@@ -162,8 +150,8 @@ class GenerationSettings(_Strict):
     kv_cache: Literal["auto", "dynamic", "static"] = "auto"
     """The decoder's key-value cache: ``dynamic`` grows by one position per token, ``static`` is allocated
     at its full length once. ``auto``: static for an encoder-decoder model that computes in bfloat16 or
-    float16 on the CPU, where oneDNN builds and keeps a matmul kernel (≈ 0.5 MB) for every attention
-    length a growing cache produces; dynamic otherwise (see ``models.policy.static_kv_cache``)."""
+    float16 on the CPU, where oneDNN builds and keeps a matmul kernel for every attention length a
+    growing cache produces; dynamic otherwise (see ``detoxrl.models.cpu_shapes.static_kv_cache``)."""
 
     @model_validator(mode="after")
     def _check(self) -> "GenerationSettings":
@@ -224,7 +212,8 @@ class JudgeSettings(_Strict):
     score: Literal["logit", "prob", "logprob"] = "logit"
     activation: Literal["softmax", "sigmoid"] = "softmax"
     dimensions: dict[str, str] = Field(default_factory=dict)
-    """Map from model label to toxicity dimension (``insult: harassment``)."""
+    """Map from model label to toxicity dimension (``insult: harassment``); every dimension is one of
+    :data:`DIMENSIONS`. Judges take this validated map as it is."""
     severity_labels: list[str] = Field(default_factory=list)
     lexicon: str | None = None
     threshold: float = Field(0.5, ge=0, le=1)
@@ -233,6 +222,14 @@ class JudgeSettings(_Strict):
     batch_size: int = Field(64, gt=0)
     weight: float = 1.0
     trust_remote_code: bool = False
+
+    @field_validator("dimensions")
+    @classmethod
+    def _known_dimensions(cls, v: dict[str, str]) -> dict[str, str]:
+        for label, dim in v.items():
+            if dim not in DIMENSIONS:
+                raise ValueError(f"label {label!r}: unknown dimension {dim!r}; known: {list(DIMENSIONS)}")
+        return v
 
 
 class SeverityTier(_Strict):
@@ -314,13 +311,13 @@ class PPOSettings(_Strict):
     generation: GenerationSettings = Field(default_factory=GenerationSettings)
     mixed_precision: Literal["no", "bf16"] = "no"
     """``bf16``: run generation and every forward pass under bfloat16 autocast (fp32 master weights,
-    fp32 logprobs). Several times faster on CPUs with AMX and on recent GPUs; numerics differ slightly."""
+    fp32 logprobs); numerics differ slightly from ``no``."""
     length_multiple: int | None = Field(None, gt=0)
     """Pad each batch's prompts (encoder-decoder models; a decoder-only prompt's positions would move)
     and each minibatch's responses to a multiple of this many tokens (masked, so the numbers stay the
     same up to float rounding). ``None``: 16 for an encoder-decoder policy that computes in bfloat16 or
-    float16 on the CPU, where oneDNN builds and keeps kernels for every matmul shape it meets (≈ 10 MB
-    per new prompt length, kept for the life of the process), and 1 (no padding) otherwise."""
+    float16 on the CPU, where oneDNN builds and keeps kernels for every matmul shape it meets, and 1
+    (no padding) otherwise."""
     output_dir: str = "{run_dir}/policy"
     checkpoint_every: int = Field(0, ge=0)
     """Write a checkpoint every N steps (0: only at the end)."""
@@ -393,157 +390,3 @@ class EvalSettings(_Strict):
 class ReportSettings(_Strict):
     enabled: bool = True
     examples: int = Field(5, ge=0)
-
-
-# --------------------------------------------------------------------------------------------------
-# the whole run
-# --------------------------------------------------------------------------------------------------
-class Config(_Strict):
-    name: str = "default"
-    seed: int = 0
-    run_dir: str | None = None
-    """Where every stage writes; default ``runs/<name>``."""
-    policy: ModelSettings
-    data: DataSettings = Field(default_factory=DataSettings)
-    testbed: TestbedSettings | None = None
-    sft: SFTSettings = Field(default_factory=lambda: SFTSettings(enabled=False))
-    reward: RewardSettings = Field(default_factory=RewardSettings)
-    train_rm: RewardModelSettings = Field(default_factory=lambda: RewardModelSettings(enabled=False))
-    ppo: PPOSettings = Field(default_factory=PPOSettings)
-    curriculum: CurriculumSettings = Field(default_factory=CurriculumSettings)
-    constitution: ConstitutionSettings = Field(default_factory=ConstitutionSettings)
-    eval: EvalSettings = Field(default_factory=EvalSettings)
-    report: ReportSettings = Field(default_factory=ReportSettings)
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        if not v or "/" in v or v.startswith("."):
-            raise ValueError("name must be a plain folder name")
-        return v
-
-    @model_validator(mode="after")
-    def _check(self) -> "Config":
-        if self.data.source == "testbed" and self.testbed is None:
-            raise ValueError("data.source is 'testbed' but there is no testbed section")
-        if not self.reward.judges:
-            raise ValueError("reward.judges must list at least one judge")
-        return self
-
-    # ---------------------------------------------------------------------------------------------
-    @property
-    def run_path(self) -> Path:
-        return Path(self.run_dir) if self.run_dir else Path("runs") / self.name
-
-    def path(self, template: str) -> Path:
-        """Resolve a path that may contain ``{run_dir}``."""
-        return Path(template.replace("{run_dir}", str(self.run_path)))
-
-    def resolve(self, template: str) -> str:
-        """Like :meth:`path` for strings that may be hub ids: only ``{run_dir}`` is replaced."""
-        return template.replace("{run_dir}", str(self.run_path))
-
-    def seed_for(self, stage_seed: int | None) -> int:
-        return self.seed if stage_seed is None else stage_seed
-
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
-
-
-# --------------------------------------------------------------------------------------------------
-# loading
-# --------------------------------------------------------------------------------------------------
-def _format_validation_error(err: ValidationError, source: str) -> str:
-    lines = [f"invalid configuration in {source}:"]
-    for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"]) or "<root>"
-        msg = e["msg"]
-        if e["type"] == "extra_forbidden":
-            msg = "unknown key"
-        lines.append(f"  {key}: {msg}")
-    return "\n".join(lines)
-
-
-def apply_override(data: dict[str, Any], override: str) -> None:
-    """Apply one ``a.b.c=value`` override in place; the value is parsed as YAML (safely)."""
-    if "=" not in override:
-        raise ConfigError(f"override {override!r} must look like key.path=value")
-    key, raw = override.split("=", 1)
-    key = key.strip()
-    if not key or any(not part for part in key.split(".")):
-        raise ConfigError(f"override {override!r} has an empty key")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw  # not YAML (e.g. "{run_dir}/x"): take it as a plain string
-    node: Any = data
-    parts = key.split(".")
-    for i, part in enumerate(parts[:-1]):
-        if isinstance(node, list):
-            try:
-                node = node[int(part)]
-                continue
-            except (ValueError, IndexError):
-                raise ConfigError(f"override {key}: {'.'.join(parts[: i + 1])} is not a valid index") from None
-        if not isinstance(node, dict):
-            raise ConfigError(f"override {key}: {'.'.join(parts[:i])} is not a section")
-        if node.get(part) is None:
-            node[part] = {}
-        node = node[part]
-    last = parts[-1]
-    if isinstance(node, list):
-        try:
-            node[int(last)] = value
-        except (ValueError, IndexError):
-            raise ConfigError(f"override {key}: {last} is not a valid index") from None
-    elif isinstance(node, dict):
-        node[last] = value
-    else:
-        raise ConfigError(f"override {key}: {'.'.join(parts[:-1])} is not a section")
-
-
-def read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"config file {path} is not UTF-8 text ({exc.reason})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"config file {path} must hold a mapping at the top level")
-    return data
-
-
-def load_config(
-    path: str | Path | None = None,
-    overrides: list[str] | tuple[str, ...] = (),
-    run_dir: str | Path | None = None,
-) -> Config:
-    """Read a YAML config (default: the embedded testbed), apply overrides, validate."""
-    cfg_path = Path(path) if path else DEFAULT_CONFIG
-    if path and not cfg_path.exists() and (PACKAGE_CONFIGS / f"{path}.yaml").exists():
-        cfg_path = PACKAGE_CONFIGS / f"{path}.yaml"  # a preset by name: `detoxrl run flan-t5-dialogsum`
-    data = read_yaml(cfg_path)
-    data = copy.deepcopy(data)
-    data.setdefault("name", cfg_path.stem)
-    for ov in overrides:
-        apply_override(data, ov)
-    if run_dir is not None:
-        data["run_dir"] = str(run_dir)
-    try:
-        return Config.model_validate(data)
-    except ValidationError as err:
-        raise ConfigError(_format_validation_error(err, str(cfg_path))) from None
-
-
-def config_from_dict(data: dict[str, Any], source: str = "<dict>") -> Config:
-    try:
-        return Config.model_validate(copy.deepcopy(data))
-    except ValidationError as err:
-        raise ConfigError(_format_validation_error(err, source)) from None
