@@ -118,6 +118,26 @@ def _images(page: str) -> list[bytes]:
 
 
 # ------------------------------------------------------------------------------------------ report
+def test_report_and_card_name_fingerprints_and_flag_an_evaluation_of_another_policy(full_run):
+    from detoxrl.stages import fingerprint
+    from detoxrl.stages import report as report_stage
+
+    cfg, ev = full_run
+    policy = cfg.path(cfg.ppo.output_dir)
+    policy.mkdir(parents=True, exist_ok=True)
+    (policy / "config.json").write_text("{}")
+    fingerprint.write(policy / "config.json", "ppo", {"hash": "b" * 64})
+    ev["made_from"] = {"policy": "a" * 64, "reference": None}
+    write_json(cfg.run_path / "eval.json", ev)
+    prov = report_stage.provenance(cfg, ev)
+    assert prov["fingerprints"]["policy (ppo)"] == "b" * 64
+    assert len(prov["warnings"]) == 1 and "a" * 64 in prov["warnings"][0]
+    page = build_report(cfg, provenance=prov).read_text(encoding="utf-8")
+    assert '<section id="provenance">' in page and "Stale:" in page and "b" * 64 in page
+    ev["made_from"]["policy"] = "b" * 64  # the evaluation of the policy saved now: no warning
+    assert report_stage.provenance(cfg, ev)["warnings"] == []
+
+
 def test_report_has_every_section_and_plots(full_run):
     cfg, ev = full_run
     out = build_report(cfg)
@@ -129,7 +149,7 @@ def test_report_has_every_section_and_plots(full_run):
     assert all(b.startswith(b"\x89PNG\r\n\x1a\n") for b in imgs)
     assert "not run" not in page
     for anchor in ("summary", "metrics", "training", "constitution", "curriculum", "distributions",
-                   "examples", "config"):
+                   "examples", "provenance", "config"):
         assert f'<section id="{anchor}">' in page
     # the metrics table shows the CIs from eval.json, the headline the verdict
     lo, hi = ev["before"]["toxicity_ci95"]
@@ -305,7 +325,7 @@ def test_report_renders_in_headless_chromium(full_run, tmp_path):
     assert status["resources"] == []
     assert status["images"] == 12 and status["bad"] == []
     assert status["minWidth"] > 100
-    assert status["sections"] == 8
+    assert status["sections"] == 9
     assert status["title"] == "detoxrl report — synthetic"
 
 

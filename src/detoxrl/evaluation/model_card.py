@@ -233,9 +233,23 @@ def card_markdown(cfg: Config, policy_dir: Path, ev: dict | None) -> str:
     return "\n".join(parts)
 
 
-def write_model_card(cfg: Config, policy_dir: str | Path, eval_result: dict | None) -> Path:
+def provenance_markdown(provenance: dict | None) -> str:
+    """The "Provenance" section: the fingerprints of what the card describes, settings changed on resume."""
+    if not provenance:
+        return ""
+    lines = ["## Provenance", ""]
+    lines += [f"- **{k}:** `{v or 'not recorded'}`" for k, v in provenance.get("fingerprints", {}).items()]
+    lines += [f"- **Warning:** {w}" for w in provenance.get("warnings", [])]
+    for change in provenance.get("config_changes", []):
+        lines.append(f"- **Resumed at step {change['at_step']} with other settings** (`--allow-config-change`): "
+                     + "; ".join(f"`{c}`" for c in change["changes"]))
+    return "\n".join(lines + ["", "`ppo.fingerprint.json` in this folder lists what the policy was made from.", ""])
+
+
+def write_model_card(cfg: Config, policy_dir: str | Path, eval_result: dict | None,
+                     provenance: dict | None = None) -> Path:
     """Write ``README.md`` (Hugging Face model card) into ``policy_dir`` atomically; return its path."""
     policy_dir = Path(policy_dir)
     out = policy_dir / "README.md"
-    atomic_write_text(out, card_markdown(cfg, policy_dir, eval_result))
+    atomic_write_text(out, card_markdown(cfg, policy_dir, eval_result) + "\n" + provenance_markdown(provenance))
     return out

@@ -74,8 +74,23 @@ def _safe(fn: Callable[[], str], what: str) -> str:
         return not_run(what, f"could not read its input ({type(exc).__name__}: {exc})")
 
 
-def build_report(cfg: Config) -> Path:
-    """Write ``report.html`` (self-contained) into the run folder and return its path."""
+def provenance_section(prov: dict | None) -> str:
+    """What the report describes, by fingerprint, and a warning when the evaluation is stale."""
+    if not prov:
+        return "<p>No stage fingerprints were recorded for this run.</p>"
+    rows = "".join(f"<tr><td>{esc(k)}</td><td><code>{esc(v or 'not recorded')}</code></td></tr>"
+                   for k, v in prov.get("fingerprints", {}).items())
+    warn = "".join(f'<p class="warn"><strong>Stale:</strong> {esc(w)}</p>' for w in prov.get("warnings", []))
+    return (f"{warn}<table><tr><th>stage output</th><th>fingerprint (sha256 of what made it)</th></tr>{rows}"
+            "</table><p>Each model folder holds <code>&lt;stage&gt;.fingerprint.json</code>: the settings, "
+            "inputs and data files it was made from.</p>")
+
+
+def build_report(cfg: Config, provenance: dict | None = None) -> Path:
+    """Write ``report.html`` (self-contained) into the run folder and return its path.
+
+    ``provenance`` (from the report stage): ``fingerprints`` of the outputs described and ``warnings``
+    when they do not match (an evaluation of an earlier policy)."""
     run = cfg.run_path
     metrics_path = cfg.path("{run_dir}/ppo/metrics.jsonl")
     rows: list[dict] | None = None
@@ -110,6 +125,7 @@ def build_report(cfg: Config) -> Path:
         ("distributions", "Toxicity before and after",
          _safe(lambda: distributions_section(table, ev), "Toxicity distributions")),
         ("examples", "Examples", _safe(lambda: examples_section(table, ev, cfg.report.examples), "Examples")),
+        ("provenance", "Provenance", provenance_section(provenance)),
         ("config", "Configuration", "<details><summary>The run's configuration (YAML, as resolved)</summary>"
                                     f"<pre>{esc(cfg.to_yaml())}</pre></details>"),
     ]

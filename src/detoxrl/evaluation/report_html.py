@@ -59,6 +59,7 @@ def html_table(header: Sequence[str], rows: Sequence[Sequence[str]], cls: str = 
 
 
 STYLE = """
+.warn{background:#fff4e5;border-left:4px solid #d9822b;padding:8px 12px}
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;margin:0;color:#1d232a;background:#f6f7f9}
 main{max-width:1180px;margin:0 auto;padding:24px 28px 60px}
 header{background:#1f3b57;color:#fff;padding:22px 28px}

@@ -1,4 +1,8 @@
-"""``report``: ``report.html`` in the run folder and the model card beside the saved policy."""
+"""``report``: ``report.html`` in the run folder and the model card beside the saved policy.
+
+Both state the fingerprints of what they describe; when ``eval.json`` evaluated another policy than the
+one saved now (the policy was remade after the evaluation), both say so.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from pathlib import Path
 from detoxrl.config import Config
 from detoxrl.evaluation.model_card import write_model_card
 from detoxrl.evaluation.report import build_report
+from detoxrl.stages import fingerprint
 from detoxrl.utils import read_json
 
 
@@ -14,10 +19,29 @@ def output(cfg: Config) -> Path:
     return cfg.run_path / "report.html"
 
 
+def provenance(cfg: Config, ev: dict | None) -> dict:
+    """The fingerprints of the policy, the reference and the evaluation, and what does not match."""
+    policy_dir = cfg.path(cfg.ppo.output_dir)
+    fps = {name: (fp or {}).get("hash") for name, fp in (
+        ("policy (ppo)", fingerprint.read(policy_dir / "config.json", "ppo")),
+        ("reference (sft)", fingerprint.read(cfg.path(cfg.sft.output_dir) / "config.json", "sft")),
+        ("evaluation (eval)", fingerprint.read(cfg.run_path / "eval.json", "eval")))}
+    warnings = []
+    evaluated = (ev or {}).get("made_from", {}).get("policy")
+    if ev is not None and fps["policy (ppo)"] and evaluated != fps["policy (ppo)"]:
+        warnings.append(f"eval.json evaluated policy {evaluated or '(unrecorded)'}, but the policy saved in "
+                        f"{policy_dir} is {fps['policy (ppo)']}; run `detoxrl eval` (or `detoxrl run`) again")
+    meta_path = policy_dir / "detoxrl.json"
+    changes = read_json(meta_path).get("config_changes", []) if meta_path.exists() else []
+    return {"fingerprints": fps, "warnings": warnings, "config_changes": changes}
+
+
 def run(cfg: Config) -> Path:
-    out = build_report(cfg)
+    eval_path = cfg.run_path / "eval.json"
+    ev = read_json(eval_path) if eval_path.exists() else None
+    prov = provenance(cfg, ev)
+    out = build_report(cfg, provenance=prov)
     policy_dir = cfg.path(cfg.ppo.output_dir)
     if (policy_dir / "config.json").exists():
-        eval_path = cfg.run_path / "eval.json"
-        write_model_card(cfg, policy_dir, read_json(eval_path) if eval_path.exists() else None)
+        write_model_card(cfg, policy_dir, ev, provenance=prov)
     return out
