@@ -30,6 +30,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import torch  # noqa: E402
 from _common import (  # noqa: E402
     Workload,
     current_rss_mb,
@@ -42,7 +43,6 @@ from _common import (  # noqa: E402
     workload_from_args,
 )
 
-import torch  # noqa: E402
 
 def build_trainer(model_dir: Path, work: Workload, seed: int,
                   precision: str = "fp32", compiled: bool = False) -> tuple[Any, dict[str, Any]]:
@@ -167,6 +167,7 @@ def main() -> None:
     import transformers
 
     import detoxrl
+
     # What build_trainer uses, imported before the import figure as the legacy worker imports TRL's trainer.
     import detoxrl.models.policy  # noqa: F401
     import detoxrl.rl.trainer  # noqa: F401

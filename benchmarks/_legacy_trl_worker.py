@@ -33,6 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import torch  # noqa: E402
 from _common import (  # noqa: E402
     PhaseClock,
     current_rss_mb,
@@ -45,8 +46,6 @@ from _common import (  # noqa: E402
     workload_dict,
     workload_from_args,
 )
-
-import torch  # noqa: E402
 
 TRL_PHASES = {
     "time/ppo/forward_pass": "forward",  # old logprobs + values (policy) and reference logprobs

@@ -18,7 +18,6 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import torch  # noqa: E402
-
 from _common import SIZES, Workload, build_model_folder, make_prompts  # noqa: E402
 
 

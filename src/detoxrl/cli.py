@@ -149,7 +149,8 @@ def judge_eval(file: Path = typer.Argument(..., help="Labelled csv/jsonl to scor
 
     def go():
         from detoxrl.rewards.build import build_judge
-        from detoxrl.rewards.judge_eval import format_judge_eval, judge_eval as run_judge_eval
+        from detoxrl.rewards.judge_eval import format_judge_eval
+        from detoxrl.rewards.judge_eval import judge_eval as run_judge_eval
         from detoxrl.utils import console, write_json
 
         _quiet_libraries()

@@ -13,9 +13,8 @@ from pathlib import Path
 
 from detoxrl.config import Config
 from detoxrl.errors import ConfigError
-from detoxrl.stages import STAGES
+from detoxrl.stages import STAGES, fingerprint, ppo, prepare, report, sft, train_rm
 from detoxrl.stages import eval as eval_stage
-from detoxrl.stages import fingerprint, ppo, prepare, report, sft, train_rm
 from detoxrl.stages.device import is_main_process
 from detoxrl.utils import atomic_write_text, console, write_json
 

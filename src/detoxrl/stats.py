@@ -7,7 +7,7 @@ running means and standard deviations (``ppo.score_norm``, ``reward.normalize``)
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

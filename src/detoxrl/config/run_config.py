@@ -48,7 +48,7 @@ class Config(_Strict):
         return v
 
     @model_validator(mode="after")
-    def _check(self) -> "Config":
+    def _check(self) -> Config:
         if self.data.source == "testbed" and self.testbed is None:
             raise ValueError("data.source is 'testbed' but there is no testbed section")
         if not self.reward.judges:

@@ -78,7 +78,7 @@ class DataSettings(_Strict):
     max_eval_rows: int | None = Field(None, gt=0)
 
     @model_validator(mode="after")
-    def _check(self) -> "DataSettings":
+    def _check(self) -> DataSettings:
         if self.min_prompt_tokens > self.max_prompt_tokens:
             raise ValueError("min_prompt_tokens must not exceed max_prompt_tokens")
         if "{text}" not in self.prompt_template:
@@ -98,7 +98,7 @@ class SeverityMix(_Strict):
     identity: float = Field(0.25, ge=0)
 
     @model_validator(mode="after")
-    def _positive(self) -> "SeverityMix":
+    def _positive(self) -> SeverityMix:
         if self.rude + self.insulting + self.profane + self.identity <= 0:
             raise ValueError("at least one severity weight must be positive")
         return self
@@ -154,7 +154,7 @@ class GenerationSettings(_Strict):
     growing cache produces; dynamic otherwise (see ``detoxrl.models.cpu_shapes.static_kv_cache``)."""
 
     @model_validator(mode="after")
-    def _check(self) -> "GenerationSettings":
+    def _check(self) -> GenerationSettings:
         if self.min_new_tokens > self.max_new_tokens:
             raise ValueError("min_new_tokens must not exceed max_new_tokens")
         if self.length_sampler is not None:
@@ -329,7 +329,7 @@ class PPOSettings(_Strict):
     seed: int | None = None
 
     @model_validator(mode="after")
-    def _check(self) -> "PPOSettings":
+    def _check(self) -> PPOSettings:
         if self.batch_size % self.mini_batch_size:
             raise ValueError("batch_size must be a multiple of mini_batch_size")
         return self

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -51,7 +51,7 @@ class CheckOutcome:
     found: list[list[str]]
 
     @staticmethod
-    def empty() -> "CheckOutcome":
+    def empty() -> CheckOutcome:
         return CheckOutcome(torch.zeros(0, dtype=torch.bool), torch.zeros(0), [])
 
 

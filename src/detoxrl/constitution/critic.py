@@ -14,7 +14,7 @@ under ``torch.no_grad``, so the answer is deterministic.
 from __future__ import annotations
 
 import contextlib
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
@@ -30,7 +30,7 @@ class ConstitutionEngine:
     def from_config(cls, cfg: Config, device: str | torch.device = "cpu", *,
                     constitution: Constitution | str | Path | None = None, revision: str | None = None,
                     judges: Sequence[Judge] = (), policy: LoadedPolicy | None = None,
-                    generation: GenerationSettings | None = None, seed: int | None = None) -> "ConstitutionEngine":
+                    generation: GenerationSettings | None = None, seed: int | None = None) -> ConstitutionEngine:
         """Build from ``cfg.constitution`` (each keyword overrides the config).
 
         ``judges`` are judges already built (the reward's), reused by name; ``policy`` is the model

@@ -10,8 +10,8 @@ policy is ``--policy``, else the trained policy at ``ppo.output_dir`` if it exis
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -86,7 +86,7 @@ class LexiconCheck(_Strict):
     min_matches: int = Field(1, ge=1)
 
     @model_validator(mode="after")
-    def _one_source(self) -> "LexiconCheck":
+    def _one_source(self) -> LexiconCheck:
         if (self.lexicon is None) == (self.judge is None):
             raise ValueError("give exactly one of `lexicon` (a word-list source) or `judge` (a lexicon judge)")
         unknown = sorted(set(self.dimensions) - set(DIMENSIONS))
@@ -139,11 +139,11 @@ class SelfCritiqueCheck(_Strict):
 
 class CombinedCheck(_Strict):
     kind: Literal["all", "any"]
-    checks: list["CheckSettings"] = Field(min_length=1)
+    checks: list[CheckSettings] = Field(min_length=1)
 
 
 CheckSettings = Annotated[
-    Union[JudgeCheck, LexiconCheck, PatternCheck, FaithfulnessCheck, SelfCritiqueCheck, CombinedCheck],
+    JudgeCheck | LexiconCheck | PatternCheck | FaithfulnessCheck | SelfCritiqueCheck | CombinedCheck,
     Field(discriminator="kind"),
 ]
 CombinedCheck.model_rebuild()

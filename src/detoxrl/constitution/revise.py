@@ -20,8 +20,8 @@ revisions become preference and SFT data.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 from detoxrl.config import GenerationSettings
 from detoxrl.constitution.checks import PrincipleChecker, Verdicts

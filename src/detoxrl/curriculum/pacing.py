@@ -8,7 +8,7 @@ Reference: Platanios et al. 2019, "Competence-based Curriculum Learning for Neur
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 PacingFn = Callable[[float, float, float], float]
 

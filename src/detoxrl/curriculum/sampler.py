@@ -19,7 +19,8 @@ from __future__ import annotations
 import copy
 import hashlib
 import math
-from typing import Callable, Protocol, Sequence, runtime_checkable
+from collections.abc import Callable, Sequence
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 

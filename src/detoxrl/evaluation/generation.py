@@ -4,8 +4,8 @@ length with a seed per (sample, batch), and the KL of the policy to the referenc
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch

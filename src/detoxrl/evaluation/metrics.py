@@ -24,7 +24,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch

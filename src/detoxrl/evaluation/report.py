@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from detoxrl.config import Config
 from detoxrl.evaluation.report_html import esc, not_run, render_page

@@ -7,7 +7,8 @@ from __future__ import annotations
 import base64
 import html
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 

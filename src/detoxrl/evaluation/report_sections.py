@@ -6,7 +6,7 @@ Every ``*_section`` function returns an HTML fragment; a missing input gives a "
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

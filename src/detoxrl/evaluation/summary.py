@@ -7,7 +7,8 @@ Arrays are ``[k, N]``: ``k`` samples of ``N`` prompts. Intervals are bootstrap i
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 

@@ -20,8 +20,8 @@ import abc
 import contextlib
 import os
 import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
 
 import torch
 from torch import Tensor
@@ -59,7 +59,7 @@ class JudgeResult:
         return ok
 
     @staticmethod
-    def concat(parts: Sequence["JudgeResult"]) -> "JudgeResult":
+    def concat(parts: Sequence[JudgeResult]) -> JudgeResult:
         """Join per-batch results (all from the same judge) into one."""
         first = parts[0]
         return JudgeResult(
@@ -72,7 +72,7 @@ class JudgeResult:
         )
 
     @staticmethod
-    def empty(judge: str, dimensions: Sequence[str], threshold: float = 0.5) -> "JudgeResult":
+    def empty(judge: str, dimensions: Sequence[str], threshold: float = 0.5) -> JudgeResult:
         z = torch.zeros(0)
         return JudgeResult(judge, z, z.clone(), {d: z.clone() for d in dimensions}, z.clone(), threshold)
 
@@ -129,7 +129,7 @@ def truncate_words(text: str, max_words: int) -> str:
     """The first ``max_words`` whitespace-separated words of ``text`` (the text itself if shorter)."""
     if len(text) <= max_words:  # cannot hold more words than characters
         return text
-    m = re.match(r"\s*(?:\S+\s+){%d}" % max_words, text)
+    m = re.match(rf"\s*(?:\S+\s+){{{max_words}}}", text)
     return text if m is None else text[: m.end()].rstrip()
 
 

@@ -31,8 +31,8 @@ the step) and ``n_nonfinite`` counts them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import torch
 from torch import Tensor
@@ -128,7 +128,7 @@ class CompositeReward:
         self.moments = {j.name: RunningMoments() for j in self.judges}
 
     @classmethod
-    def from_config(cls, cfg: Config, device: str | torch.device = "cpu") -> "CompositeReward":
+    def from_config(cls, cfg: Config, device: str | torch.device = "cpu") -> CompositeReward:
         """Build every judge of ``cfg.reward.judges`` and combine them as ``cfg.reward`` says."""
         judges = build_judges(cfg.reward.judges, cfg, device)
         return cls(judges, [j.weight for j in cfg.reward.judges], cfg.reward)

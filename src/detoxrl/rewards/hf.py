@@ -18,8 +18,9 @@ exactly as it was trained.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Literal, Mapping, Sequence
+from typing import Literal
 
 import torch
 from torch import Tensor

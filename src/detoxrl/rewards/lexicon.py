@@ -35,9 +35,10 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections import defaultdict
+from collections.abc import Iterable, Mapping
 from itertools import groupby
 from pathlib import Path
-from typing import Iterable, Literal, Mapping
+from typing import Literal
 
 import better_profanity
 import torch
@@ -256,7 +257,7 @@ class LexiconJudge(Judge):
         """Words read per text."""
 
     @classmethod
-    def from_source(cls, name: str, source: str, **kwargs) -> "LexiconJudge":
+    def from_source(cls, name: str, source: str, **kwargs) -> LexiconJudge:
         """``source`` is a lexicon file, or ``better-profanity`` for that package's list."""
         if source.replace("_", "-") == "better-profanity":
             return cls(name, better_profanity_words(), **kwargs)

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import math
 import random
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 from torch import Tensor

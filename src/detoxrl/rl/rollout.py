@@ -8,7 +8,7 @@ decoder sequence; for a decoder-only model the tokens after the prompt), ``H`` t
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Optional, Protocol
+from typing import Protocol
 
 import torch
 
@@ -35,17 +35,17 @@ class Rollout:
     query_mask: torch.Tensor = _row()  # [B, Tq] 1 on prompt tokens
     response_ids: torch.Tensor = _token()  # [B, T] sampled response tokens, padded after EOS
     response_mask: torch.Tensor = _token()  # [B, T] 1 on response tokens up to and including EOS
-    logprobs: Optional[torch.Tensor] = _token()  # [B, T] log π_old(y_t | x, y_<t)
-    ref_logprobs: Optional[torch.Tensor] = _token()  # [B, T] log π_ref(y_t | x, y_<t)
-    values: Optional[torch.Tensor] = _token()  # [B, T] V_old(x, y_<t), float32
-    scores: Optional[torch.Tensor] = _row()  # [B] judge scores after eos penalty, normalisation, clipping
-    raw_scores: Optional[torch.Tensor] = _row()  # [B] the reward's totals as returned
-    rewards: Optional[torch.Tensor] = _token()  # [B, T] −β·KL per token, plus the score on the last token
-    kl: Optional[torch.Tensor] = _token()  # [B, T] per-token KL estimate to the reference
-    advantages: Optional[torch.Tensor] = _token()  # [B, T] GAE advantages (whitened when configured)
-    returns: Optional[torch.Tensor] = _token()  # [B, T] advantages + values
-    encoder_hidden: Optional[torch.Tensor] = _row()  # [B, Tq, H] encoder output (encoder-decoders)
-    has_eos: Optional[torch.Tensor] = _row()  # [B] bool: the response ended (before any padding)
+    logprobs: torch.Tensor | None = _token()  # [B, T] log π_old(y_t | x, y_<t)
+    ref_logprobs: torch.Tensor | None = _token()  # [B, T] log π_ref(y_t | x, y_<t)
+    values: torch.Tensor | None = _token()  # [B, T] V_old(x, y_<t), float32
+    scores: torch.Tensor | None = _row()  # [B] judge scores after eos penalty, normalisation, clipping
+    raw_scores: torch.Tensor | None = _row()  # [B] the reward's totals as returned
+    rewards: torch.Tensor | None = _token()  # [B, T] −β·KL per token, plus the score on the last token
+    kl: torch.Tensor | None = _token()  # [B, T] per-token KL estimate to the reference
+    advantages: torch.Tensor | None = _token()  # [B, T] GAE advantages (whitened when configured)
+    returns: torch.Tensor | None = _token()  # [B, T] advantages + values
+    encoder_hidden: torch.Tensor | None = _row()  # [B, Tq, H] encoder output (encoder-decoders)
+    has_eos: torch.Tensor | None = _row()  # [B] bool: the response ended (before any padding)
     components: dict[str, torch.Tensor] = field(default_factory=dict)  # named [B] reward terms
     entropy: float = float("nan")  # mean policy entropy over response tokens, from the rollout pass
     timings: dict[str, float] = field(default_factory=dict)  # seconds per phase of experience making
@@ -54,7 +54,7 @@ class Rollout:
     def __len__(self) -> int:
         return len(self.prompts)
 
-    def select(self, idx: torch.Tensor) -> "Rollout":
+    def select(self, idx: torch.Tensor) -> Rollout:
         """A minibatch: rows ``idx`` of every per-row and per-token field, the per-token ones trimmed to
         the longest response among those rows (rounded up to a multiple of ``length_multiple``)."""
         t = int(self.response_mask[idx].sum(1).max().item()) or 1

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import time
+
 import torch
 from accelerate import Accelerator
 

@@ -169,7 +169,7 @@ def run(cfg: Config, resume: bool = False, reward_fn: Reward | None = None,
     return out
 
 
-def train_loop(cfg: Config, st: Setup, start: int, log: "MetricLog") -> None:
+def train_loop(cfg: Config, st: Setup, start: int, log: MetricLog) -> None:
     """Steps ``start + 1 … ppo.steps``: sample prompts, one PPO step, observe, log, checkpoint.
 
     A collective that times out (``ppo.collective_timeout_s``) or loses its peer ends the run with an
@@ -246,7 +246,7 @@ class MetricLog:
                 if isinstance(v, (int, float)) and k != "step" and math.isfinite(v):
                     self.tb.add_scalar(k, v, step)
 
-    def __enter__(self) -> "MetricLog":
+    def __enter__(self) -> MetricLog:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 from detoxrl.config import TestbedSettings
 from detoxrl.data.prompts import fill_template

@@ -7,7 +7,7 @@ with ``save_pretrained`` (safetensors) next to their tokenizer: they load with p
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 from transformers import (

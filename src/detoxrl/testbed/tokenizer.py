@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import string
-from typing import Iterable
+from collections.abc import Iterable
 
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast

@@ -41,7 +41,10 @@ def T(summary: str, *turns: str) -> Template:
 
 TOPICS: list[Topic] = [
     Topic("book a table", {
-        "place": ["the Blue Cafe", "Luigi's", "the Golden Dragon", "the Green Garden", "Chez Marie", "the Harbor Grill", "the Olive Tree", "Sakura House"],
+        "place": [
+            "the Blue Cafe", "Luigi's", "the Golden Dragon", "the Green Garden", "Chez Marie", "the Harbor Grill",
+            "the Olive Tree", "Sakura House",
+        ],
         "n": ["two", "three", "four", "five", "six"],
     }, (
         T("#Person1# books a table for {n} at {place} on {day} at {time}.",
@@ -55,7 +58,10 @@ TOPICS: list[Topic] = [
           "I'll call them and book for {time}.", "Great, I love their food.", "Me too. I'll tell {name}."),
     )),
     Topic("see a doctor", {
-        "symptom": ["a sore throat", "a bad cough", "a headache", "a fever", "back pain", "a stomach ache", "an ear ache", "a rash"],
+        "symptom": [
+            "a sore throat", "a bad cough", "a headache", "a fever", "back pain", "a stomach ache", "an ear ache",
+            "a rash",
+        ],
         "days_ill": ["two days", "three days", "a week", "since Monday", "since yesterday"],
     }, (
         T("#Person2# has had {symptom} for {days_ill}. The doctor gives #Person2# some medicine and asks #Person2# to rest.",
@@ -84,7 +90,10 @@ TOPICS: list[Topic] = [
           "That's great news! Are you ready?", "I think so. I'm a bit nervous.", "You will do fine."),
     )),
     Topic("hotel check-in", {
-        "hotel": ["the Grand Hotel", "the Park Inn", "the Seaside Lodge", "the City Hotel", "the Royal Plaza", "the Maple Inn"],
+        "hotel": [
+            "the Grand Hotel", "the Park Inn", "the Seaside Lodge", "the City Hotel", "the Royal Plaza",
+            "the Maple Inn",
+        ],
         "nights": ["one night", "two nights", "three nights", "four nights", "a week"],
     }, (
         T("#Person1# checks in at {hotel} for {nights}. #Person2# gives #Person1# the key to room 204.",
@@ -112,7 +121,9 @@ TOPICS: list[Topic] = [
           "Yes, the sign says so.", "Then I'll buy it.", "Good choice."),
     )),
     Topic("rent an apartment", {
-        "area": ["near the park", "downtown", "by the river", "near the station", "on Oak Street", "near the university"],
+        "area": [
+            "near the park", "downtown", "by the river", "near the station", "on Oak Street", "near the university",
+        ],
         "rooms": ["one bedroom", "two bedrooms", "three bedrooms", "a studio"],
     }, (
         T("#Person2# looks for an apartment {area} with {rooms}, and #Person1# shows #Person2# one on {day}.",
@@ -154,7 +165,9 @@ TOPICS: list[Topic] = [
           "Good idea. I'll call them.", "Ask them to bring it to {address}.", "Sure."),
     )),
     Topic("open a bank account", {
-        "account": ["a savings account", "a checking account", "a student account", "a business account", "a joint account"],
+        "account": [
+            "a savings account", "a checking account", "a student account", "a business account", "a joint account",
+        ],
         "document": ["a passport", "an ID card", "a driving license", "a bank letter"],
     }, (
         T("#Person2# opens {account} and shows {document}.",
@@ -168,7 +181,9 @@ TOPICS: list[Topic] = [
           "No, just bring {document}.", "OK, I'll go on {day}.", "Good plan."),
     )),
     Topic("car repair", {
-        "problem": ["a flat tire", "a broken light", "a strange noise", "a dead battery", "a leaking oil tank", "bad brakes"],
+        "problem": [
+            "a flat tire", "a broken light", "a strange noise", "a dead battery", "a leaking oil tank", "bad brakes",
+        ],
         "car": ["the old car", "the van", "the red car", "the truck", "the small car"],
     }, (
         T("#Person2# brings {car} in because of {problem}. #Person1# will fix it by {day}.",
@@ -182,7 +197,10 @@ TOPICS: list[Topic] = [
           "I can give you a ride.", "That would be great.", "I'll pick you up at {time}."),
     )),
     Topic("borrow a library book", {
-        "book": ["a history book", "a cook book", "a travel guide", "a novel", "a science book", "a poetry book", "a dictionary"],
+        "book": [
+            "a history book", "a cook book", "a travel guide", "a novel", "a science book", "a poetry book",
+            "a dictionary",
+        ],
         "weeks": ["one week", "two weeks", "three weeks", "a month"],
     }, (
         T("#Person2# borrows {book} from the library for {weeks}.",
@@ -266,7 +284,9 @@ TOPICS: list[Topic] = [
           "{length}.", "Did you take photos?", "Lots. I'll show you."),
     )),
     Topic("buy movie tickets", {
-        "movie": ["the new comedy", "the space film", "the cartoon", "the detective film", "the musical", "the war film"],
+        "movie": [
+            "the new comedy", "the space film", "the cartoon", "the detective film", "the musical", "the war film",
+        ],
         "tickets": ["one ticket", "two tickets", "three tickets", "four tickets"],
     }, (
         T("#Person2# buys {tickets} for {movie} at {time}.",
@@ -364,7 +384,10 @@ TOPICS: list[Topic] = [
           "Let me see. A cable is loose.", "Oh, that's it?", "Yes, it's fine now."),
     )),
     Topic("weekend plans", {
-        "activity": ["go hiking", "see a concert", "visit the zoo", "play tennis", "go fishing", "have a picnic", "go cycling"],
+        "activity": [
+            "go hiking", "see a concert", "visit the zoo", "play tennis", "go fishing", "have a picnic",
+            "go cycling",
+        ],
         "friend": ["Alex", "Kate", "Nick", "Rita", "Sean", "Tina"],
     }, (
         T("#Person1# and #Person2# decide to {activity} with {friend} on {day}.",
