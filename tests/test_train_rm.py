@@ -129,8 +129,8 @@ def test_train_labels_learns_and_loads_without_detoxrl(tmp_path, labelled_files,
     from detoxrl.rewards.hf import HFClassifierJudge
 
     train, ev = labelled_files
-    cfg = make_cfg(tmp_path, mode="labels", train_file=str(train), eval_file=str(ev), epochs=3,
-                   batch_size=32, learning_rate=2e-3, seed=learning_seed() + 1)
+    cfg = make_cfg(tmp_path, mode="labels", train_file=str(train), eval_file=str(ev), epochs=6,
+                   batch_size=32, learning_rate=2e-3, seed=learning_seed())
     out = train_rm(cfg)
     assert out == cfg.path("{run_dir}/judge")
     metrics = json.loads((out / "train_metrics.json").read_text())
