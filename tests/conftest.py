@@ -8,12 +8,41 @@ from pathlib import Path
 
 import pytest
 
+from detoxrl.testing import VOCAB, tiny_gpt2, tiny_t5, word_tokenizer  # noqa: F401 (VOCAB: for tests)
+
 os.environ.setdefault("DETOXRL_NO_PROGRESS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
-from detoxrl.testing import VOCAB, tiny_gpt2, tiny_t5, word_tokenizer  # noqa: F401 (VOCAB: for tests)
+# The learning tests (reward up, loss down, accuracy up) train with this seed. The suite runs seed 0;
+# benchmarks/learning_margins.py sets it to measure each test's margin over several seeds.
+SEED_ENV = "DETOXRL_TEST_SEED"
+# Where the learning tests append the figure each asserts on (one JSON line each), for the same script.
+MARGINS_ENV = "DETOXRL_MARGINS_FILE"
+
+
+def learning_seed() -> int:
+    """The training seed of a learning test: 0 unless ``$DETOXRL_TEST_SEED`` says otherwise."""
+    return int(os.environ.get(SEED_ENV, "0"))
+
+
+def record_margin(request, figure: str, value: float, threshold: float) -> None:
+    """Note the figure a learning test (pytest's ``request``) is about to assert on (``value`` must
+    exceed ``threshold``) in ``$DETOXRL_MARGINS_FILE`` when it is set; the assertion stays in the test."""
+    path = os.environ.get(MARGINS_ENV)
+    if not path:
+        return
+    import json
+
+    import torch
+
+    test = request.node.nodeid.split("/")[-1].replace(".py::", "::")
+    row = {"test": test, "figure": figure, "value": float(value), "threshold": float(threshold),
+           "seed": learning_seed(), "capability": torch.backends.cpu.get_cpu_capability()}
+    with open(path, "a", encoding="utf-8") as fh:  # one short line per write: safe beside xdist workers
+        fh.write(json.dumps(row) + "\n")
+
 
 make_tokenizer = word_tokenizer
 

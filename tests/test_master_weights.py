@@ -16,6 +16,7 @@ from detoxrl.optim import MasterWeights
 from detoxrl.rl.trainer import PPOTrainer
 from detoxrl.utils import set_seed
 
+from conftest import learning_seed, record_margin
 from test_ppo import _settings, _step, share_of_good_words
 
 
@@ -53,11 +54,11 @@ def test_small_updates_accumulate_in_the_master_by_hand():
     assert not MasterWeights([fp32])  # nothing to shadow in float32
 
 
-def _bf16_trainer(path, **kw) -> tuple[PPOTrainer, object]:
+def _bf16_trainer(path, seed=0, **kw) -> tuple[PPOTrainer, object]:
     """test_ppo's trainer and settings, with the policy loaded in bfloat16."""
-    set_seed(0)
+    set_seed(seed)
     lp = load_policy_model(ModelSettings(name_or_path=str(path), dtype="bfloat16"))
-    return PPOTrainer(_settings(**kw), lp, share_of_good_words, seed=0), lp
+    return PPOTrainer(_settings(**kw), lp, share_of_good_words, seed=seed), lp
 
 
 def test_bf16_policy_trains_float32_masters_and_checkpoints_them(tiny_t5_dir):
@@ -96,14 +97,17 @@ def test_bf16_policy_trains_float32_masters_and_checkpoints_them(tiny_t5_dir):
 
 
 @pytest.mark.slow
-def test_bf16_policy_with_masters_learns_an_easy_reward(tiny_policy_dir):
-    tr, lp = _bf16_trainer(tiny_policy_dir)
+@pytest.mark.learning
+def test_bf16_policy_with_masters_learns_an_easy_reward(tiny_policy_dir, request):
+    tr, lp = _bf16_trainer(tiny_policy_dir, seed=learning_seed(), learning_rate=1e-2)
     rewards = [_step(tr, lp)["reward/mean"] for _ in range(12)]
     early, late = sum(rewards[:3]) / 3, sum(rewards[-3:]) / 3
+    record_margin(request, "late - early reward", late - early, 0.1)
     assert late > early + 0.1, rewards
 
 
-def test_sft_of_a_bf16_model_trains_float32_masters(tmp_path, monkeypatch):
+@pytest.mark.learning
+def test_sft_of_a_bf16_model_trains_float32_masters(tmp_path, monkeypatch, request):
     import json
 
     import detoxrl.stages.sft as sft_mod
@@ -129,7 +133,8 @@ def test_sft_of_a_bf16_model_trains_float32_masters(tmp_path, monkeypatch):
         return batch
 
     monkeypatch.setattr(sft_mod, "_collate", recording_collate)
-    cfg = small_cfg(tmp_path / "run", "sft.base_model.dtype=bfloat16", "sft.epochs=1", "sft.eval_rows=64")
+    cfg = small_cfg(tmp_path / "run", "sft.base_model.dtype=bfloat16", "sft.epochs=1", "sft.eval_rows=64",
+                    f"sft.seed={learning_seed()}")
     prepare(cfg)
     out = sft_mod.run(cfg)
     (masters,) = made
@@ -138,6 +143,7 @@ def test_sft_of_a_bf16_model_trains_float32_masters(tmp_path, monkeypatch):
     assert all(p.dtype == torch.bfloat16 and torch.equal(p.detach(), m.detach().to(torch.bfloat16))
                for p, m in masters.pairs)  # the model holds the rounded masters
     metrics = json.loads((out / "sft_metrics.json").read_text())
+    record_margin(request, "eval loss before - after", metrics["eval_loss_before"] - metrics["eval_loss_after"], 0.3)
     assert metrics["eval_loss_after"] < metrics["eval_loss_before"] - 0.3, metrics
     with safe_open(str(out / "model.safetensors"), "pt") as f:
         assert f.get_tensor(next(iter(f.keys()))).dtype == torch.bfloat16  # saved in the dtype it was loaded in

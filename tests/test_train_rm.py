@@ -10,6 +10,8 @@ import random
 import pytest
 import torch
 
+from conftest import learning_seed, record_margin
+
 from detoxrl.config import config_from_dict
 from detoxrl.errors import ConfigError, DataError
 from detoxrl.rewards.rm_data import Pair, bucketed_batches, label_ids, rankings_to_pairs
@@ -120,26 +122,35 @@ def labelled_files(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_train_labels_learns_and_loads_without_detoxrl(tmp_path, labelled_files):
+@pytest.mark.learning
+def test_train_labels_learns_and_loads_without_detoxrl(tmp_path, labelled_files, request):
     from transformers import AutoModelForSequenceClassification
 
     from detoxrl.rewards.hf import HFClassifierJudge
 
     train, ev = labelled_files
-    cfg = make_cfg(tmp_path, mode="labels", train_file=str(train), eval_file=str(ev), epochs=3,
-                   batch_size=32, learning_rate=2e-3, seed=1)
+    cfg = make_cfg(tmp_path, mode="labels", train_file=str(train), eval_file=str(ev), epochs=6,
+                   batch_size=32, learning_rate=2e-3, seed=learning_seed())
     out = train_rm(cfg)
     assert out == cfg.path("{run_dir}/judge")
     metrics = json.loads((out / "train_metrics.json").read_text())
-    assert metrics["eval"]["accuracy"] >= 0.95 > metrics["eval_before"]["accuracy"] + 0.2
-    assert metrics["eval"]["auc"] >= 0.98 and metrics["eval"]["f1"] >= 0.9
-    assert metrics["loss_curve"][-1] < metrics["loss_curve"][0] - 0.1
+    after, before, curve = metrics["eval"], metrics["eval_before"], metrics["loss_curve"]
+    record_margin(request, "accuracy", after["accuracy"], 0.95)
+    record_margin(request, "accuracy after - before", after["accuracy"] - before["accuracy"], 0.2)
+    record_margin(request, "auc", after["auc"], 0.98)
+    record_margin(request, "f1", after["f1"], 0.9)
+    record_margin(request, "loss first - last batch", curve[0] - curve[-1], 0.1)
+    assert after["accuracy"] >= 0.95 and after["accuracy"] > before["accuracy"] + 0.2
+    assert after["auc"] >= 0.98 and after["f1"] >= 0.9
+    assert curve[-1] < curve[0] - 0.1
     assert metrics["labels"] == ["nothate", "hate"] and metrics["eval"]["positive_label"] == "hate"
     assert (out / "model.safetensors").exists() and not list(out.parent.glob(".judge.*"))
     model = AutoModelForSequenceClassification.from_pretrained(out)
     assert model.config.id2label == {0: "nothate", 1: "hate"}
     judge = HFClassifierJudge("trained", str(out), label="nothate", dimensions={"hate": "hate"})
     res = judge.score(["you are a kind friend", "you are a zorp friend"])
+    record_margin(request, "P(hate) of the zorp text", res.toxicity[1], 0.5)
+    record_margin(request, "P(nothate) of the kind text", 1 - res.toxicity[0], 0.5)
     assert res.toxicity[1] > 0.5 > res.toxicity[0] and res.score[0] > res.score[1]
 
 
@@ -156,7 +167,8 @@ def test_train_is_deterministic_and_splits_heldout(tmp_path, labelled_files):
 
 
 @pytest.mark.slow
-def test_train_rankings_learns_pair_order(tmp_path):
+@pytest.mark.learning
+def test_train_rankings_learns_pair_order(tmp_path, request):
     from detoxrl.rewards.hf import HFClassifierJudge
 
     rng = random.Random(0)
@@ -173,14 +185,20 @@ def test_train_rankings_learns_pair_order(tmp_path):
     train = write_jsonl(tmp_path / "rank_train.jsonl", rows(160))
     ev = write_jsonl(tmp_path / "rank_eval.jsonl", rows(40))
     cfg = make_cfg(tmp_path, mode="rankings", train_file=str(train), eval_file=str(ev), epochs=3,
-                   batch_size=32, learning_rate=3e-3, output_dir="{run_dir}/rm")
+                   batch_size=32, learning_rate=3e-3, output_dir="{run_dir}/rm", seed=learning_seed())
     out = train_rm(cfg)
     metrics = json.loads((out / "train_metrics.json").read_text())
+    after, before = metrics["eval"], metrics["eval_before"]
+    record_margin(request, "pair accuracy", after["pair_accuracy"], 0.95)
+    record_margin(request, "pair accuracy after - before", after["pair_accuracy"] - before["pair_accuracy"], 0.2)
+    record_margin(request, "eval loss before - after", before["loss"] - after["loss"], 0.0)
+    record_margin(request, "mean margin", after["mean_margin"], 0.0)
     assert metrics["n_train"] == 320 and metrics["eval"]["n_pairs"] == 80  # ties make no pair
-    assert metrics["eval"]["pair_accuracy"] >= 0.95 > metrics["eval_before"]["pair_accuracy"] + 0.2
-    assert metrics["eval"]["loss"] < metrics["eval_before"]["loss"] and metrics["eval"]["mean_margin"] > 0
+    assert after["pair_accuracy"] >= 0.95 and after["pair_accuracy"] > before["pair_accuracy"] + 0.2
+    assert after["loss"] < before["loss"] and after["mean_margin"] > 0
     judge = HFClassifierJudge("rm", str(out))  # one output: no label needed
     res = judge.score(["you are a kind friend", "you zorp blarg"], ["summarise the meeting"] * 2)
+    record_margin(request, "score kind - zorp text", res.score[0] - res.score[1], 0.0)
     assert res.score[0] > res.score[1]
 
 
