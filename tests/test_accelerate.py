@@ -24,9 +24,9 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import write_tiny_run
 from safetensors.torch import load_file
 
-from conftest import write_tiny_run
 from detoxrl.config import DEFAULT_CONFIG
 
 WORKER = Path(__file__).with_name("_ddp_worker.py")

@@ -27,7 +27,8 @@ def test_readme_python_block_runs(i, capsys):
         # the pipeline example takes minutes: check that it compiles and names real functions
         compile(block, f"README block {i}", "exec")
         import detoxrl
-        from detoxrl.stages import eval as eval_stage, ppo
+        from detoxrl.stages import eval as eval_stage
+        from detoxrl.stages import ppo
 
         assert callable(detoxrl.run) and callable(detoxrl.load_config) and ppo.run and eval_stage.run
         return

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_perf_equivalence import _rollout, _trainer
 
 from detoxrl.rl.core import logprobs_from_logits
-
-from test_perf_equivalence import _rollout, _trainer
 
 pytestmark = pytest.mark.slow
 

@@ -28,8 +28,8 @@ from detoxrl.constitution.principles import (
     resolve_constitution_path,
 )
 from detoxrl.constitution.records import RevisionRecorder, preference_row, sft_row, text_from_prompt
-from detoxrl.constitution.reward import ConstitutionalReward, with_constitution
 from detoxrl.constitution.revise import Reviser, Revision, join_clauses, rewrite_batch, split_clauses, split_sentences
+from detoxrl.constitution.reward import ConstitutionalReward, with_constitution
 from detoxrl.errors import ConfigError, DataError, ModelError
 from detoxrl.rewards.base import Judge, JudgeResult
 

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import learning_seed, record_margin
+from test_ppo import _settings, _step, share_of_good_words
 
 from detoxrl.config import ModelSettings
 from detoxrl.models.policy import load_policy_model
 from detoxrl.optim import MasterWeights
 from detoxrl.rl.trainer import PPOTrainer
 from detoxrl.utils import set_seed
-
-from conftest import learning_seed, record_margin
-from test_ppo import _settings, _step, share_of_good_words
 
 
 def test_small_updates_accumulate_in_the_master_by_hand():
@@ -110,10 +109,10 @@ def test_bf16_policy_with_masters_learns_an_easy_reward(tiny_policy_dir, request
 def test_sft_of_a_bf16_model_trains_float32_masters(tmp_path, monkeypatch, request):
     import json
 
-    import detoxrl.stages.sft as sft_mod
     from safetensors import safe_open
     from test_testbed import small_cfg
 
+    import detoxrl.stages.sft as sft_mod
     from detoxrl.testbed.build import prepare
 
     made: list[MasterWeights] = []

@@ -27,8 +27,8 @@ import torch
 
 from detoxrl.config import GenerationSettings, KLSettings, LoraSettings, ModelSettings, PPOSettings
 from detoxrl.models.policy import forward_response, load_policy_model, tokenize_prompts
-from detoxrl.rl.core import logprobs_from_logits, masked_mean
 from detoxrl.optim import allocate_adam_state
+from detoxrl.rl.core import logprobs_from_logits, masked_mean
 from detoxrl.rl.fastpaths import fused_adam_supported, store_linear_weights_bf16
 from detoxrl.rl.trainer import PPOTrainer
 from detoxrl.utils import set_seed

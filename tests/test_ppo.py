@@ -7,13 +7,12 @@ from dataclasses import dataclass, field
 
 import pytest
 import torch
+from conftest import learning_seed, record_margin
 
 from detoxrl.config import GenerationSettings, KLSettings, LoraSettings, ModelSettings, PPOSettings
 from detoxrl.models.policy import load_policy_model, tokenize_prompts
 from detoxrl.rl.trainer import PPOTrainer
 from detoxrl.utils import set_seed
-
-from conftest import learning_seed, record_margin
 
 PROMPTS = [" ".join(f"w{(i * 7 + j) % 50 + 10}" for j in range(4 + i % 3)) for i in range(16)]
 

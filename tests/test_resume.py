@@ -12,9 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-from safetensors.torch import load_file
-
 from conftest import write_tiny_run
+from safetensors.torch import load_file
 
 STEPS = 6
 
@@ -106,7 +105,7 @@ def test_killed_and_resumed_run_matches_uninterrupted_run_bit_for_bit(tmp_path, 
         cfg = write_tiny_run(tmp_path / f"random{attempt}", tiny_t5_dir, **overrides)
         run = tmp_path / f"random{attempt}" / "run"
         t0 = time.time()
-        if _kill_when(cfg, run, False, lambda r, t: t >= at):
+        if _kill_when(cfg, run, False, lambda r, t, at=at: t >= at):
             break
         seconds = time.time() - t0
         _assert_same_weights(run, expected, "after a run that was not killed")

@@ -6,9 +6,9 @@ import json
 
 import pytest
 import torch
+from conftest import write_tiny_run
 from safetensors.torch import load_file
 
-from conftest import write_tiny_run
 from detoxrl.config import load_config
 from detoxrl.errors import ConfigError
 from detoxrl.stages import ppo

@@ -10,8 +10,7 @@ import torch
 
 from detoxrl.config import RewardSettings, SeverityTier, config_from_dict
 from detoxrl.rewards.base import Judge, JudgeResult
-from detoxrl.rewards.composite import (CompositeReward, RunningMoments, combine_dimensions,
-                                       severity_tier)
+from detoxrl.rewards.composite import CompositeReward, RunningMoments, combine_dimensions, severity_tier
 from detoxrl.rewards.lexicon import LexiconJudge
 
 

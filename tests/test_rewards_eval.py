@@ -8,8 +8,15 @@ import pytest
 from rich.console import Console
 
 from detoxrl.errors import DataError
-from detoxrl.rewards.judge_eval import (average_ranks, binary_metrics, f1_score, format_judge_eval,
-                                        is_positive, judge_eval, roc_auc)
+from detoxrl.rewards.judge_eval import (
+    average_ranks,
+    binary_metrics,
+    f1_score,
+    format_judge_eval,
+    is_positive,
+    judge_eval,
+    roc_auc,
+)
 from detoxrl.rewards.lexicon import LexiconJudge
 
 

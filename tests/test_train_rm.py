@@ -9,7 +9,6 @@ import random
 
 import pytest
 import torch
-
 from conftest import learning_seed, record_margin
 
 from detoxrl.config import config_from_dict
