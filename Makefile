@@ -31,6 +31,7 @@ demo: $(STAMP)
 	$(BIN)/detoxrl run
 
 test: $(STAMP)
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
 bench: $(STAMP)
