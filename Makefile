@@ -9,11 +9,18 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test install bench clean help
+# Kernel settings for `make test-cpus`: torch's AVX2 kernels (what an AVX2-only CPU runs; on an AVX-512
+# machine this also caps oneDNN and MKL there), then its generic ones (no AVX at all in ATen's kernels).
+CPUS_AVX2    := ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2
+CPUS_GENERIC := ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41 MKL_ENABLE_INSTRUCTIONS=SSE4_2
+CPUS_TESTS   := -m "learning or cpus"
+
+.PHONY: demo test test-cpus install bench clean help
 
 help:
 	@echo "make demo   - run prepare -> sft -> train-rm -> ppo -> eval -> report on the embedded default"
 	@echo "make test   - run the test suite"
+	@echo "make test-cpus - the learning and numeric tests again on torch's AVX2 and generic CPU kernels"
 	@echo "make bench  - PPO step speed against the legacy TRL trainer (creates .bench-venv)"
 
 $(BIN)/python:
@@ -33,6 +40,14 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+
+# The tests marked `learning` or `cpus` (pyproject.toml) must pass whatever kernels torch picks on the
+# CPU at hand; after `make test` (the native kernels) this runs them on the two other kernel sets.
+test-cpus: $(STAMP)
+	$(CPUS_AVX2) $(BIN)/python -c "import torch; print('test-cpus: kernels', torch.backends.cpu.get_cpu_capability())"
+	$(CPUS_AVX2) $(BIN)/python -m pytest -n 2 $(CPUS_TESTS) $(PYTEST_ARGS)
+	$(CPUS_GENERIC) $(BIN)/python -c "import torch; print('test-cpus: kernels', torch.backends.cpu.get_cpu_capability())"
+	$(CPUS_GENERIC) $(BIN)/python -m pytest -n 2 $(CPUS_TESTS) $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/ppo_vs_trl_legacy.py

@@ -14,7 +14,7 @@ from test_perf_equivalence import _rollout, _trainer
 
 from detoxrl.rl.core import logprobs_from_logits
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.cpus]  # cpus: `make test-cpus` runs it on every kernel set
 
 
 @pytest.fixture(scope="module")

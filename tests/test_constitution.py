@@ -274,6 +274,7 @@ def test_faithfulness_measures_by_hand():
     assert v.violations["overlap"].tolist() == [True, True, False]
 
 
+@pytest.mark.cpus
 def test_yes_probability_by_hand():
     logits = torch.tensor([[0.0, math.log(3.0), 5.0], [math.log(2.0), 0.0, math.log(2.0)]])
     # row 0: yes = {1}, no = {0}: sigma(log 3) = 0.75
@@ -282,6 +283,7 @@ def test_yes_probability_by_hand():
     assert yes_probability(logits[1:], [0, 2], [1]).item() == pytest.approx(0.8)
 
 
+@pytest.mark.cpus
 def test_self_critique_on_tiny_t5_is_a_deterministic_probability(tiny_t5_dir):
     from detoxrl.models.policy import load_policy_model
 
@@ -303,6 +305,7 @@ def test_self_critique_on_tiny_t5_is_a_deterministic_probability(tiny_t5_dir):
         bad.evaluate(texts, ["", ""])
 
 
+@pytest.mark.cpus
 def test_self_critique_on_tiny_gpt2(tiny_gpt2_dir):
     from detoxrl.models.policy import load_policy_model
 

@@ -157,6 +157,7 @@ def test_difficulty_for_judge_without_judges_uses_reward(tmp_path):
     assert d.tolist() == [1.0, 0.0, 0.5]
 
 
+@pytest.mark.cpus
 def test_difficulty_for_base_reward_generates_once(tmp_path, tiny_t5_dir):
     from detoxrl.models.policy import load_policy_model
 

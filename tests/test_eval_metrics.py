@@ -22,6 +22,8 @@ from detoxrl.evaluation.metrics import (
     toxic_rate,
 )
 
+pytestmark = pytest.mark.cpus  # numeric: `make test-cpus` runs it on every CPU kernel set
+
 
 # ------------------------------------------------------------------------------------------ bootstrap
 def test_bootstrap_ci_contains_mean_and_narrows_with_n():

@@ -114,6 +114,7 @@ def assert_documented_in_readme(res: dict) -> None:
 
 
 @pytest.mark.parametrize("arch", ["t5", "gpt2"])
+@pytest.mark.cpus
 def test_run_eval_writes_schema_and_table(arch, tiny_t5_dir, tiny_gpt2_dir, tmp_path, cfg_factory, word_judges):
     ref = tiny_t5_dir if arch == "t5" else tiny_gpt2_dir
     policy = perturbed_copy(ref, tmp_path / "policy")
@@ -155,6 +156,7 @@ def test_run_eval_writes_schema_and_table(arch, tiny_t5_dir, tiny_gpt2_dir, tmp_
         assert float(r["reward_diff"]) == pytest.approx(float(r["reward_after"]) - float(r["reward_before"]), abs=2e-5)
 
 
+@pytest.mark.cpus
 def test_kl_along_the_after_responses_matches_a_separate_pass(tiny_t5_dir, tmp_path):
     """With plain sampling the KL is computed along the generated responses; the texts are unchanged by
     it, and the per-prompt KL equals the one a separate pass computes over the same responses."""
@@ -183,6 +185,7 @@ def test_kl_along_the_after_responses_matches_a_separate_pass(tiny_t5_dir, tmp_p
 
 
 @pytest.mark.slow
+@pytest.mark.cpus
 def test_run_eval_same_model_has_zero_kl_and_is_deterministic(tiny_t5_dir, cfg_factory, word_judges):
     cfg = cfg_factory(tiny_t5_dir, tiny_t5_dir)  # "trained" policy = reference
     res = E.run_eval(cfg)

@@ -18,6 +18,8 @@ from detoxrl.rewards.base import JudgeResult
 from detoxrl.rewards.composite import CompositeReward
 from detoxrl.rewards.rm_data import rankings_to_pairs
 
+pytestmark = pytest.mark.cpus  # numeric: `make test-cpus` runs it on every CPU kernel set
+
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 json_scalar = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True),

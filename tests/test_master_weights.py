@@ -18,6 +18,8 @@ from detoxrl.optim import MasterWeights
 from detoxrl.rl.trainer import PPOTrainer
 from detoxrl.utils import set_seed
 
+pytestmark = pytest.mark.cpus  # numeric: `make test-cpus` runs it on every CPU kernel set
+
 
 def test_small_updates_accumulate_in_the_master_by_hand():
     # Near 1.0 the bfloat16 values are 0.99609375 (1 - 2^-8) and 1.0. SGD with lr 1e-3 and gradient 1

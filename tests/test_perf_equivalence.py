@@ -33,6 +33,8 @@ from detoxrl.rl.fastpaths import fused_adam_supported, store_linear_weights_bf16
 from detoxrl.rl.trainer import PPOTrainer
 from detoxrl.utils import set_seed
 
+pytestmark = pytest.mark.cpus  # numeric: `make test-cpus` runs it on every CPU kernel set
+
 PROMPTS = [" ".join(f"w{(i * 5 + j) % 40 + 10}" for j in range(3 + i % 4)) for i in range(8)]
 ATOL = 1e-5
 

@@ -18,6 +18,8 @@ from detoxrl.models.policy import (
     save_policy,
 )
 
+pytestmark = pytest.mark.cpus  # numeric: `make test-cpus` runs it on every CPU kernel set
+
 PROMPTS = ["w1 w2 w3 w4", "w5 w6", "w7 w8 w9"]
 
 

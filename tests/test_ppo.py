@@ -14,6 +14,8 @@ from detoxrl.models.policy import load_policy_model, tokenize_prompts
 from detoxrl.rl.trainer import PPOTrainer
 from detoxrl.utils import set_seed
 
+pytestmark = pytest.mark.cpus  # numeric: `make test-cpus` runs it on every CPU kernel set
+
 PROMPTS = [" ".join(f"w{(i * 7 + j) % 50 + 10}" for j in range(4 + i % 3)) for i in range(16)]
 
 

@@ -15,6 +15,8 @@ import pytest
 from conftest import write_tiny_run
 from safetensors.torch import load_file
 
+pytestmark = pytest.mark.cpus  # numeric: `make test-cpus` runs it on every CPU kernel set
+
 STEPS = 6
 
 

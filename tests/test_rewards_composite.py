@@ -13,6 +13,8 @@ from detoxrl.rewards.base import Judge, JudgeResult
 from detoxrl.rewards.composite import CompositeReward, RunningMoments, combine_dimensions, severity_tier
 from detoxrl.rewards.lexicon import LexiconJudge
 
+pytestmark = pytest.mark.cpus  # numeric: `make test-cpus` runs it on every CPU kernel set
+
 
 class TableJudge(Judge):
     """A judge that looks each text up in a table: text -> (score, toxicity, {dim: tox}, severity)."""

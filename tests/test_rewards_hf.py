@@ -14,6 +14,8 @@ from detoxrl.rewards.build import build_judge, build_judges
 from detoxrl.rewards.hf import HFClassifierJudge
 from detoxrl.rewards.presets import META_HATE, TOXIC_BERT, apply_preset
 
+pytestmark = pytest.mark.cpus  # numeric: `make test-cpus` runs it on every CPU kernel set
+
 WORDS = ("you are a kind friend the meeting went well today thanks for help zorp blarg snib "
          "quux vorlani people were late again cat dog report budget plan").split()
 TOXIC_BERT_LABELS = ["toxic", "severe_toxic", "obscene", "threat", "insult", "identity_hate"]

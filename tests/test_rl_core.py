@@ -35,6 +35,8 @@ from detoxrl.rl.core import (
 from detoxrl.rl.kl import AdaptiveKLController, FixedKLController, make_kl_controller
 from detoxrl.stats import RunningMoments, normalize_scores
 
+pytestmark = pytest.mark.cpus  # numeric: `make test-cpus` runs it on every CPU kernel set
+
 
 def t(x) -> torch.Tensor:
     return torch.tensor(x, dtype=torch.float64)

@@ -16,6 +16,8 @@ from detoxrl.errors import ConfigError, DataError
 from detoxrl.rewards.rm_data import Pair, bucketed_batches, label_ids, rankings_to_pairs
 from detoxrl.rewards.train import lr_at, pairwise_loss, train_rm
 
+pytestmark = pytest.mark.cpus  # numeric: `make test-cpus` runs it on every CPU kernel set
+
 CLEAN = "you are a kind friend the meeting went well today thanks for help cat dog report budget plan".split()
 BAD = ["zorp", "blarg", "snib", "quux"]
 
