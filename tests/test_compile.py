@@ -14,7 +14,8 @@ from test_perf_equivalence import _rollout, _trainer
 
 from detoxrl.rl.core import logprobs_from_logits
 
-pytestmark = [pytest.mark.slow, pytest.mark.cpus]  # cpus: `make test-cpus` runs it on every kernel set
+# Not in `make test-cpus`: compiling with inductor takes minutes per kernel set; `make test` runs it.
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
