@@ -121,3 +121,42 @@ def test_nan_loss_never_reaches_the_weights(tiny_t5_dir, monkeypatch):
     assert stats["ppo/bad_updates"] == 4 * 16 // 4 and stats["skipped_steps"] == 1
     for k, v in tr.unwrapped.state_dict().items():
         assert torch.equal(v, before[k]), k
+
+
+def test_ppo_from_an_adapter_folder_trains_the_adapter(tiny_policy_dir, tmp_path):
+    """Starting from a saved LoRA adapter (an SFT checkpoint) trains its adapters, not only the value
+    head; the KL reference is the same model with the adapters disabled, i.e. the adapter's base."""
+    from detoxrl.models.policy import forward_response, save_policy
+    from detoxrl.rl.core import logprobs_from_logits
+
+    base = load_policy_model(str(tiny_policy_dir))
+    target = ["q", "v"] if base.is_seq2seq else ["c_attn"]
+    sft = load_policy_model(ModelSettings(name_or_path=str(tiny_policy_dir), lora=LoraSettings(
+        enabled=True, r=4, alpha=8, dropout=0.0, target_modules=target)), apply_lora=True)
+    with torch.no_grad():  # a trained adapter: the SFT policy differs from its base
+        for n, p in sft.model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.5)
+    save_policy(sft.model, sft.tokenizer, tmp_path / "sft", base_name=str(tiny_policy_dir))
+    set_seed(0)
+    lp = load_policy_model(str(tmp_path / "sft" / "adapter"), apply_lora=True)
+    trainable = [n for n, p in lp.model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable), trainable
+    tr = PPOTrainer(_settings(ppo_epochs=1, mini_batch_size=8, learning_rate=1e-2), lp, share_of_good_words)
+    assert tr.use_lora and tr.ref_model is None
+    adapters = {n: p.detach().clone() for n, p in lp.model.named_parameters() if "lora_" in n}
+    for _ in range(2):
+        _step(tr, lp)
+    now = dict(lp.model.named_parameters())
+    assert any(not torch.equal(now[n], v) for n, v in adapters.items()), "the adapters did not train"
+
+    q, qm = tokenize_prompts(lp.tokenizer, PROMPTS, 32)
+    ro = tr.make_experience(PROMPTS, q, qm, 8)
+    args = (ro.query_ids, ro.query_mask, ro.response_ids, ro.response_mask)
+    base.model.eval()
+    with torch.no_grad():
+        base_logits, _ = forward_response(base.model, base.is_seq2seq, *args)
+    m = ro.response_mask.bool()
+    base_lp = logprobs_from_logits(base_logits, ro.response_ids)
+    assert torch.allclose(ro.ref_logprobs[m], base_lp[m], atol=1e-5)  # the base, adapters disabled
+    assert not torch.allclose(ro.logprobs[m], base_lp[m], atol=1e-3)  # not the adapter's

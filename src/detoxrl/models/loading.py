@@ -104,8 +104,10 @@ def load_policy_model(settings: ModelSettings | str, *, device: str | torch.devi
                       apply_lora: bool = False) -> LoadedPolicy:
     """Load a policy from a hub id or a ``save_pretrained`` folder (safetensors only).
 
-    A folder holding a peft adapter (``adapter_config.json``) loads its base model and the adapter.
-    With ``apply_lora`` and ``settings.lora.enabled``, fresh LoRA adapters are added for training.
+    A folder holding a peft adapter (``adapter_config.json``) loads its base model and the adapter;
+    with ``apply_lora`` its adapters train (PPO or SFT continuing from a LoRA checkpoint, against the
+    adapter's base model as the reference), without it they stay frozen. Otherwise, with ``apply_lora``
+    and ``settings.lora.enabled``, fresh LoRA adapters are added for training.
     """
     s = _as_settings(settings)
     path = s.name_or_path
@@ -126,7 +128,7 @@ def load_policy_model(settings: ModelSettings | str, *, device: str | torch.devi
             weights, dtype=dtype, use_safetensors=True,
             attn_implementation=attention_kernel(config, s.attn_implementation), **common)
         if adapter:
-            model = PeftModel.from_pretrained(model, path)
+            model = PeftModel.from_pretrained(model, path, is_trainable=apply_lora)
         has_tokenizer = (Path(path) / "tokenizer_config.json").exists()
         tok_src = weights if adapter and not has_tokenizer else path
     except ModelError:
