@@ -93,3 +93,12 @@ def test_judge_eval_csv_and_errors(tmp_path):
     bad.write_text('{"text": "a", "label": 1}\n{oops\n')
     with pytest.raises(DataError, match="bad.jsonl row 2: invalid JSON"):
         judge_eval(LexiconJudge("lex", ["zorp"]), bad)
+
+
+def test_one_class_files_are_refused_naming_the_labels(tmp_path):
+    scores = tmp_path / "scores.csv"  # a score column mistaken for labels: fifty values, none positive
+    scores.write_text("text,label\n" + "".join(f"t{i},0.{i:02d}5\n" for i in range(50)))
+    with pytest.raises(DataError, match=r"scores.csv: no row is positive.*'0.005', .* and 40 more; positive"):
+        judge_eval(LexiconJudge("lex", ["zorp"]), scores)
+    res = judge_eval(LexiconJudge("lex", ["zorp"]), scores, positive_labels=["0.495"])
+    assert res["positives"] == 1

@@ -144,17 +144,23 @@ def judge_eval(file: Path = typer.Argument(..., help="Labelled csv/jsonl to scor
                set_: Optional[list[str]] = SetOpt, run_dir: Optional[Path] = RunDirOpt,
                judge: Optional[str] = typer.Option(None, help="Name of a judge in the config (default: all)."),
                text_column: str = "text", label_column: str = "label",
-               category_column: Optional[str] = typer.Option(None, help="Report per value of this column too.")):
+               category_column: Optional[str] = typer.Option(None, help="Report per value of this column too."),
+               positive_label: Optional[list[str]] = typer.Option(
+                   None, "--positive-label",
+                   help="A label that means toxic, any case (repeatable); default: hate, 1, toxic, true. "
+                        "A file with no toxic row, or no other row, is refused.")):
     """Score judges on a labelled file: accuracy, F1 and AUC, overall and per category."""
 
     def go():
         from detoxrl.rewards.build import build_judge
-        from detoxrl.rewards.judge_eval import format_judge_eval
+        from detoxrl.rewards.judge_eval import POSITIVE_LABELS, format_judge_eval, read_labelled
         from detoxrl.rewards.judge_eval import judge_eval as run_judge_eval
         from detoxrl.utils import console, write_json
 
         _quiet_libraries()
         cfg = _load(config, set_, run_dir)
+        data = read_labelled(file, text_column, label_column, category_column,
+                             positive_label or POSITIVE_LABELS)  # refused before any judge loads
         settings = cfg.reward.judges + cfg.eval.extra_judges
         if judge:
             settings = [j for j in settings if j.name == judge]
@@ -163,8 +169,7 @@ def judge_eval(file: Path = typer.Argument(..., help="Labelled csv/jsonl to scor
                 raise DetoxError(f"--judge {judge}: no such judge; the config has {names}")
         results = []
         for js in settings:
-            res = run_judge_eval(build_judge(js, cfg), file, text_column=text_column,
-                                 label_column=label_column, category_column=category_column)
+            res = run_judge_eval(build_judge(js, cfg), data)
             console.print(format_judge_eval(res))
             results.append(res)
         write_json(cfg.run_path / f"judge_eval_{Path(file).stem}.json", results)

@@ -1,6 +1,8 @@
 """Audit a judge on a labelled file: accuracy, F1 and ROC AUC, overall and per category.
 
 A text is predicted toxic when the judge's ``toxicity >= threshold``; AUC ranks texts by toxicity.
+A row is toxic when its label is one of the positive labels (default :data:`POSITIVE_LABELS`); a file
+in which no row, or every row, is toxic is refused, since its metrics would say nothing.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -92,22 +95,58 @@ def is_positive(label, positive_labels: Sequence[str] = POSITIVE_LABELS) -> bool
     return str(label).strip().lower() in {p.lower() for p in positive_labels}
 
 
+# ---------------------------------------------------------------------------------------- file
+@dataclass
+class LabelledFile:
+    """The texts of a labelled file, whether each is toxic, and their categories (if asked)."""
+
+    path: Path
+    texts: list[str]
+    labels: list[bool]
+    categories: list[str] | None = None
+
+
+def _labels_seen(values: Sequence, most: int = 10) -> str:
+    seen = sorted({str(v) for v in values})
+    shown = ", ".join(repr(v) for v in seen[:most])
+    return shown + (f" and {len(seen) - most} more" if len(seen) > most else "")
+
+
+def read_labelled(path: str | Path, text_column: str = "text", label_column: str = "label",
+                  category_column: str | None = None,
+                  positive_labels: Sequence[str] = POSITIVE_LABELS) -> LabelledFile:
+    """Read a labelled file; :class:`DataError` naming the file and the labels it holds when no row,
+    or every row, is positive."""
+    rows = read_rows(path)  # refuses a file without rows
+    texts = [str(t) for t in column(rows, text_column, path)]
+    raw = column(rows, label_column, path)
+    labels = [is_positive(v, positive_labels) for v in raw]
+    if all(labels) or not any(labels):
+        what = "every row is positive" if all(labels) else "no row is positive"
+        raise DataError(f"{path}: {what}, so there is nothing to tell apart; labels seen in column "
+                        f"{label_column!r}: {_labels_seen(raw)}; positive labels: "
+                        f"{_labels_seen(positive_labels)} (name the toxic ones with --positive-label)")
+    cats = [str(c) for c in column(rows, category_column, path)] if category_column else None
+    return LabelledFile(Path(path), texts, labels, cats)
+
+
 # ---------------------------------------------------------------------------------------- judge
-def judge_eval(judge: Judge, path: str | Path, text_column: str = "text", label_column: str = "label",
-               category_column: str | None = None,
+def judge_eval(judge: Judge, path: str | Path | LabelledFile, text_column: str = "text",
+               label_column: str = "label", category_column: str | None = None,
                positive_labels: Sequence[str] = POSITIVE_LABELS) -> dict:
     """Score every text of a labelled file with ``judge`` and compare with the labels.
 
+    ``path`` is the file (read by :func:`read_labelled` with the column and label arguments) or a
+    :class:`LabelledFile` already read, for auditing several judges on one file.
     Returns a JSON-ready dict: ``judge``, ``file``, ``threshold``, the overall metrics (``n``,
     ``accuracy``, ``f1``, ``auc``, …), ``n_nonfinite`` (texts the judge could not score; left out of
     the metrics), ``scoring_s`` and ``texts_per_s`` (wall clock of the judge's batched scoring of the
     whole file, model already loaded) and ``categories`` (the same metrics per value of
     ``category_column``).
     """
-    rows = read_rows(path)
-    texts = [str(t) for t in column(rows, text_column, path)]
-    labels = [is_positive(v, positive_labels) for v in column(rows, label_column, path)]
-    cats = [str(c) for c in column(rows, category_column, path)] if category_column else None
+    data = path if isinstance(path, LabelledFile) else read_labelled(
+        path, text_column, label_column, category_column, positive_labels)
+    path, texts, labels, cats = data.path, data.texts, data.labels, data.categories
     t0 = time.perf_counter()
     result = judge.score(texts)
     seconds = time.perf_counter() - t0
