@@ -63,7 +63,7 @@ def build_trainer(model_dir: Path, work: Workload, seed: int,
     """
     from _common import PhaseClock, param_checksum
 
-    from detoxrl.config import GenerationSettings, KLSettings, PPOSettings
+    from detoxrl.config import GenerationSettings, KLSettings, ModelSettings, PPOSettings
     from detoxrl.models.policy import load_policy_model
     from detoxrl.rl.trainer import PPOTrainer
     from detoxrl.utils import set_seed
@@ -106,7 +106,7 @@ def build_trainer(model_dir: Path, work: Workload, seed: int,
             return cpu
 
     set_seed(seed)
-    lp = load_policy_model(str(model_dir))
+    lp = load_policy_model(ModelSettings(name_or_path=str(model_dir), dtype="float32"))  # not auto: as the legacy side
     info = {"n_params": sum(p.numel() for p in lp.model.parameters()),
             "param_checksum": param_checksum(lp.model),
             "vocab_size": int(lp.model.config.vocab_size)}

@@ -12,6 +12,9 @@ from detoxrl.testing import VOCAB, tiny_gpt2, tiny_t5, word_tokenizer  # noqa: F
 
 os.environ.setdefault("DETOXRL_NO_PROGRESS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# `auto` precision computes in float32 on every machine the suite runs on, as it does on an AVX2 CPU, so
+# that the same tests run the same numbers everywhere (tests/test_precision.py mocks the detection).
+os.environ.setdefault("DETOXRL_NATIVE_BF16", "0")
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -2,7 +2,8 @@
 
 ``prepare → sft → train-rm → ppo → eval → report`` (:mod:`detoxrl.stages`, one module each). Every
 stage reads the validated config and writes into the one run folder; the resolved config is saved there
-as ``config.yaml``.
+as ``config.yaml``, closed by comments that say what the precision settings' ``auto`` resolves to on
+this machine (the keys themselves keep ``auto``, as the stage fingerprints do).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from detoxrl.config import Config
 from detoxrl.errors import ConfigError
 from detoxrl.stages import STAGES, fingerprint, ppo, prepare, report, sft, train_rm
 from detoxrl.stages import eval as eval_stage
-from detoxrl.stages.device import is_main_process
+from detoxrl.stages.device import is_main_process, run_precision
 from detoxrl.utils import atomic_write_text, console, write_json
 
 MODULES = {"prepare": prepare, "sft": sft, "train-rm": train_rm, "ppo": ppo, "eval": eval_stage,
@@ -25,8 +26,14 @@ __all__ = ["STAGES", "run_pipeline", "run_stage", "stage_output"]
 
 def save_resolved_config(cfg: Config) -> Path:
     path = cfg.run_path / "config.yaml"
-    atomic_write_text(path, cfg.to_yaml())
+    atomic_write_text(path, cfg.to_yaml() + precision_comment(cfg))
     return path
+
+
+def precision_comment(cfg: Config) -> str:
+    """YAML comment lines: each precision setting as this machine resolves it, and why."""
+    lines = [p.describe() for p in run_precision(cfg).values()]
+    return "# precision on this machine:\n" + "".join(f"#   {line}\n" for line in lines)
 
 
 def stage_enabled(cfg: Config, stage: str) -> bool:

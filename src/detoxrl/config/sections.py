@@ -34,10 +34,13 @@ class ModelSettings(_Strict):
 
     name_or_path: str
     kind: Literal["auto", "seq2seq", "causal"] = "auto"
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    """The dtype the weights are loaded, trained and saved in. Training bfloat16 or float16 weights (SFT,
-    PPO) keeps float32 master copies in the optimiser (``detoxrl.optim.MasterWeights``), so updates
-    smaller than the low-precision spacing are not lost; checkpoints keep the masters."""
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    """The dtype the weights are loaded, trained and saved in. ``auto``: ``bfloat16`` where the device
+    computes it natively (a GPU from Ampere on; a CPU with AVX-512 bf16 or AMX), ``float32`` elsewhere, for
+    instance on an AVX2 CPU, which emulates bfloat16 matmuls about a hundred times slower than float32
+    (see ``detoxrl.models.precision``). Training bfloat16 or float16 weights (SFT, PPO) keeps float32
+    master copies in the optimiser (``detoxrl.optim.MasterWeights``), so updates smaller than the
+    low-precision spacing are not lost; checkpoints keep the masters."""
     revision: str | None = None
     trust_remote_code: bool = False
     fused_activations: bool = True
@@ -309,9 +312,10 @@ class PPOSettings(_Strict):
     target_approx_kl: float | None = Field(None, gt=0)
     """Stop an epoch's remaining minibatches when approximate KL exceeds 1.5 × this."""
     generation: GenerationSettings = Field(default_factory=GenerationSettings)
-    mixed_precision: Literal["no", "bf16"] = "no"
+    mixed_precision: Literal["auto", "no", "bf16"] = "auto"
     """``bf16``: run generation and every forward pass under bfloat16 autocast (fp32 master weights,
-    fp32 logprobs); numerics differ slightly from ``no``."""
+    fp32 logprobs); numerics differ slightly from ``no``. ``auto``: ``bf16`` where the device computes
+    bfloat16 natively and the policy's weights are float32, ``no`` elsewhere (see ``policy.dtype``)."""
     length_multiple: int | None = Field(None, gt=0)
     """Pad each batch's prompts (encoder-decoder models; a decoder-only prompt's positions would move)
     and each minibatch's responses to a multiple of this many tokens (masked, so the numbers stay the
@@ -327,6 +331,11 @@ class PPOSettings(_Strict):
     """Data-parallel runs: seconds a rank waits in a collective (gather, all-reduce) for the others before
     the run fails with an error naming the step and the phase, instead of hanging."""
     seed: int | None = None
+
+    @field_validator("mixed_precision", mode="before")
+    @classmethod
+    def _yaml_no(cls, v):
+        return "no" if v is False else v  # YAML reads a bare `no` as false
 
     @model_validator(mode="after")
     def _check(self) -> PPOSettings:

@@ -25,6 +25,7 @@ from transformers.activations import FastGELUActivation, GELUTanh, NewGELUActiva
 
 from detoxrl.config import ModelSettings
 from detoxrl.errors import ModelError
+from detoxrl.models.precision import resolve_dtype
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 ADAPTER_CONFIG = "adapter_config.json"
@@ -112,7 +113,7 @@ def load_policy_model(settings: ModelSettings | str, *, device: str | torch.devi
     s = _as_settings(settings)
     path = s.name_or_path
     _check_local(path)
-    dtype = DTYPES[s.dtype]
+    dtype = DTYPES[resolve_dtype(s.dtype, device).choice]  # auto: bfloat16 only where it is native
     common = dict(revision=s.revision, trust_remote_code=s.trust_remote_code)
     adapter = (Path(path) / ADAPTER_CONFIG).exists()
     try:

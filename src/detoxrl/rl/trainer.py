@@ -38,6 +38,7 @@ from detoxrl.models.policy import (
     is_peft,
     length_multiple,
 )
+from detoxrl.models.precision import resolve_mixed_precision
 from detoxrl.optim import MasterWeights, allocate_adam_state
 from detoxrl.rl import fastpaths
 from detoxrl.rl.core import (
@@ -70,10 +71,12 @@ class PPOTrainer:
     def __init__(self, settings: PPOSettings, policy: LoadedPolicy, reward_fn: Reward, *,
                  accelerator: Accelerator | None = None, seed: int = 0, reference: LoadedPolicy | None = None,
                  reuse_encoder: bool = True):
-        self.s = settings
+        self.acc = accelerator or Accelerator(cpu=not torch.cuda.is_available())
+        self.precision = resolve_mixed_precision(settings.mixed_precision, self.acc.device,
+                                                 weights=getattr(policy.model, "dtype", torch.float32))
+        self.s = settings.model_copy(update={"mixed_precision": self.precision.choice})  # auto: bf16 or no
         self.lp = policy
         self.reward_fn = reward_fn
-        self.acc = accelerator or Accelerator(cpu=not torch.cuda.is_available())
         self.seed = seed
         self.use_lora = is_peft(policy.model)
         self.ref_model = None if self.use_lora else self._frozen_reference(policy, reference)
@@ -95,7 +98,7 @@ class PPOTrainer:
         allocate_adam_state(self.optimizer)
         # Bucketed lengths where oneDNN would otherwise keep new kernels for every new shape.
         self.length_multiple = length_multiple(settings.length_multiple, self.unwrapped.lm,
-                                               autocast=settings.mixed_precision == "bf16")
+                                               autocast=self.s.mixed_precision == "bf16")
         self.kl_ctl = make_kl_controller(settings.kl)
         self.score_moments = RunningMoments()
         self.reuse_encoder = reuse_encoder

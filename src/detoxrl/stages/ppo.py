@@ -28,7 +28,7 @@ from detoxrl.models.policy import LoadedPolicy, load_policy_model, save_policy, 
 from detoxrl.rewards.composite import CompositeReward
 from detoxrl.rl import checkpoint as ckpt
 from detoxrl.rl.trainer import PPOTrainer, Reward
-from detoxrl.stages.device import stage_accelerator
+from detoxrl.stages.device import policy_precision, stage_accelerator
 from detoxrl.stages.fingerprint import SECTIONS, flatten
 from detoxrl.utils import atomic_dir, console, progress, set_seed
 
@@ -61,6 +61,7 @@ class Setup:
     ckpt_root: Path
     run_config: dict = field(default_factory=dict)  # what checkpoints record (see run_config())
     config_changes: list = field(default_factory=list)  # settings changed on resume (--allow-config-change)
+    precision: dict = field(default_factory=dict)  # policy.dtype and ppo.mixed_precision as resolved here
 
 
 def setup(cfg: Config, reward_fn: Reward | None = None) -> Setup:
@@ -69,7 +70,9 @@ def setup(cfg: Config, reward_fn: Reward | None = None) -> Setup:
     seed = cfg.seed_for(s.seed)
     acc = stage_accelerator(cfg)
     set_seed(seed + acc.process_index)
-    policy_settings = cfg.policy.model_copy(update={"name_or_path": cfg.resolve(cfg.policy.name_or_path)})
+    dtype = policy_precision(cfg, acc)
+    policy_settings = cfg.policy.model_copy(update={"name_or_path": cfg.resolve(cfg.policy.name_or_path),
+                                                    "dtype": dtype.choice})
     lp = load_policy_model(policy_settings, device=acc.device, apply_lora=True)
 
     examples = load_examples(cfg, cfg.data.train_split).examples
@@ -85,7 +88,8 @@ def setup(cfg: Config, reward_fn: Reward | None = None) -> Setup:
     sampler = make_sampler(cfg.curriculum, len(prompts), s.steps, seed, difficulty=difficulty)
     return Setup(acc=acc, lp=lp, base_name=policy_settings.name_or_path, texts=[p.prompt for p in prompts],
                  trainer=trainer, sampler=sampler, gen_rng=torch.Generator().manual_seed(seed + 7),
-                 ckpt_root=cfg.run_path / "ppo" / "checkpoints", run_config=run_config(cfg))
+                 ckpt_root=cfg.run_path / "ppo" / "checkpoints", run_config=run_config(cfg),
+                 precision={p.key: p.as_dict() for p in (dtype, trainer.precision)})
 
 
 RESUMABLE_CHANGES = frozenset({"ppo.steps", "ppo.checkpoint_every", "ppo.keep_checkpoints",
@@ -163,7 +167,8 @@ def run(cfg: Config, resume: bool = False, reward_fn: Reward | None = None,
             save_policy(st.trainer.unwrapped.lm, st.lp.tokenizer, tmp, value_head=st.trainer.unwrapped.value_head,
                         base_name=st.base_name, extra={"stage": "ppo", "steps": cfg.ppo.steps,
                                                        "skipped_steps": st.trainer.skipped_steps,
-                                                       "config_changes": st.config_changes})
+                                                       "config_changes": st.config_changes,
+                                                       "precision": st.precision})
         console.print(f"ppo: saved the policy to {out}")
     st.acc.wait_for_everyone()
     return out

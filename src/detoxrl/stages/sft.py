@@ -19,6 +19,7 @@ from detoxrl.data.loaders import load_examples, load_table
 from detoxrl.data.prompts import fill_template
 from detoxrl.errors import DataError
 from detoxrl.models.policy import LoadedPolicy, length_multiple, load_policy_model, save_policy
+from detoxrl.models.precision import resolve_dtype
 from detoxrl.optim import MasterWeights
 from detoxrl.stages.device import stage_device
 from detoxrl.utils import atomic_dir, console, progress, round_up, set_seed, write_json
@@ -129,7 +130,8 @@ def run(cfg: Config, device: str | torch.device | None = None) -> Path:
     seed = cfg.seed_for(s.seed)
     set_seed(seed)
     base: ModelSettings = s.base_model or cfg.policy
-    base = base.model_copy(update={"name_or_path": cfg.resolve(base.name_or_path)})
+    dtype = resolve_dtype(base.dtype, device, key="sft.base_model.dtype" if s.base_model else "policy.dtype")
+    base = base.model_copy(update={"name_or_path": cfg.resolve(base.name_or_path), "dtype": dtype.choice})
     pairs = load_pairs(cfg)
     lp = load_policy_model(base, device=device, apply_lora=True)
     items = _encode(lp, pairs, cfg.data.max_prompt_tokens, s.max_target_tokens)
@@ -156,7 +158,7 @@ def run(cfg: Config, device: str | torch.device | None = None) -> Path:
                "train_seconds": train_s, "history": history, "base_model": base.name_or_path}
     with atomic_dir(out) as tmp:
         save_policy(lp.model, lp.tokenizer, tmp, base_name=base.name_or_path,
-                    extra={"stage": "sft"})
+                    extra={"stage": "sft", "precision": {dtype.key: dtype.as_dict()}})
         write_json(tmp / "sft_metrics.json", metrics)
     return out
 
