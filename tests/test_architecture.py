@@ -220,3 +220,12 @@ def test_no_module_over_450_lines():
     long = sorted(((n, str(p)) for n, p in sizes if n > MAX_MODULE_LINES), reverse=True)
     listing = "\n".join(f"  {p} ({n} lines)" for n, p in long)
     assert not long, f"modules over {MAX_MODULE_LINES} lines:\n{listing}"
+
+
+def test_readme_stays_short():
+    """The README is the first page a user reads; details go to docs/ and benchmarks/README.md."""
+    readme = SRC.parents[1] / "README.md"
+    if not readme.exists():
+        pytest.skip("README.md is not beside the source (installed package)")
+    n = len(readme.read_text(encoding="utf-8").splitlines())
+    assert n <= 230, f"README.md has {n} lines (at most 230)"
