@@ -3,6 +3,7 @@ the config checks, and tiny PPO runs that probe and stop early."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from dataclasses import dataclass, field
@@ -140,6 +141,85 @@ def test_probe_and_stop_settings_are_in_the_ppo_fingerprint(tmp_path):
     for key in ("ppo.probe_every", "ppo.probe_prompts", "ppo.probe_window", "ppo.stop_at_reward",
                 "ppo.stop_window", "ppo.stop_at_probe_toxic_rate"):
         assert key in keys
+
+
+# ------------------------------------------------------------------------------ the monitor, without models
+class _FakeProbe:
+    """Returns the next of the given figures at each probe."""
+
+    def __init__(self, figures):
+        self.figures = list(figures)
+
+    def run(self, lp, autocast=None):
+        return dict(self.figures.pop(0))
+
+
+class _FakeTrainer:
+    """What the monitor uses of a PPOTrainer, on one process (``agree`` returns its input, as there)."""
+
+    def __init__(self):
+        self.phase, self.lp, self.unwrapped, self.agreed = "", _Policy(), _Policy(), 0
+
+    def amp(self):
+        return contextlib.nullcontext()
+
+    def agree(self, flag, value=0.0):
+        self.agreed += 1
+        return bool(flag), value
+
+
+@dataclass
+class _Policy:
+    model: object = None
+    lm: object = None
+
+
+def test_the_monitor_probes_warns_stops_and_restores_its_history(tmp_path):
+    from detoxrl.config import PPOSettings
+    from detoxrl.stages.ppo_monitor import Monitor
+
+    s = PPOSettings(batch_size=4, mini_batch_size=2, probe_every=2, stop_at_probe_toxic_rate=0.05)
+    figures = [{"probe/reward_mean": 0.1, "probe/toxic_rate_heldout": 0.10, "probe/rougeL": 0.4},
+               {"probe/reward_mean": 0.2, "probe/toxic_rate_heldout": 0.09, "probe/rougeL": 0.4},
+               {"probe/reward_mean": 0.6, "probe/toxic_rate_heldout": 0.20, "probe/rougeL": 0.4},
+               {"probe/reward_mean": 0.9, "probe/toxic_rate_heldout": 0.04, "probe/rougeL": 0.4}]
+    mon, tr = Monitor(s, tmp_path / "ppo", main=True, probe=_FakeProbe(figures)), _FakeTrainer()
+    mon.start()
+    stops, logged = [], []
+    for step in range(1, 9):
+        stats = {"step": step, "reward/mean": float(step)}
+        stops.append(mon.after_step(step, stats, tr))
+        logged.append(stats)
+        if stops[-1]:
+            break
+    assert stops == [False] * 7 + [True] and tr.agreed == 8  # a target is set: one agreement per step
+    assert [p["step"] for p in mon.probes] == [2, 4, 6, 8] and "probe/reward_mean" in logged[1]
+    assert "probe/reward_mean" not in logged[0]
+    # probes 2, 4, 6: the reward rose 0.1 → 0.6 while the held-out toxic rate rose 0.10 → 0.20
+    assert [w["step"] for w in mon.warnings] == [6] and logged[5]["probe/warning"] == 1
+    lines = [json.loads(x) for x in (tmp_path / "ppo" / "warnings.jsonl").read_text().splitlines()]
+    assert lines == mon.warnings
+    assert mon.stop["step"] == 8 and "held-out judges) 0.04 at step 8" in mon.stop["reason"]
+    assert logged[-1]["ppo/stop"] == 1
+    # a resumed run restores the history (from the checkpoint) and decides as the uninterrupted one did
+    again = Monitor(s, tmp_path / "ppo", main=False)
+    again.load_state_dict(json.loads(json.dumps(mon.state_dict())))  # through the checkpoint's JSON
+    assert again.rewards == [float(i) for i in range(1, 9)] and again.restored_stop(8)
+    assert again.stop["reason"] == mon.stop["reason"]
+    looser = Monitor(s.model_copy(update={"stop_at_probe_toxic_rate": 0.01}), tmp_path / "ppo", main=True)
+    looser.load_state_dict(mon.state_dict())
+    assert not looser.restored_stop(8) and looser.finish(8) == {"reason": STEPS_REACHED, "step": 8}
+    Monitor(s, tmp_path / "ppo", main=True).start()  # a fresh run starts without the old warnings
+    assert not (tmp_path / "ppo" / "warnings.jsonl").exists()
+
+
+def test_without_targets_the_monitor_takes_no_collective():
+    from detoxrl.config import PPOSettings
+    from detoxrl.stages.ppo_monitor import Monitor
+
+    mon, tr = Monitor(PPOSettings(batch_size=4, mini_batch_size=2), None, main=False), _FakeTrainer()
+    assert not any(mon.after_step(step, {"reward/mean": 9.0}, tr) for step in range(1, 20))
+    assert tr.agreed == 0 and mon.finish(19) == {"reason": STEPS_REACHED, "step": 19}
 
 
 # ------------------------------------------------------------------------------ tiny runs
