@@ -160,3 +160,16 @@ def test_probes_without_a_stop_target_on_two_ranks(tmp_path, tiny_t5_dir):
     assert [x["step"] for x in lines] == [1, 2, 3] and all(x["probe/n"] == 8 for x in lines)
     assert "probe/toxic_rate_heldout" not in lines[0]  # no held-out judge configured
     _assert_replicas_equal(tmp_path)
+
+
+@pytest.mark.slow
+def test_a_probe_the_main_process_cannot_build_ends_every_rank(tmp_path, tiny_t5_dir):
+    cfg = write_tiny_run(tmp_path, tiny_t5_dir, **{
+        "ppo.probe_every": 1, "ppo.collective_timeout_s": 60,
+        "eval.extra_judges": [{"name": "held", "type": "lexicon", "lexicon": str(tmp_path / "missing.txt")}]})
+    res, out = _launch(tmp_path, cfg, timeout=240)
+    assert res.returncode != 0
+    assert "missing.txt does not exist" in out  # the main process's own error
+    # the other rank's: it learnt of the failure in the agreement instead of waiting in its first step
+    assert "the main process could not build the probe" in out, out[-4000:]
+    assert not (tmp_path / "run" / "ppo" / "metrics.jsonl").exists()

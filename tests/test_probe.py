@@ -15,7 +15,7 @@ from conftest import write_tiny_run
 from safetensors.torch import load_file
 
 from detoxrl.config import load_config
-from detoxrl.errors import ConfigError
+from detoxrl.errors import ConfigError, DataError
 from detoxrl.evaluation.probe import draw_probe, probe_figures, reward_hacking
 from detoxrl.rl import checkpoint as ckpt
 from detoxrl.stages import ppo
@@ -300,3 +300,13 @@ def test_stop_at_probe_toxic_rate_stops_at_the_first_probe_that_reaches_it(tmp_p
     assert [r["step"] for r in rows] == [1, 2] and "probe/rougeL" not in rows[0]
     stop = json.loads((out / "detoxrl.json").read_text())["stop"]
     assert stop["step"] == 2 and stop["reason"].startswith("reached stop_at_probe_toxic_rate 1: probe toxic rate")
+
+
+def test_a_probe_that_cannot_be_built_fails_before_training(tmp_path, tiny_t5_dir):
+    path = write_tiny_run(tmp_path, tiny_t5_dir, **{
+        "ppo.probe_every": 1, "eval.extra_judges": [{"name": "held", "type": "lexicon",
+                                                     "lexicon": str(tmp_path / "missing.txt")}]})
+    cfg = load_config(path)
+    with pytest.raises(DataError, match="missing.txt"):
+        ppo.run(cfg)
+    assert not (cfg.run_path / "ppo" / "metrics.jsonl").exists() and not cfg.path(cfg.ppo.output_dir).exists()

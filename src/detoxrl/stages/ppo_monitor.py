@@ -35,7 +35,7 @@ from accelerate import Accelerator
 from accelerate.utils import DistributedType
 
 from detoxrl.config import Config, PPOSettings
-from detoxrl.errors import ConfigError
+from detoxrl.errors import ConfigError, TrainingError
 from detoxrl.evaluation.probe import Probe, reward_hacking
 from detoxrl.rl.trainer import PPOTrainer
 from detoxrl.utils import console
@@ -87,14 +87,23 @@ class Monitor:
 
     @classmethod
     def build(cls, cfg: Config, reward_fn, trainer: PPOTrainer) -> Monitor:
+        """The monitor of every rank; the main process builds the probe, and when it cannot (no evaluation
+        prompts, a judge that does not load) every rank raises, instead of waiting for it."""
         acc = trainer.acc
-        probe = None
+        probe, error = None, None
         if cfg.ppo.probe_every:
             if _shards_parameters(acc):
                 raise ConfigError("ppo.probe_every: the probe generates on the main process alone, which FSDP and "
                                   "DeepSpeed ZeRO-3 cannot do (their forward passes are collective); set it to 0")
             if acc.is_main_process:
-                probe = Probe.build(cfg, reward_fn, trainer.lp.tokenizer, acc.device)
+                try:
+                    probe = Probe.build(cfg, reward_fn, trainer.lp.tokenizer, acc.device)
+                except Exception as exc:  # noqa: BLE001 - re-raised below, once the other ranks know
+                    error = exc
+            if trainer.agree(error is not None)[0]:
+                if error is not None:
+                    raise error
+                raise TrainingError("ppo.probe_every: the main process could not build the probe (its error says why)")
         return cls(cfg.ppo, cfg.run_path / "ppo", acc.is_main_process, probe)
 
     @property
