@@ -2,6 +2,7 @@
 runs :class:`detoxrl.rl.trainer.PPOTrainer` step by step, logs, checkpoints and saves the policy.
 
 The algorithm itself lives in :mod:`detoxrl.rl`; this module only wires the pipeline's parts to it.
+The probe of held-out prompts and the stop targets are :mod:`detoxrl.stages.ppo_monitor`'s.
 Data-parallel under ``accelerate launch``: each process samples its slice of the global batch, and
 only the main process writes metrics, checkpoints and the final model.
 """
@@ -181,7 +182,8 @@ def run(cfg: Config, resume: bool = False, reward_fn: Reward | None = None,
 
 
 def train_loop(cfg: Config, st: Setup, start: int, log: MetricLog) -> None:
-    """Steps ``start + 1 … ppo.steps``: sample prompts, one PPO step, observe, log, checkpoint.
+    """Steps ``start + 1 … ppo.steps``: sample prompts, one PPO step, observe, probe when due, log,
+    checkpoint; a stop target that is met ends the loop after that step's checkpoint.
 
     A collective that times out (``ppo.collective_timeout_s``) or loses its peer ends the run with an
     error naming the process, the step and the phase; checkpoints written so far stay complete.
