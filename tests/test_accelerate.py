@@ -127,3 +127,49 @@ def test_a_stalled_rank_becomes_an_error_naming_step_and_phase(tmp_path, tiny_t5
     assert latest is not None and latest.name == "step-000001"
     step, model_state, _, _ = ckpt.load_checkpoint(latest)
     assert step == 1 and model_state
+
+
+@pytest.mark.slow
+def test_only_the_main_process_probes_and_every_rank_stops_at_its_probe_target(tmp_path, tiny_t5_dir):
+    (tmp_path / "held.txt").write_text("w10\nw11\nw12\n")
+    cfg = write_tiny_run(tmp_path, tiny_t5_dir, **{
+        "ppo.steps": 6, "ppo.probe_every": 2, "ppo.probe_prompts": 8, "ppo.stop_at_probe_toxic_rate": 1.0,
+        "eval.extra_judges": [{"name": "held", "type": "lexicon", "lexicon": str(tmp_path / "held.txt")}]})
+    res, out = _launch(tmp_path, cfg)
+    assert res.returncode == 0, out[-4000:]
+    for r in (1, 2):  # the stop, decided on the main process's probe, is taken by both processes
+        assert f"process {r}/2 finished at step 2" in out, out[-4000:]
+    lines = _metrics(tmp_path)
+    assert [x["step"] for x in lines] == [1, 2]
+    assert "probe/rougeL" not in lines[0] and lines[1]["probe/n"] == 8 and lines[1]["ppo/stop"] == 1
+    meta = json.loads((tmp_path / "run" / "policy" / "detoxrl.json").read_text())
+    assert meta["stop"]["step"] == 2 and meta["stop"]["reason"].startswith("reached stop_at_probe_toxic_rate 1")
+    assert out.count("saved the policy") == 1
+    _assert_replicas_equal(tmp_path)
+
+
+@pytest.mark.slow
+def test_probes_without_a_stop_target_on_two_ranks(tmp_path, tiny_t5_dir):
+    """Without a target no rank waits for the probe in a collective of its own: the other rank goes on to
+    the next step and waits there."""
+    cfg = write_tiny_run(tmp_path, tiny_t5_dir, **{"ppo.steps": 3, "ppo.probe_every": 1, "ppo.probe_prompts": 8})
+    res, out = _launch(tmp_path, cfg)
+    assert res.returncode == 0, out[-4000:]
+    assert "process 1/2 finished at step 3" in out and "process 2/2 finished at step 3" in out, out[-4000:]
+    lines = _metrics(tmp_path)
+    assert [x["step"] for x in lines] == [1, 2, 3] and all(x["probe/n"] == 8 for x in lines)
+    assert "probe/toxic_rate_heldout" not in lines[0]  # no held-out judge configured
+    _assert_replicas_equal(tmp_path)
+
+
+@pytest.mark.slow
+def test_a_probe_the_main_process_cannot_build_ends_every_rank(tmp_path, tiny_t5_dir):
+    cfg = write_tiny_run(tmp_path, tiny_t5_dir, **{
+        "ppo.probe_every": 1, "ppo.collective_timeout_s": 60,
+        "eval.extra_judges": [{"name": "held", "type": "lexicon", "lexicon": str(tmp_path / "missing.txt")}]})
+    res, out = _launch(tmp_path, cfg, timeout=240)
+    assert res.returncode != 0
+    assert "missing.txt does not exist" in out  # the main process's own error
+    # the other rank's: it learnt of the failure in the agreement instead of waiting in its first step
+    assert "the main process could not build the probe" in out, out[-4000:]
+    assert not (tmp_path / "run" / "ppo" / "metrics.jsonl").exists()

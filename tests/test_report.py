@@ -47,7 +47,8 @@ class _P:
         self.references = [f"Person1 greets person {i}.", "They talk."]
 
 
-def write_metrics(run_dir: Path, steps: int = 40, constitution: bool = True, curriculum: bool = True) -> Path:
+def write_metrics(run_dir: Path, steps: int = 40, constitution: bool = True, curriculum: bool = True,
+                  probes: bool = True) -> Path:
     rng = np.random.default_rng(0)
     rows = []
     for s in range(steps):
@@ -65,6 +66,9 @@ def write_metrics(run_dir: Path, steps: int = 40, constitution: bool = True, cur
         if curriculum:
             r["curriculum/stage"] = min(2, s // 14)
             r["curriculum/competence"] = min(1.0, 0.2 + s / steps)
+        if probes and s % 10 == 9:  # the probe's figures, on the steps it is taken
+            r.update({"probe/reward_mean": 0.4 + s / steps, "probe/toxic_rate_trained": 0.2 - s / (4 * steps),
+                      "probe/toxic_rate_heldout": 0.25 - s / (5 * steps), "probe/rougeL": 0.4, "probe/n": 64})
         rows.append(r)
     path = run_dir / "ppo" / "metrics.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -144,11 +148,12 @@ def test_report_has_every_section_and_plots(full_run):
     assert out == cfg.run_path / "report.html"
     page = out.read_text(encoding="utf-8")
     imgs = _images(page)
-    # reward, per judge, components, KL, policy, value, length/speed, constitution x2, curriculum, 2 histograms
-    assert len(imgs) == 12
+    # reward, per judge, components, KL, policy, value, length/speed, probes, constitution x2, curriculum,
+    # 2 histograms
+    assert len(imgs) == 13
     assert all(b.startswith(b"\x89PNG\r\n\x1a\n") for b in imgs)
     assert "not run" not in page
-    for anchor in ("summary", "metrics", "training", "constitution", "curriculum", "distributions",
+    for anchor in ("summary", "metrics", "training", "probes", "constitution", "curriculum", "distributions",
                    "examples", "provenance", "config"):
         assert f'<section id="{anchor}">' in page
     # the metrics table shows the CIs from eval.json, the headline the verdict
@@ -170,16 +175,16 @@ def test_report_has_every_section_and_plots(full_run):
 def test_report_degrades_gracefully_without_inputs(tmp_path):
     cfg = make_cfg(tmp_path / "empty")
     page = build_report(cfg).read_text(encoding="utf-8")
-    assert page.count("not run") == 8 - 1  # every section but the configuration
+    assert page.count("not run") == 9 - 1  # every section but the configuration
     assert _images(page) == []
     assert "<pre>" in page
 
 
 def test_report_without_constitution_and_curriculum(tmp_path):
     cfg = make_cfg(tmp_path / "run")
-    write_metrics(cfg.run_path, constitution=False, curriculum=False)
+    write_metrics(cfg.run_path, constitution=False, curriculum=False, probes=False)
     page = build_report(cfg).read_text(encoding="utf-8")
-    assert "Constitution: not run" in page and "Curriculum: not run" in page
+    assert "Constitution: not run" in page and "Curriculum: not run" in page and "Probes: not run" in page
     assert "Evaluation: not run" in page
     assert len(_images(page)) == 7
 
@@ -202,6 +207,54 @@ def test_report_survives_a_corrupt_eval_json(tmp_path):
     (cfg.run_path / "eval.json").write_text("{not json", encoding="utf-8")
     page = build_report(cfg).read_text(encoding="utf-8")
     assert "eval.json could not be read" in page
+
+
+def _ppo_record(cfg, stop: dict, warnings: list[dict]) -> None:
+    """What the PPO stage leaves: detoxrl.json beside the policy and ppo/warnings.jsonl."""
+    policy = cfg.path(cfg.ppo.output_dir)
+    policy.mkdir(parents=True, exist_ok=True)
+    write_json(policy / "detoxrl.json", {"saved_by": "detoxrl", "steps": 40, "steps_done": stop["step"],
+                                         "stop": stop, "probe_warnings": warnings})
+    (cfg.run_path / "ppo" / "warnings.jsonl").write_text("".join(json.dumps(w) + "\n" for w in warnings))
+
+
+def test_report_shows_the_probes_the_reward_hacking_warning_and_why_ppo_stopped(full_run):
+    cfg, _ = full_run
+    page = build_report(cfg).read_text(encoding="utf-8")
+    assert 'alt="probe figures per step"' in page
+    assert "No reward-hacking warning" in page and "Stopped after" not in page
+    warning = {"step": 30, "kind": "reward_hacking",
+               "message": "possible reward hacking over the probes of steps 10–30: the trained-against reward "
+                          "rose 0.600 → 1.100 while ROUGE-L fell 0.400 → 0.300"}
+    _ppo_record(cfg, {"reason": "reached stop_at_reward 2.3: moving mean 2.31 over 10 steps at step 37",
+                      "step": 37}, [warning])
+    page = build_report(cfg).read_text(encoding="utf-8")
+    section = page[page.index('<section id="probes">'):]
+    section = section[: section.index("</section>")]
+    assert "Stopped after step 37:" in section and "moving mean 2.31 over 10 steps at step 37" in section
+    assert '<p class="warn"><strong>Warning at step 30:</strong> possible reward hacking' in section
+    assert "No reward-hacking warning" not in section and len(_images(section)) == 1
+
+
+def test_report_shows_why_ppo_stopped_without_probes(tmp_path):
+    cfg = make_cfg(tmp_path / "run")
+    write_metrics(cfg.run_path, probes=False)
+    _ppo_record(cfg, {"reason": "ppo.steps reached", "step": 40}, [])
+    page = build_report(cfg).read_text(encoding="utf-8")
+    assert "Stopped after step 40:</strong> ppo.steps reached" in page and "No probes were taken" in page
+    assert "Probes: not run" not in page
+
+
+def test_model_card_says_how_ppo_stopped_and_what_the_probe_warned(tmp_path):
+    cfg = make_cfg(tmp_path / "run", ppo={"probe_every": 10, "probe_prompts": 32, "stop_at_reward": 2.3})
+    write_metrics(cfg.run_path)
+    _ppo_record(cfg, {"reason": "reached stop_at_reward 2.3: moving mean 2.31 over 10 steps at step 37",
+                      "step": 37}, [{"step": 30, "kind": "reward_hacking", "message": "possible reward hacking"}])
+    text = write_model_card(cfg, cfg.path(cfg.ppo.output_dir), None).read_text(encoding="utf-8")
+    assert ("- **Stopped:** after step 37 (at most 40): reached stop_at_reward 2.3: moving mean 2.31 over 10 "
+            "steps at step 37") in text
+    assert "- **Probe:** every 10 steps, 32 held-out prompts" in text
+    assert "- **Probe warnings (1):** step 30: possible reward hacking" in text
 
 
 def test_read_metrics_skips_torn_lines(tmp_path):
@@ -323,9 +376,9 @@ def test_report_renders_in_headless_chromium(full_run, tmp_path):
     status = render_status(build_report(cfg), tmp_path)
     assert status["errors"] == []
     assert status["resources"] == []
-    assert status["images"] == 12 and status["bad"] == []
+    assert status["images"] == 13 and status["bad"] == []
     assert status["minWidth"] > 100
-    assert status["sections"] == 9
+    assert status["sections"] == 10
     assert status["title"] == "detoxrl report — synthetic"
 
 

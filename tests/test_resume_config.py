@@ -60,3 +60,16 @@ def test_allow_config_change_resumes_and_records_the_change(finished_run):
     assert recorded == [{"at_step": 4, "checkpoint": "step-000004", "changes": ["ppo.learning_rate: 0.001 → 0.01"]}]
     meta = json.loads((out / "detoxrl.json").read_text())
     assert meta["config_changes"] == recorded
+
+
+def test_a_stop_target_set_on_resume_that_the_history_meets_stops_at_once(finished_run, capsys):
+    cfg = load_config(finished_run, ["ppo.steps=8", "ppo.stop_at_reward=-1000", "ppo.stop_window=3"])
+    out = ppo.run(cfg, resume=True)  # an allowed change: no --allow-config-change needed
+    printed = capsys.readouterr()
+    assert "ppo.stop_at_reward: None → -1000" in printed.out + printed.err
+    meta = json.loads((out / "detoxrl.json").read_text())
+    assert meta["steps_done"] == 4 and meta["stop"]["step"] == 4  # the restored rewards meet it: no step more
+    assert meta["stop"]["reason"].startswith("reached stop_at_reward -1000: moving mean ")
+    assert meta["stop"]["reason"].endswith(" over 3 steps at step 4")
+    steps = [json.loads(x)["step"] for x in (cfg.run_path / "ppo" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]

@@ -153,6 +153,15 @@ def test_running_normalisation():
     assert fresh.moments["hate"].mean == pytest.approx(1.0)
 
 
+def test_a_measurement_can_combine_without_moving_the_running_statistics():
+    reward = CompositeReward([HATE], [1.0], settings(normalize=True, dimension_weights={"hate": 0.0}))
+    trained = reward(TEXTS)  # the statistics now hold this batch
+    before = reward.state_dict()
+    measured = reward.combine({"hate": HATE.score(TEXTS[:2])}, update_moments=False)
+    assert reward.state_dict() == before  # PPO's probe leaves what training sees alone
+    torch.testing.assert_close(measured.total, trained.total[:2])  # normalised with the statistics as they stand
+
+
 def test_lexicon_and_profanity_judges_penalise_their_dimensions():
     from detoxrl.rewards.profanity import ProfanityCheckJudge
 

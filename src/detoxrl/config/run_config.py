@@ -53,6 +53,9 @@ class Config(_Strict):
             raise ValueError("data.source is 'testbed' but there is no testbed section")
         if not self.reward.judges:
             raise ValueError("reward.judges must list at least one judge")
+        if self.ppo.stop_at_probe_toxic_rate is not None and not self.eval.extra_judges:
+            raise ValueError("ppo.stop_at_probe_toxic_rate compares the probe's held-out toxic rate, which needs "
+                             "judges the policy is not trained against: list them in eval.extra_judges")
         return self
 
     # ---------------------------------------------------------------------------------------------

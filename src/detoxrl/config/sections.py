@@ -330,6 +330,30 @@ class PPOSettings(_Strict):
     collective_timeout_s: int = Field(600, gt=0)
     """Data-parallel runs: seconds a rank waits in a collective (gather, all-reduce) for the others before
     the run fails with an error naming the step and the phase, instead of hanging."""
+    probe_every: int = Field(0, ge=0)
+    """Every N steps (Hugging Face's Trainer calls this ``eval_steps``), the current policy answers a fixed
+    probe of held-out prompts greedily (``eval.generation``'s lengths, ``do_sample`` off) and the answers are
+    scored by the reward's judges, by the held-out judges (``eval.extra_judges``) and by ROUGE-L against
+    the references; the figures are logged as ``probe/*`` keys of ``metrics.jsonl`` on that step, and a
+    warning is recorded when they diverge (``probe_window``). Only the main process probes, with its random
+    state set aside, so probing does not change what is trained. 0: off."""
+    probe_prompts: int = Field(64, gt=0)
+    """How many prompts the probe holds: drawn once, with ``eval.seed``, from the prompts the eval stage uses
+    (the first ``eval.n_prompts`` of ``data.eval_split`` that pass the prompt filters; from more of the split
+    when this is larger), so the probe is a subset of the final evaluation's prompts."""
+    probe_window: int = Field(3, ge=2)
+    """The reward-hacking check compares the first and the last of the last N probes: a warning when the
+    reward improved while the held-out toxic rate rose or ROUGE-L fell (the rule and its tolerances:
+    ``detoxrl.evaluation.probe.reward_hacking``)."""
+    stop_at_reward: float | None = None
+    """Stop early, and save as at the end, when the mean of ``reward/mean`` over the last ``stop_window``
+    steps reaches this value (``≥``); ``null``: run all ``steps``. ``steps`` stays the upper bound."""
+    stop_window: int = Field(10, gt=0)
+    """Steps in the moving mean that ``stop_at_reward`` compares (it waits until that many steps exist)."""
+    stop_at_probe_toxic_rate: float | None = Field(None, ge=0, le=1)
+    """Stop early, and save as at the end, when a probe's held-out toxic rate (``probe/toxic_rate_heldout``:
+    the share of probe responses any of ``eval.extra_judges`` flags) is at most this; needs
+    ``probe_every`` > 0 and at least one of ``eval.extra_judges``. ``null``: no such stop."""
     seed: int | None = None
 
     @field_validator("mixed_precision", mode="before")
@@ -341,6 +365,9 @@ class PPOSettings(_Strict):
     def _check(self) -> PPOSettings:
         if self.batch_size % self.mini_batch_size:
             raise ValueError("batch_size must be a multiple of mini_batch_size")
+        if self.stop_at_probe_toxic_rate is not None and self.probe_every == 0:
+            raise ValueError("ppo.stop_at_probe_toxic_rate needs probes: set ppo.probe_every to a number of "
+                             "steps (or ppo.stop_at_probe_toxic_rate to null)")
         return self
 
 

@@ -46,11 +46,12 @@ EVAL_JSON = "eval.json"
 EVAL_TABLE = "eval_table.csv"
 
 
-def load_eval_prompts(cfg: Config, tokenizer) -> tuple[list, dict]:
-    """The first ``eval.n_prompts`` prompts of ``data.eval_split`` that pass the prompt filters."""
+def load_eval_prompts(cfg: Config, tokenizer, n: int | None = None) -> tuple[list, dict]:
+    """The first ``n`` (default ``eval.n_prompts``) prompts of ``data.eval_split`` that pass the prompt
+    filters."""
     split = cfg.data.eval_split
     examples = load_examples(cfg, split).examples
-    want = cfg.eval.n_prompts
+    want = cfg.eval.n_prompts if n is None else n
     kept: list = []
     stats: dict[str, int] = {"total": 0, "kept": 0, "too_short": 0, "too_long": 0, "truncated": 0}
     start = 0

@@ -40,15 +40,26 @@ def build_judge(settings: JudgeSettings, cfg: Config, device: str | torch.device
     return reward_build.build_judge(settings, cfg, device=device)
 
 
-def build_eval_judges(cfg: Config, device: str | torch.device = "cpu") -> list[EvalJudge]:
-    """The reward judges (``trained_against=True``) then the extra judges; names must be unique."""
+def _judge_settings(cfg: Config) -> list[tuple[JudgeSettings, bool]]:
+    """``(settings, trained_against)`` of the reward judges then the extra judges; names must be unique."""
     settings = [(s, True) for s in cfg.reward.judges] + [(s, False) for s in cfg.eval.extra_judges]
     names = [s.name for s, _ in settings]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise ConfigError(f"judge names must be unique across reward.judges and eval.extra_judges; "
                           f"repeated: {dupes}")
-    return [EvalJudge(build_judge(s, cfg, device), s, trained) for s, trained in settings]
+    return settings
+
+
+def build_eval_judges(cfg: Config, device: str | torch.device = "cpu") -> list[EvalJudge]:
+    """The reward judges (``trained_against=True``) then the extra judges; names must be unique."""
+    return [EvalJudge(build_judge(s, cfg, device), s, trained) for s, trained in _judge_settings(cfg)]
+
+
+def build_held_out_judges(cfg: Config, device: str | torch.device = "cpu") -> list[EvalJudge]:
+    """Only the judges the policy is not trained against (``eval.extra_judges``), as :func:`build_eval_judges`
+    builds them."""
+    return [EvalJudge(build_judge(s, cfg, device), s, False) for s, trained in _judge_settings(cfg) if not trained]
 
 
 def judge_info(ej: EvalJudge, cfg: Config) -> dict:

@@ -152,8 +152,35 @@ def _judge_rows(cfg: Config) -> list[str]:
     return rows
 
 
-def _training_markdown(cfg: Config, base: str) -> list[str]:
-    """The "Training" section: base model, prompts, PPO and KL settings, sampling, seed, judges."""
+def _run_note(policy_dir: Path) -> dict:
+    """``detoxrl.json`` beside the policy (what the PPO stage recorded), or ``{}``."""
+    try:
+        note = json.loads((policy_dir / "detoxrl.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return note if isinstance(note, dict) else {}
+
+
+def _stop_lines(cfg: Config, note: dict) -> list[str]:
+    """How PPO ended (``stop``), the probe's settings and its reward-hacking warnings, as list items."""
+    p, lines = cfg.ppo, []
+    stop = note.get("stop")
+    if isinstance(stop, dict):
+        lines.append(f"- **Stopped:** after step {stop.get('step')} (at most {note.get('steps', p.steps)}): "
+                     f"{_md_cell(stop.get('reason'))}")
+    if p.probe_every:
+        lines.append(f"- **Probe:** every {p.probe_every} steps, {p.probe_prompts} held-out prompts answered "
+                     "greedily, scored by every judge and ROUGE-L (`probe/*` in `ppo/metrics.jsonl`)")
+    warnings = note.get("probe_warnings") or []
+    if warnings:
+        shown = "; ".join(f"step {w.get('step')}: {_md_cell(w.get('message'))}" for w in warnings[:3])
+        lines.append(f"- **Probe warnings ({len(warnings)}):** {shown}" + (" …" if len(warnings) > 3 else ""))
+    return lines
+
+
+def _training_markdown(cfg: Config, base: str, note: dict | None = None) -> list[str]:
+    """The "Training" section: base model, prompts, PPO and KL settings, how PPO stopped, sampling, seed,
+    judges (``note``: the policy's ``detoxrl.json``)."""
     testbed = cfg.data.source == "testbed"
     p, k = cfg.ppo, cfg.ppo.kl
     data = "the embedded synthetic testbed (DialogSum-style dialogues, some with hostile turns)" if testbed \
@@ -172,6 +199,7 @@ def _training_markdown(cfg: Config, base: str) -> list[str]:
         f"GAE γ={p.gamma} λ={p.lam}; {lora}",
         f"- **KL penalty:** `{k.penalty}`, initial coefficient {k.init_coef}"
         + (f", adaptive (target {k.target}, horizon {k.horizon})" if k.adaptive else ", fixed"),
+        *_stop_lines(cfg, note or {}),
         f"- **Sampling during training:** up to {p.generation.max_new_tokens} new tokens, temperature "
         f"{p.generation.temperature}, top-k {p.generation.top_k}, top-p {p.generation.top_p}",
         f"- **Curriculum:** {'on (' + cfg.curriculum.pacing + ' pacing)' if cfg.curriculum.enabled else 'off'}; "
@@ -229,7 +257,8 @@ def card_markdown(cfg: Config, policy_dir: Path, ev: dict | None) -> str:
     if cfg.data.source == "testbed":
         parts += ["", "**This is a testbed model**: a tiny model trained offline on detoxrl's synthetic corpus "
                   "to exercise the pipeline. It is not meant for real use."]
-    parts += ["", *_training_markdown(cfg, base), evaluation_markdown(ev), *_usage_markdown(cfg, auto)]
+    parts += ["", *_training_markdown(cfg, base, _run_note(policy_dir)), evaluation_markdown(ev),
+              *_usage_markdown(cfg, auto)]
     return "\n".join(parts)
 
 

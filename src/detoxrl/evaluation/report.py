@@ -9,11 +9,13 @@ produced (a missing piece is shown as "not run"):
 2. the metrics table with 95% confidence intervals (``eval.json``), overall and per judge;
 3. training curves (``ppo/metrics.jsonl``): reward and its components, KL and its coefficient,
    policy entropy / clipping / approximate KL, value loss and explained variance, length and speed;
-4. per-principle constitution violations (``constitution/*`` keys) and the curriculum stage over time
+4. the probe of held-out prompts (``probe/*`` keys) with any reward-hacking warning, and why PPO stopped
+   (``detoxrl.json`` beside the policy, ``ppo/warnings.jsonl``);
+5. per-principle constitution violations (``constitution/*`` keys) and the curriculum stage over time
    (``curriculum/*`` keys) when they were logged;
-5. toxicity distributions before and after, per judge (``eval_table.csv``);
-6. the most improved and most worsened examples (by the primary judge's reward difference);
-7. the run's configuration.
+6. toxicity distributions before and after, per judge (``eval_table.csv``);
+7. the most improved and most worsened examples (by the primary judge's reward difference);
+8. the run's configuration.
 
 This module reads the inputs and assembles the page; the sections are in
 :mod:`~detoxrl.evaluation.report_sections`, the figures in :mod:`~detoxrl.evaluation.report_plots` and
@@ -36,10 +38,11 @@ from detoxrl.evaluation.report_sections import (
     examples_section,
     headline_section,
     metrics_section,
+    probe_section,
     training_section,
 )
 from detoxrl.evaluation.table import read_eval_table
-from detoxrl.utils import atomic_write_text
+from detoxrl.utils import atomic_write_text, read_jsonl
 
 REPORT_FILE = "report.html"
 
@@ -86,6 +89,16 @@ def provenance_section(prov: dict | None) -> str:
             "inputs and data files it was made from.</p>")
 
 
+def training_info(cfg: Config) -> dict:
+    """How PPO ended and what it warned about: ``stop`` from ``detoxrl.json`` beside the policy, ``warnings``
+    from ``ppo/warnings.jsonl`` (written as they happen, so present after a killed run too)."""
+    meta_path = cfg.path(cfg.ppo.output_dir) / "detoxrl.json"
+    meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.exists() else {}
+    warnings_path = cfg.run_path / "ppo" / "warnings.jsonl"
+    warnings = read_jsonl(warnings_path) if warnings_path.exists() else meta.get("probe_warnings", [])
+    return {"stop": meta.get("stop"), "warnings": warnings}
+
+
 def build_report(cfg: Config, provenance: dict | None = None) -> Path:
     """Write ``report.html`` (self-contained) into the run folder and return its path.
 
@@ -120,6 +133,7 @@ def build_report(cfg: Config, provenance: dict | None = None) -> Path:
         ("summary", "Summary", ev_note or _safe(lambda: headline_section(ev), "Evaluation")),
         ("metrics", "Evaluation metrics", ev_note or _safe(lambda: metrics_section(ev), "Evaluation")),
         ("training", "Training curves", _safe(lambda: training_section(rows, why, bad), "PPO training")),
+        ("probes", "Probes and stopping", _safe(lambda: probe_section(rows, training_info(cfg)), "Probes")),
         ("constitution", "Constitution", _safe(lambda: constitution_section(rows), "Constitution")),
         ("curriculum", "Curriculum", _safe(lambda: curriculum_section(rows, cfg.curriculum.enabled), "Curriculum")),
         ("distributions", "Toxicity before and after",

@@ -64,8 +64,10 @@ def _plot_lines(ax, rows: Sequence[dict], keys: Sequence[str], *, start: int = 0
 
 
 def plot_panel(rows: Sequence[dict], title: str, keys: Sequence[str], *, ylabel: str = "",
-               twin: Sequence[str] = (), band: tuple[str, str] | None = None, step_keys: Sequence[str] = ()) -> bytes | None:
-    """One training-curve panel: ``keys`` on the left axis, ``twin`` on a right axis; ``None`` if empty.
+               twin: Sequence[str] = (), band: tuple[str, str] | None = None, step_keys: Sequence[str] = (),
+               twin_label: str = "") -> bytes | None:
+    """One training-curve panel: ``keys`` on the left axis, ``twin`` on a right axis (labelled ``twin_label``,
+    default the keys); ``None`` if empty.
 
     ``band = (mean_key, std_key)`` shades mean ± std. ``step_keys`` are drawn as steps (stages).
     """
@@ -94,7 +96,7 @@ def plot_panel(rows: Sequence[dict], title: str, keys: Sequence[str], *, ylabel:
     if twin:
         ax2 = ax.twinx()
         _plot_lines(ax2, rows, twin, start=drawn)
-        ax2.set_ylabel(", ".join(twin), fontsize=8)
+        ax2.set_ylabel(twin_label or ", ".join(twin), fontsize=8)
         h2, l2 = ax2.get_legend_handles_labels()
         handles, labels = handles + h2, labels + l2
     if handles:

@@ -154,6 +154,36 @@ def training_section(rows: list[dict] | None, why: str, skipped: int = 0) -> str
     return summary + '<div class="grid">' + "".join(figs) + "</div>"
 
 
+_PROBE_TWIN = ["probe/toxic_rate_trained", "probe/toxic_rate_heldout", "probe/rougeL"]
+_SHOWN_WARNINGS = 5
+
+
+def probe_section(rows: list[dict] | None, info: dict | None) -> str:
+    """The probe's figures per step (``probe/*`` keys), its reward-hacking warnings and why PPO stopped
+    (``info``: ``stop`` and ``warnings`` as the PPO stage records them)."""
+    info = info or {}
+    stop, warnings = info.get("stop"), list(info.get("warnings") or [])
+    png = plot_panel(rows or [], "Probe of held-out prompts (greedy)", ["probe/reward_mean"], ylabel="reward",
+                     twin=_PROBE_TWIN, twin_label="toxic rate, ROUGE-L")
+    if png is None and not stop and not warnings:
+        return not_run("Probes", "no probe/* metrics were logged (ppo.probe_every is 0)")
+    parts = []
+    if stop:
+        parts.append(f"<p><strong>Stopped after step {esc(stop.get('step'))}:</strong> {esc(stop.get('reason'))}.</p>")
+    for w in warnings[:_SHOWN_WARNINGS]:
+        parts.append(f'<p class="warn"><strong>Warning at step {esc(w.get("step"))}:</strong> {esc(w.get("message"))}</p>')
+    if len(warnings) > _SHOWN_WARNINGS:
+        parts.append(f"<p class=\"small\">… and {len(warnings) - _SHOWN_WARNINGS} more in ppo/warnings.jsonl.</p>")
+    if png is None:
+        return "".join(parts) + "<p>No probes were taken (ppo.probe_every is 0).</p>"
+    if not warnings:
+        parts.append("<p>No reward-hacking warning: over no window of probes did the trained-against reward "
+                     "improve while the held-out toxic rate rose or ROUGE-L fell.</p>")
+    caption = ("Greedy responses to the probe's held-out prompts: the composite reward (left), the toxic rate of "
+               "the judges trained against and of the held-out judges, and ROUGE-L (right)")
+    return "".join(parts) + '<div class="grid">' + figure(png, "probe figures per step", caption) + "</div>"
+
+
 def constitution_section(rows: list[dict] | None) -> str:
     keys = metric_keys(rows or [], "constitution/")
     if not keys:

@@ -142,8 +142,11 @@ class CompositeReward:
         results = {j.name: j.score(responses, prompts) for j in self.judges}
         return self.combine(results)
 
-    def combine(self, results: dict[str, JudgeResult]) -> RewardOutput:
-        """The composite reward from judge results already computed (keys: judge names)."""
+    def combine(self, results: dict[str, JudgeResult], update_moments: bool = True) -> RewardOutput:
+        """The composite reward from judge results already computed (keys: judge names).
+
+        ``update_moments=False`` leaves the running statistics of ``reward.normalize`` as they are (a
+        measurement, such as PPO's probe, that must not change what training sees)."""
         first = next(iter(results.values()))
         n = len(first)
         components: dict[str, Tensor] = {}
@@ -154,7 +157,8 @@ class CompositeReward:
             finite &= r.finite
             s = r.score
             if self.settings.normalize:
-                self.moments[judge.name].update(s)
+                if update_moments:
+                    self.moments[judge.name].update(s)
                 s = normalize_scores(s, self.moments[judge.name])
             components[f"judge/{judge.name}"] = (w * s).float()
             weights[judge.name] = w

@@ -150,6 +150,11 @@ class PPOTrainer:
         t = self.acc.reduce(t, reduction="sum")
         return bool(t[0].item() > 0), float(t[1].item()) / self.acc.num_processes
 
+    def agree(self, flag: bool, value: float = 0.0) -> tuple[bool, float]:
+        """:meth:`_agree` for the loop around the trainer (the PPO stage's stop decisions): every rank must
+        call it at the same point."""
+        return self._agree(flag, value)
+
     def _clip_gradients(self) -> torch.Tensor | None:
         """Clip to ``ppo.max_grad_norm`` (:func:`detoxrl.rl.fastpaths.clip_grad_norm`); the norm before."""
         wrapped = self.masters.params if self.masters else self.model.parameters()

@@ -2,6 +2,7 @@
 runs :class:`detoxrl.rl.trainer.PPOTrainer` step by step, logs, checkpoints and saves the policy.
 
 The algorithm itself lives in :mod:`detoxrl.rl`; this module only wires the pipeline's parts to it.
+The probe of held-out prompts and the stop targets are :mod:`detoxrl.stages.ppo_monitor`'s.
 Data-parallel under ``accelerate launch``: each process samples its slice of the global batch, and
 only the main process writes metrics, checkpoints and the final model.
 """
@@ -30,6 +31,7 @@ from detoxrl.rl import checkpoint as ckpt
 from detoxrl.rl.trainer import PPOTrainer, Reward
 from detoxrl.stages.device import policy_precision, stage_accelerator
 from detoxrl.stages.fingerprint import SECTIONS, flatten
+from detoxrl.stages.ppo_monitor import Monitor
 from detoxrl.utils import atomic_dir, console, progress, set_seed
 
 
@@ -62,6 +64,7 @@ class Setup:
     run_config: dict = field(default_factory=dict)  # what checkpoints record (see run_config())
     config_changes: list = field(default_factory=list)  # settings changed on resume (--allow-config-change)
     precision: dict = field(default_factory=dict)  # policy.dtype and ppo.mixed_precision as resolved here
+    monitor: Monitor | None = None  # probes, warnings and stop targets (stages/ppo_monitor.py)
 
 
 def setup(cfg: Config, reward_fn: Reward | None = None) -> Setup:
@@ -89,12 +92,15 @@ def setup(cfg: Config, reward_fn: Reward | None = None) -> Setup:
     return Setup(acc=acc, lp=lp, base_name=policy_settings.name_or_path, texts=[p.prompt for p in prompts],
                  trainer=trainer, sampler=sampler, gen_rng=torch.Generator().manual_seed(seed + 7),
                  ckpt_root=cfg.run_path / "ppo" / "checkpoints", run_config=run_config(cfg),
-                 precision={p.key: p.as_dict() for p in (dtype, trainer.precision)})
+                 precision={p.key: p.as_dict() for p in (dtype, trainer.precision)},
+                 monitor=Monitor.build(cfg, reward_fn, trainer))
 
 
 RESUMABLE_CHANGES = frozenset({"ppo.steps", "ppo.checkpoint_every", "ppo.keep_checkpoints",
-                               "ppo.collective_timeout_s"})
-"""Keys a resumed run may change: how long it runs and how it checkpoints, not what it computes."""
+                               "ppo.collective_timeout_s", "ppo.stop_at_reward", "ppo.stop_window",
+                               "ppo.stop_at_probe_toxic_rate", "ppo.probe_every"})
+"""Keys a resumed run may change: how long it runs (its steps, its stop targets), how often it probes
+(the probe's prompts and window stay) and how it checkpoints, not what it computes."""
 
 
 def run_config(cfg: Config) -> dict:
@@ -139,6 +145,7 @@ def resume_from_checkpoint(cfg: Config, st: Setup, allow_config_change: bool = F
             with open(cfg.run_path / "ppo" / "config_changes.jsonl", "a", encoding="utf-8") as fh:
                 fh.write(json.dumps(st.config_changes[-1]) + "\n")
     st.trainer.load_state(model_state, opt_state, state["trainer"])
+    st.monitor.load_state_dict(state.get("monitor"))
     st.sampler.load_state_dict(state["sampler"])
     st.gen_rng.set_state(state["gen_rng"])
     ckpt.set_rng_state(state["rng"][min(st.acc.process_index, len(state["rng"]) - 1)])
@@ -160,22 +167,28 @@ def run(cfg: Config, resume: bool = False, reward_fn: Reward | None = None,
     with MetricLog(cfg.run_path / "ppo", st.acc.is_main_process, append=resume and start > 0) as log:
         train_loop(cfg, st, start, log)
     console.print(f"ppo: process {rank + 1}/{world} finished at step {st.trainer.step_count}")
+    stop = st.monitor.finish(st.trainer.step_count)
+    if st.acc.is_main_process:
+        console.print(f"ppo: stopped after step {stop['step']}: {stop['reason']}")
     out = cfg.path(cfg.ppo.output_dir)
     st.acc.wait_for_everyone()
     if st.acc.is_main_process:
         with atomic_dir(out) as tmp:
             save_policy(st.trainer.unwrapped.lm, st.lp.tokenizer, tmp, value_head=st.trainer.unwrapped.value_head,
                         base_name=st.base_name, extra={"stage": "ppo", "steps": cfg.ppo.steps,
+                                                       "steps_done": st.trainer.step_count, "stop": stop,
                                                        "skipped_steps": st.trainer.skipped_steps,
                                                        "config_changes": st.config_changes,
-                                                       "precision": st.precision})
+                                                       "precision": st.precision,
+                                                       "probe_warnings": st.monitor.warnings})
         console.print(f"ppo: saved the policy to {out}")
     st.acc.wait_for_everyone()
     return out
 
 
 def train_loop(cfg: Config, st: Setup, start: int, log: MetricLog) -> None:
-    """Steps ``start + 1 … ppo.steps``: sample prompts, one PPO step, observe, log, checkpoint.
+    """Steps ``start + 1 … ppo.steps``: sample prompts, one PPO step, observe, probe when due, log,
+    checkpoint; a stop target that is met ends the loop after that step's checkpoint.
 
     A collective that times out (``ppo.collective_timeout_s``) or loses its peer ends the run with an
     error naming the process, the step and the phase; checkpoints written so far stay complete.
@@ -183,6 +196,9 @@ def train_loop(cfg: Config, st: Setup, start: int, log: MetricLog) -> None:
     s, acc, trainer = cfg.ppo, st.acc, st.trainer
     world, rank = acc.num_processes, acc.process_index
     step = start
+    st.monitor.start()
+    if st.monitor.restored_stop(start):
+        return  # resumed from a run that had met its stop target, which the settings still ask for
     try:
         with progress(disable=None if acc.is_main_process else True) as bar:
             task = bar.add_task("ppo", total=s.steps, completed=start, info="")
@@ -194,11 +210,14 @@ def train_loop(cfg: Config, st: Setup, start: int, log: MetricLog) -> None:
                 if (rewards := stats.get("reward/mean")) is not None:
                     st.sampler.observe(step, [rewards])  # a mean over every rank: the same everywhere
                 stats.update(st.sampler.log_stats())
+                stop = st.monitor.after_step(step, stats, trainer)  # probes when due; stop targets
                 log.write(step, stats)
                 bar.update(task, completed=step, info=_progress_info(stats))
-                if (s.checkpoint_every and step % s.checkpoint_every == 0) or step == s.steps:
+                if (s.checkpoint_every and step % s.checkpoint_every == 0) or step == s.steps or stop:
                     trainer.phase = "checkpoint"
                     save_checkpoint(st, step, s.keep_checkpoints)
+                if stop:
+                    break
     except RuntimeError as exc:
         if world > 1 and _is_collective_failure(exc):
             latest = ckpt.latest_checkpoint(st.ckpt_root)
@@ -218,7 +237,8 @@ def save_checkpoint(st: Setup, step: int, keep: int) -> None:
         rng_states = gather_object(rng_states)
     if st.acc.is_main_process:
         state = {"trainer": st.trainer.state(), "sampler": st.sampler.state_dict(),
-                 "gen_rng": st.gen_rng.get_state(), "rng": rng_states, "config": st.run_config}
+                 "gen_rng": st.gen_rng.get_state(), "rng": rng_states, "config": st.run_config,
+                 "monitor": st.monitor.state_dict()}
         ckpt.save_checkpoint(st.ckpt_root, step, st.trainer.trainable_state(),
                              st.trainer.optimizer.state_dict(), state, keep=keep)
     st.acc.wait_for_everyone()
