@@ -8,7 +8,8 @@ Paths in a config may contain ``{run_dir}``; it is replaced by the run folder, s
 name another stage's output (``policy.name_or_path: "{run_dir}/sft"``).
 
 - :mod:`~detoxrl.config.sections`: one settings model per YAML section (``policy``, ``data``, ``ppo``, ...),
-  each field documented;
+  each field documented; :mod:`~detoxrl.config.rewards` holds the ``reward`` (judges) and ``train_rm``
+  sections, :mod:`~detoxrl.config.base` what they all share;
 - :mod:`~detoxrl.config.run_config`: :class:`Config`, the whole run (sections, cross-section checks, paths);
 - :mod:`~detoxrl.config.loading`: :func:`load_config` — YAML, presets by name, overrides, error messages.
 
