@@ -1,9 +1,11 @@
 """The data of ``train-rm``: rankings become preference pairs, labels become class ids, texts become
 token ids in length-bucketed batches.
 
-- :func:`rankings_to_pairs`: rows ``{"prompt", "completions": [...], "ranks": [...]}`` (1 = best, ties
-  allowed) → every ``(prompt, better, worse)`` pair of completions with different ranks, refusing
-  contradictory rankings (a cycle of preferences for one prompt) with the rows that make it.
+- :func:`rankings_to_pairs`, :func:`pairs_of`: rows of the rankings format (:mod:`detoxrl.data.rankings`:
+  1 = best, ties allowed, special labels) → every ``(prompt, better, worse)`` pair of completions with
+  different ranks, refusing contradictory rankings (a cycle of one labeller's preferences for one
+  prompt) with the rows that make it; :func:`rankings_summary`: what a file held (special labels
+  counted, pairs, ties, labellers' agreement); :func:`split_by_item`: a held-out share of the items.
 - :func:`label_ids`: label names or indices → class ids of ``train_rm.labels``.
 - :func:`encode`, :func:`collate`, :func:`bucketed_batches`: tokenise once, pad per batch, batch rows
   of similar length together (seeded).
@@ -11,7 +13,6 @@ token ids in length-bucketed batches.
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -19,6 +20,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from detoxrl.data.agreement import rankings_agreement
+from detoxrl.data.rankings import SPECIAL_LABELS, Ranking, parse_rankings
 from detoxrl.errors import DataError
 from detoxrl.rewards.judge_eval import POSITIVE_LABELS
 
@@ -29,83 +32,103 @@ class Pair(NamedTuple):
     rejected: str
 
 
-def _rank_value(v, where: str) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float, str)):
-        raise DataError(f"{where}: rank {v!r} is not a number")
-    try:
-        x = float(v)
-    except ValueError:
-        raise DataError(f"{where}: rank {v!r} is not a number") from None
-    if not math.isfinite(x):
-        raise DataError(f"{where}: rank {v!r} is not a finite number")
-    return x
-
-
-def rankings_to_pairs(rows: Sequence[dict], source: str = "<rankings>") -> list[Pair]:
+def rankings_to_pairs(rows: Sequence[dict], source: str = "<rankings>",
+                      specials: Sequence[str] = SPECIAL_LABELS) -> list[Pair]:
     """Every ``(prompt, better, worse)`` pair of completions with different ranks (1 = best).
 
-    Tied completions make no pair; a row with one completion makes none. A row whose ``completions``
-    and ``ranks`` are not lists of equal length, or whose ranks are not numbers, raises
-    :class:`DataError` naming ``source`` and the row (its ``_row`` key if present, else its position).
-    Rows of the same prompt must agree: preferences that form a cycle across them (``a > b`` in one
-    row, ``b > a`` in another, or ``a > b > c > a``) are refused, naming the rows.
+    Rows are checked as :mod:`detoxrl.data.rankings` describes (a bad row raises :class:`DataError`
+    naming ``source`` and the row: its ``_row`` key if present, else its position); then
+    :func:`pairs_of` makes the pairs.
+    """
+    return pairs_of(parse_rankings(rows, source, specials), source)
+
+
+def pairs_of(rankings: Sequence[Ranking], source: str = "<rankings>") -> list[Pair]:
+    """The preference pairs of checked rankings.
+
+    Tied completions make no pair, nor does a row with one completion or a special label (``skip``,
+    ``all_unusable``, ...). Several labellers' rankings of the same item are all used, each giving its
+    own pairs (so labellers who disagree give opposite pairs). One labeller's rankings of one prompt
+    must agree: preferences that form a cycle across their rows (``a > b`` in one row, ``b > a`` in
+    another, or ``a > b > c > a``) are refused, naming the rows. Rows of the earlier format (no
+    ``labeller``) count as one labeller.
     """
     pairs: list[Pair] = []
-    pair_rows: list[str] = []
-    for k, row in enumerate(rows, 1):
-        label = f"row {row.get('_row', k) if isinstance(row, dict) else k}"
-        where = f"{source} {label}"
-        if not isinstance(row, dict):
-            raise DataError(f"{where}: expected an object with prompt, completions and ranks")
-        comps, ranks = row.get("completions"), row.get("ranks")
-        if not isinstance(comps, list) or not isinstance(ranks, list):
-            raise DataError(f"{where}: `completions` and `ranks` must both be lists")
-        if len(comps) != len(ranks):
-            raise DataError(f"{where}: {len(comps)} completions but {len(ranks)} ranks")
-        values = [_rank_value(r, where) for r in ranks]
-        seen: dict[str, float] = {}
-        for comp, value in zip(comps, values):
-            key = str(comp)
-            if key in seen and seen[key] != value:
-                raise DataError(f"{where}: the same completion is ranked both {seen[key]:g} and {value:g} "
-                                "(a contradictory ranking: it would be preferred to itself)")
-            seen[key] = value
-        prompt = str(row.get("prompt") or "")
-        for i in range(len(comps)):
-            for j in range(i + 1, len(comps)):
-                if values[i] == values[j]:
+    pair_rows: list[tuple[str | None, str]] = []
+    for r in rankings:
+        if r.ranks is None:
+            continue
+        for i in range(len(r.completions)):
+            for j in range(i + 1, len(r.completions)):
+                if r.ranks[i] == r.ranks[j]:
                     continue
-                better, worse = (i, j) if values[i] < values[j] else (j, i)
-                pairs.append(Pair(prompt, str(comps[better]), str(comps[worse])))
-                pair_rows.append(label)
+                better, worse = (i, j) if r.ranks[i] < r.ranks[j] else (j, i)
+                pairs.append(Pair(r.prompt, r.completions[better], r.completions[worse]))
+                pair_rows.append((r.labeller, r.row))
     _refuse_cycles(pairs, pair_rows, source)
     return pairs
 
 
-def _refuse_cycles(pairs: Sequence[Pair], pair_rows: Sequence[str], source: str) -> None:
-    """Raise :class:`DataError` if the preferences of one prompt contain a cycle.
+def tied_pairs(rankings: Sequence[Ranking]) -> int:
+    """How many pairs of completions the rankings tie (pairs that :func:`pairs_of` does not make)."""
+    n = 0
+    for r in rankings:
+        if r.ranks is not None:
+            n += sum(r.ranks[i] == r.ranks[j] for i in range(len(r.ranks)) for j in range(i + 1, len(r.ranks)))
+    return n
 
-    Per prompt, "chosen beats rejected" is an edge of a directed graph; a ranking that humans could
-    have given is acyclic. Kahn's algorithm removes completions that nothing beats; whatever is left
-    lies on or behind a cycle, and one cycle is walked out of it for the message.
+
+def rankings_summary(rankings: Sequence[Ranking], n_pairs: int) -> dict:
+    """What a rankings file held: rows, ranked rows, special labels by name (excluded from training,
+    not an error), pairs made, tied pairs, labellers, distinct items, and the labellers' agreement
+    (:func:`detoxrl.data.agreement.rankings_agreement`)."""
+    specials: dict[str, int] = {}
+    for r in rankings:
+        if r.special is not None:
+            specials[r.special] = specials.get(r.special, 0) + 1
+    return {"rows": len(rankings), "ranked": sum(r.ranks is not None for r in rankings),
+            "special": dict(sorted(specials.items())), "pairs": n_pairs, "tied_pairs": tied_pairs(rankings),
+            "labellers": len({r.labeller for r in rankings if r.labeller is not None}),
+            "items": len({r.item for r in rankings}), "agreement": rankings_agreement(rankings)}
+
+
+def format_rankings_summary(summary: dict) -> str:
+    """One line: ``120 rows → 300 pairs (40 tied pairs make none); excluded: skip 3; 3 labellers, 12 items
+    ranked by several: Kendall τ-b 0.61, Krippendorff α 0.58``."""
+    line = f"{summary['rows']} rows → {summary['pairs']} pairs ({summary['tied_pairs']} tied pairs make none)"
+    if summary["special"]:
+        line += "; excluded: " + ", ".join(f"{k} {v}" for k, v in summary["special"].items())
+    agree = summary["agreement"]
+    if agree["items"]:
+        tau, alpha = agree["kendall_tau_b"], agree["krippendorff_alpha_ordinal"]
+        line += (f"; {summary['labellers']} labellers, {agree['items']} items ranked by several: "
+                 f"Kendall τ-b {'n/a' if tau is None else f'{tau:.2f}'}, "
+                 f"Krippendorff α {'n/a' if alpha is None else f'{alpha:.2f}'}")
+    return line
+
+
+def split_by_item(rankings: Sequence[Ranking], share: float, seed: int) -> tuple[list[Ranking], list[Ranking]]:
+    """Hold out a seeded ``share`` of the items (every labeller's rankings of an item on the same side,
+    so no held-out pair was seen in training): :func:`split_heldout` over the distinct items."""
+    items = list(dict.fromkeys(r.item for r in rankings))
+    train_items, _ = split_heldout(items, share, seed)
+    keep = set(train_items)
+    return [r for r in rankings if r.item in keep], [r for r in rankings if r.item not in keep]
+
+
+def _refuse_cycles(pairs: Sequence[Pair], pair_rows: Sequence[tuple[str | None, str]], source: str) -> None:
+    """Raise :class:`DataError` if one labeller's preferences for one prompt contain a cycle.
+
+    Per labeller and prompt, "chosen beats rejected" is an edge of a directed graph; a ranking that a
+    person could have given is acyclic. Kahn's algorithm removes completions that nothing beats;
+    whatever is left lies on or behind a cycle, and one cycle is walked out of it for the message.
     """
-    graphs: dict[str, dict[str, dict[str, str]]] = {}
-    for pair, where in zip(pairs, pair_rows):
-        graphs.setdefault(pair.prompt, {}).setdefault(pair.chosen, {}).setdefault(pair.rejected, where)
-    for prompt, edges in graphs.items():
-        indegree: dict[str, int] = {}
-        for a, outs in edges.items():
-            indegree.setdefault(a, 0)
-            for b in outs:
-                indegree[b] = indegree.get(b, 0) + 1
-        free = [n for n, d in indegree.items() if d == 0]
-        while free:
-            n = free.pop()
-            for b in edges.get(n, {}):
-                indegree[b] -= 1
-                if indegree[b] == 0:
-                    free.append(b)
-        stuck = {n for n, d in indegree.items() if d > 0}
+    graphs: dict[tuple[str | None, str], dict[str, dict[str, str]]] = {}
+    for pair, (labeller, where) in zip(pairs, pair_rows):
+        graph = graphs.setdefault((labeller, pair.prompt), {})
+        graph.setdefault(pair.chosen, {}).setdefault(pair.rejected, where)
+    for (labeller, prompt), edges in graphs.items():
+        stuck = _on_cycles(edges)
         if not stuck:
             continue
         # every stuck node is beaten by a stuck node: walk backwards until a node repeats
@@ -118,8 +141,26 @@ def _refuse_cycles(pairs: Sequence[Pair], pair_rows: Sequence[str], source: str)
         steps = list(zip(cycle, cycle[1:] + cycle[:1]))
         chain = " > ".join(repr(c[:40]) for c in cycle + cycle[:1])
         rows = sorted({edges[a][b] for a, b in steps}, key=lambda r: (len(r), r))
-        raise DataError(f"{source} {', '.join(rows)}: contradictory rankings for prompt {prompt[:60]!r}: "
+        by = f" by labeller {labeller!r}" if labeller is not None else ""
+        raise DataError(f"{source} {', '.join(rows)}: contradictory rankings{by} for prompt {prompt[:60]!r}: "
                         f"{chain} is a preference cycle")
+
+
+def _on_cycles(edges: dict[str, dict[str, str]]) -> set[str]:
+    """The nodes Kahn's algorithm cannot remove (on or behind a cycle)."""
+    indegree: dict[str, int] = {}
+    for a, outs in edges.items():
+        indegree.setdefault(a, 0)
+        for b in outs:
+            indegree[b] = indegree.get(b, 0) + 1
+    free = [n for n, d in indegree.items() if d == 0]
+    while free:
+        n = free.pop()
+        for b in edges.get(n, {}):
+            indegree[b] -= 1
+            if indegree[b] == 0:
+                free.append(b)
+    return {n for n, d in indegree.items() if d > 0}
 
 
 def label_ids(values: Sequence, labels: Sequence[str], rows: Sequence[dict], source: str) -> list[int]:
