@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from detoxrl.config.base import DIMENSIONS, _Strict
 
@@ -17,12 +17,18 @@ class JudgeSettings(_Strict):
     - ``hf``: any ``AutoModelForSequenceClassification``; ``label`` is chosen by name.
     - ``lexicon``: word lists (``lexicon`` names a file, or ``testbed`` for the testbed's list).
     - ``profanity``: the offline ``alt-profanity-check`` model.
+    - ``reward_model``: a reward model that ``train-rm`` trained on rankings (``path``: its folder); it
+      scores (prompt, response) with the normalisation and calibration learnt on its training pairs
+      (``detoxrl.rewards.reward_model``). It has no labels or dimensions; ``name`` defaults to
+      ``reward-model``.
     """
 
     name: str
-    type: Literal["hf", "lexicon", "profanity"] = "hf"
+    type: Literal["hf", "lexicon", "profanity", "reward_model"] = "hf"
     preset: Literal["meta-hate", "toxic-bert", "profanity"] | None = None
     model: str | None = None
+    path: str | None = None
+    """``type: reward_model``: the folder ``train-rm`` wrote (``model`` may name it instead)."""
     label: str | None = None
     """Label whose score is the reward (``nothate`` for Meta's model: higher is better)."""
     label_is_good: bool = True
@@ -48,6 +54,26 @@ class JudgeSettings(_Strict):
             if dim not in DIMENSIONS:
                 raise ValueError(f"label {label!r}: unknown dimension {dim!r}; known: {list(DIMENSIONS)}")
         return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _reward_model_defaults(cls, data):
+        """``type: reward_model``: ``name`` defaults to ``reward-model``; ``path`` and ``model`` name the
+        same folder (either may be given); labels, dimensions and presets do not apply."""
+        if not isinstance(data, dict) or data.get("type") != "reward_model":
+            return data
+        data = dict(data)
+        data.setdefault("name", "reward-model")
+        path, model = data.get("path"), data.get("model")
+        if path and model and path != model:
+            raise ValueError(f"type reward_model: `path` {path!r} and `model` {model!r} differ; give one")
+        if not (path or model):
+            raise ValueError("type reward_model needs `path`: the folder train-rm wrote (e.g. {run_dir}/judge)")
+        data["path"] = data["model"] = path or model
+        bad = [k for k in ("label", "dimensions", "severity_labels", "preset") if data.get(k)]
+        if bad:
+            raise ValueError(f"type reward_model has one output and no labels: remove {', '.join(bad)}")
+        return data
 
 
 class SeverityTier(_Strict):
@@ -91,4 +117,17 @@ class RewardModelSettings(_Strict):
     learning_rate: float = Field(5e-4, gt=0)
     max_length: int = Field(128, gt=0)
     heldout_share: float = Field(0.1, gt=0, lt=1)
+    """Without ``eval_file``: the share held out (labels: of the rows; rankings: of the items, so that
+    every labeller's rankings of an item fall on the same side)."""
+    special_labels: list[str] = Field(default_factory=list)
+    """Rankings mode: special labels a rankings file may carry besides ``all_unusable``, ``prompt_unsafe``
+    and ``skip`` (``detoxrl.data.rankings``); such rows make no pairs and are counted."""
     seed: int | None = None
+
+    @field_validator("special_labels")
+    @classmethod
+    def _named_labels(cls, v: list[str]) -> list[str]:
+        bad = [s for s in v if not isinstance(s, str) or not s.strip()]
+        if bad:
+            raise ValueError(f"special labels must be non-empty names, got {bad}")
+        return v

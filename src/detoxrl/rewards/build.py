@@ -14,6 +14,7 @@ from detoxrl.rewards.hf import HFClassifierJudge
 from detoxrl.rewards.lexicon import LexiconJudge
 from detoxrl.rewards.presets import apply_preset
 from detoxrl.rewards.profanity import ProfanityCheckJudge
+from detoxrl.rewards.reward_model import RewardModelJudge
 
 TESTBED_LEXICON = "{run_dir}/testbed/lexicon.txt"
 
@@ -28,7 +29,7 @@ def _resolve(value: str, cfg: Config | None, name: str, key: str) -> str:
 
 def build_judge(settings: JudgeSettings, cfg: Config | None = None,
                 device: str | torch.device = "cpu") -> Judge:
-    """Make the judge that ``settings`` describe (type ``hf``, ``lexicon`` or ``profanity``)."""
+    """Make the judge that ``settings`` describe (type ``hf``, ``lexicon``, ``profanity`` or ``reward_model``)."""
     s = apply_preset(settings)
     if s.type == "hf":
         if not s.model:
@@ -53,6 +54,9 @@ def build_judge(settings: JudgeSettings, cfg: Config | None = None,
             source = _resolve(s.lexicon, cfg, s.name, "lexicon")
         return LexiconJudge.from_source(s.name, source, threshold=s.threshold, score=s.score,
                                         batch_size=s.batch_size, max_length=s.max_length)
+    if s.type == "reward_model":
+        return RewardModelJudge(s.name, _resolve(s.path or s.model, cfg, s.name, "path"), threshold=s.threshold,
+                                max_length=s.max_length, batch_size=s.batch_size, device=device)
     if s.type == "profanity":
         return ProfanityCheckJudge(s.name, threshold=s.threshold, score=s.score, batch_size=s.batch_size,
                                    max_length=s.max_length)

@@ -1,10 +1,13 @@
 """Train a reward model from rankings, or a toxicity classifier from labelled text (``train-rm``).
 
-- ``mode: rankings`` — rows ``{"prompt", "completions": [...], "ranks": [...]}`` (1 = best, ties
-  allowed) become every pair of completions with different ranks
-  (:func:`~detoxrl.rewards.rm_data.rankings_to_pairs`). A sequence classifier with one output
-  ``r(prompt, completion)`` learns from the pairwise loss ``−log σ(r_chosen − r_rejected)``
-  (:func:`pairwise_loss`). Metric: held-out pair accuracy.
+- ``mode: rankings`` — a rankings file (:mod:`detoxrl.data.rankings`: ``{"prompt", "completions",
+  "ranks" | "special", "labeller", "time"}``, 1 = best, ties allowed) becomes every pair of completions
+  with different ranks (:func:`~detoxrl.rewards.rm_data.pairs_of`); special labels are excluded and
+  counted, several labellers' rankings of an item are all used and their agreement is reported
+  (``train_metrics.json`` ``rankings``). A sequence classifier with one output ``r(prompt, completion)``
+  learns from the pairwise loss ``−log σ(r_chosen − r_rejected)`` (:func:`pairwise_loss`). Metric:
+  held-out pair accuracy. Beside the model, ``detoxrl_rm.json`` holds the normalisation and
+  calibration that make it a judge (``type: reward_model``, :mod:`detoxrl.rewards.reward_model`).
 - ``mode: labels`` — rows ``{"text", "label"}`` train a cross-entropy classifier whose
   ``id2label`` are ``train_rm.labels`` (``nothate``/``hate`` by default, the labels of Meta's model,
   so the result is scored by exactly the same code path). Metrics: held-out accuracy, F1, AUC.
@@ -29,20 +32,25 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 
 from detoxrl.config import Config, RewardModelSettings
 from detoxrl.data.files import column, read_rows
+from detoxrl.data.rankings import read_rankings, special_labels
 from detoxrl.errors import ConfigError, DataError, ModelError, TrainingError
 from detoxrl.rewards.base import cpu_threads_for, torch_threads
 from detoxrl.rewards.hf import check_model_source, classifier_max_length
 from detoxrl.rewards.judge_eval import f1_score, roc_auc
+from detoxrl.rewards.reward_model import RM_FILE, rm_calibration
 from detoxrl.rewards.rm_data import (
     Pair,
     bucketed_batches,
     collate,
     encode,
+    format_rankings_summary,
     item_length,
     label_ids,
     pad_fill_ids,
+    pairs_of,
     positive_index,
-    rankings_to_pairs,
+    rankings_summary,
+    split_by_item,
     split_heldout,
 )
 from detoxrl.utils import atomic_dir, configure_threads, console, progress, set_seed, write_json
@@ -133,6 +141,7 @@ class _Data(NamedTuple):
     train: list  # labels: (feature, class id); rankings: (chosen feature, rejected feature)
     eval: list
     evaluate: object  # model -> metrics dict
+    info: dict | None = None  # rankings: what the files held (rm_data.rankings_summary)
 
 
 def _labels_data(s: RewardModelSettings, cfg: Config, tokenizer, names, max_len, seed) -> _Data:
@@ -162,19 +171,25 @@ def _labels_data(s: RewardModelSettings, cfg: Config, tokenizer, names, max_len,
 
 
 def _rankings_data(s: RewardModelSettings, cfg: Config, tokenizer, max_len, seed) -> _Data:
-    rows = read_rows(cfg.path(s.train_file))
-    rankings_to_pairs(rows, str(cfg.path(s.train_file)))  # every row checked before any split
+    specials = special_labels(s.special_labels)
+    src_tr = str(cfg.path(s.train_file))
+    rankings = read_rankings(cfg.path(s.train_file), specials)
+    info = {"train_file": rankings_summary(rankings, len(pairs_of(rankings, src_tr)))}  # all checked first
+    if not info["train_file"]["pairs"]:
+        raise DataError(f"{src_tr}: rankings give no pairs; need at least one of each, training and held-out "
+                        "(ties, single completions and special labels make none)")
     if s.eval_file:
-        ev_rows, src_ev = read_rows(cfg.path(s.eval_file)), str(cfg.path(s.eval_file))
-        tr_rows = rows
+        src_ev = str(cfg.path(s.eval_file))
+        tr_rank, ev_rank = rankings, read_rankings(cfg.path(s.eval_file), specials)
+        info["eval_file"] = rankings_summary(ev_rank, len(pairs_of(ev_rank, src_ev)))
     else:
-        tr_rows, ev_rows = split_heldout(rows, s.heldout_share, seed)
-        src_ev = str(cfg.path(s.train_file))
-    train = rankings_to_pairs(tr_rows, str(cfg.path(s.train_file)))
-    ev = rankings_to_pairs(ev_rows, src_ev)
+        tr_rank, ev_rank = split_by_item(rankings, s.heldout_share, seed)
+        src_ev = src_tr
+    train, ev = pairs_of(tr_rank, src_tr), pairs_of(ev_rank, src_ev)
     if not train or not ev:
-        raise DataError(f"{cfg.path(s.train_file)}: rankings give {len(train)} training and {len(ev)} "
-                        "held-out pairs; need at least one of each (ties and single completions make none)")
+        raise DataError(f"{src_tr}: rankings give {len(train)} training and {len(ev)} "
+                        "held-out pairs; need at least one of each (ties, single completions and special labels "
+                        "make none)")
 
     def feats(pairs: list[Pair]) -> tuple[list[dict], list[dict]]:
         prompts = [p.prompt for p in pairs]
@@ -190,7 +205,15 @@ def _rankings_data(s: RewardModelSettings, cfg: Config, tokenizer, max_len, seed
         rr = _forward_batches(m, ev_r, 256, pad, fill)[:, 0]
         return pair_metrics(rc, rr)
 
-    return _Data(list(zip(tr_c, tr_r)), list(zip(ev_c, ev_r)), evaluate)
+    return _Data(list(zip(tr_c, tr_r)), list(zip(ev_c, ev_r)), evaluate, info)
+
+
+def rm_file(model, data: _Data, pad: int, fill: int) -> dict:
+    """``detoxrl_rm.json``: the trained reward model's normalisation and calibration on its training
+    pairs (:func:`~detoxrl.rewards.reward_model.rm_calibration`)."""
+    rc = _forward_batches(model, [c for c, _ in data.train], 256, pad, fill)[:, 0]
+    rr = _forward_batches(model, [r for _, r in data.train], 256, pad, fill)[:, 0]
+    return rm_calibration(rc, rr)
 
 
 def _batch_loss(model, batch: list, mode: str, pad: int, fill: int) -> Tensor:
@@ -267,6 +290,7 @@ def train_rm(cfg: Config) -> Path:
         curve, steps = fit(model, data, s, seed, pad, fill)
         seconds = time.perf_counter() - t0
         after = data.evaluate(model)
+        rm_info = None if labels_mode else rm_file(model, data, pad, fill)
 
     metrics = {
         "mode": s.mode, "base_model": base, "labels": names, "seed": seed, "max_length": max_len,
@@ -275,11 +299,16 @@ def train_rm(cfg: Config) -> Path:
         "train_seconds": round(seconds, 2), "examples_per_second": round(steps * s.batch_size / seconds, 1),
         "loss_curve": [round(x, 5) for x in curve], "eval_before": before, "eval": after,
     }
+    if data.info is not None:
+        metrics["rankings"] = data.info
+        console.print(f"train-rm: {cfg.path(s.train_file)}: {format_rankings_summary(data.info['train_file'])}")
     out = cfg.path(s.output_dir)
     with atomic_dir(out) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         write_json(tmp / "train_metrics.json", metrics)
+        if rm_info is not None:
+            write_json(tmp / RM_FILE, rm_info)
     key = "accuracy" if labels_mode else "pair_accuracy"
     extra = f", AUC {after['auc']:.3f}" if after.get("auc") is not None else ""
     console.print(f"train-rm: held-out {key} {before[key]:.3f} → {after[key]:.3f}{extra} "
