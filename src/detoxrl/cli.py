@@ -177,6 +177,50 @@ def judge_eval(file: Path = typer.Argument(..., help="Labelled csv/jsonl to scor
     _guard(go)
 
 
+@app.command("import-labels")
+def import_labels(file: Path = typer.Argument(..., help="A Label Studio JSON export, or exported Argilla records."),
+                  fmt: str = typer.Option(..., "--format", "-f", help="label-studio | argilla"),
+                  output: Optional[Path] = typer.Option(None, "--output", "-o",
+                                                        help="Rankings .jsonl to write (default: FILE's name + .rankings.jsonl)."),
+                  question: Optional[str] = typer.Option(None, help="Argilla: the ranking question (default: the only one)."),
+                  config: Optional[str] = typer.Option(None, "--config", "-c",
+                                                       help="Config whose train_rm.special_labels to accept."),
+                  set_: Optional[list[str]] = SetOpt):
+    """Convert labels made in Label Studio (Ranker or Pairwise) or Argilla (a ranking question) to the
+    rankings format that train-rm reads (docs/rankings.md)."""
+
+    def go():
+        from detoxrl.data.rankings import special_labels
+        from detoxrl.feedback.labels_io import check_format
+        from detoxrl.feedback.labels_io import import_labels as run_import
+        from detoxrl.utils import console
+
+        check_format(fmt)
+        extra = _load(config, set_, None).train_rm.special_labels if (config or set_) else ()
+        out, counts = run_import(file, fmt, output, special_labels(extra), question)
+        shown = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in counts.items() if k not in ("rows", "special"))
+        specials = "".join(f", {k} {v}" for k, v in counts["special"].items())
+        console.print(f"import-labels: {counts['rows']} rankings{specials} ({shown}) → {out}", highlight=False)
+
+    _guard(go)
+
+
+@app.command("export-labels")
+def export_labels(batch: Path = typer.Argument(..., help="A batch: labels/batch.jsonl ({id, prompt, completions, scores})."),
+                  fmt: str = typer.Option(..., "--format", "-f", help="label-studio | argilla"),
+                  output: Path = typer.Option(..., "--output", "-o", help="JSON file to write.")):
+    """Write a batch of candidates as tasks Label Studio imports or records Argilla imports (docs/rankings.md)."""
+
+    def go():
+        from detoxrl.feedback.labels_io import export_labels as run_export
+        from detoxrl.utils import console
+
+        out, n = run_export(batch, fmt, output)
+        console.print(f"export-labels: {n} items as {fmt} → {out}", highlight=False)
+
+    _guard(go)
+
+
 @app.command()
 def score(texts: Optional[list[str]] = typer.Argument(None, help="Texts to score."),
           config: Optional[str] = typer.Option(None, "--config", "-c", help="Config whose reward to use."),
