@@ -6,6 +6,10 @@
 - ``rl/`` (the PPO algorithm) builds only on ``config``, ``errors``, ``utils``, ``optim``, ``stats``
   and ``models``: never on a stage-level package (data, curriculum, rewards, constitution, evaluation,
   testbed, stages, run, cli). ``models/`` does not import ``rl``.
+- ``data/`` (file formats: tables, the rankings format, labeller agreement) builds only on ``config``,
+  ``errors`` and ``utils``, so every part may read its formats.
+- ``feedback/`` (candidates, labelling, Label Studio and Argilla converters) sits above ``rewards``: no
+  lower part (config, data, models, rl, rewards) imports it.
 - No function longer than 60 lines (``def`` to its last line) and no module longer than 450 lines.
 """
 
@@ -182,11 +186,19 @@ def test_no_import_cycle_between_packages():
 @pytest.mark.parametrize("part, allowed", [
     ("rl", RL_MAY_IMPORT),
     ("models", {"config", "errors", "utils", "stats"}),
+    ("data", {"config", "errors", "utils"}),
 ])
 def test_lower_layers_do_not_import_upper_ones(part, allowed):
     bad = [imp for imp in all_imports() if imp.source_part == part and imp.target_part not in allowed | {part}]
     listing = "\n".join(f"  {i.where}: {i.source} imports {i.target}" for i in bad)
     assert not bad, f"{part}/ may import only detoxrl.{{{', '.join(sorted(allowed))}}}; it imports:\n{listing}"
+
+
+@pytest.mark.parametrize("part", ["config", "data", "models", "rl", "rewards"])
+def test_feedback_sits_above_the_rewards(part):
+    bad = [imp for imp in all_imports() if imp.source_part == part and imp.target_part == "feedback"]
+    listing = "\n".join(f"  {i.where}: {i.source} imports {i.target}" for i in bad)
+    assert not bad, f"{part}/ may not import detoxrl.feedback (it builds on the judges):\n{listing}"
 
 
 def _functions(path: Path) -> list[tuple[str, int, int]]:
