@@ -126,3 +126,24 @@ def test_a_reward_model_judge_needs_a_config_for_run_dir_paths():
 
     with pytest.raises(ConfigError, match="contains {run_dir} but no config"):
         build_judge(JudgeSettings.model_validate({"type": "reward_model", "path": "{run_dir}/rm"}))
+
+
+def test_train_rm_names_the_bad_row_and_takes_the_configured_special_labels(tmp_path):
+    from detoxrl.errors import DataError
+    from detoxrl.rewards.train import train_rm
+
+    rows = ranking_rows(random.Random(1), 12)
+    rows[5] = {**rows[5], "ranks": [1, 3, 3]}
+    bad = write_jsonl(tmp_path / "bad.jsonl", rows)
+    with pytest.raises(DataError, match=r"bad.jsonl row 6: ranks \[1, 3, 3\] are not standard competition ranks; "
+                                        r"expected \[1, 2, 2\]"):
+        train_rm(make_cfg(tmp_path / "a", mode="rankings", train_file=str(bad)))
+    rows = ranking_rows(random.Random(1), 12) + [{"prompt": "p", "completions": ["a"], "special": "duplicate",
+                                                 "labeller": "dan", "time": T}]
+    extra = write_jsonl(tmp_path / "extra.jsonl", rows)
+    with pytest.raises(DataError, match="extra.jsonl row 27: unknown special label 'duplicate'"):
+        train_rm(make_cfg(tmp_path / "b", mode="rankings", train_file=str(extra)))
+    out = train_rm(make_cfg(tmp_path / "c", mode="rankings", train_file=str(extra), epochs=0.2,
+                            special_labels=["duplicate"], heldout_share=0.25))
+    summary = json.loads((out / "train_metrics.json").read_text())["rankings"]["train_file"]
+    assert summary["special"] == {"all_unusable": 2, "duplicate": 1} and summary["pairs"] == 48
