@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from detoxrl.data.rankings import (
     SPECIAL_LABELS,
@@ -178,3 +180,28 @@ def test_the_testbed_and_constitution_rows_are_also_rows_of_the_current_format()
     for ranks in ([1, 2, 3], [1, 2, 2]):
         assert ranking_row("p", ["a", "b", "c"], "testbed", ranks=ranks, time=T)["ranks"] == ranks
     assert ranking_row("p", ["revised", "original"], "constitution", ranks=[1, 2], time=T)
+
+
+# ------------------------------------------------------------------------------------------- fuzz
+scalar = st.one_of(st.none(), st.booleans(), st.integers(-2, 5), st.floats(allow_nan=True), st.text(max_size=3))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.fixed_dictionaries(
+    {"prompt": st.one_of(st.text(max_size=3), scalar),
+     "completions": st.one_of(st.lists(st.sampled_from(["a", "b", "c", "d"]), max_size=4), scalar),
+     "labeller": st.one_of(st.sampled_from(["ann", "bob"]), scalar), "time": st.sampled_from([T, "x", None])},
+    optional={"ranks": st.one_of(st.lists(st.one_of(st.integers(0, 5), scalar), max_size=4), scalar),
+              "special": st.one_of(st.sampled_from(list(SPECIAL_LABELS) + ["boring"]), scalar)}), max_size=4))
+def test_current_rows_never_crash_and_make_exactly_the_untied_pairs(rows):
+    try:
+        pairs = rankings_to_pairs(rows, "fuzz.jsonl")
+    except DataError as err:
+        assert "fuzz.jsonl row" in str(err)
+        return
+    expected = sum(r["ranks"][i] != r["ranks"][j] for r in rows if r.get("ranks") is not None
+                   for i in range(len(r["ranks"])) for j in range(i + 1, len(r["ranks"])))
+    assert len(pairs) == expected
+    for r in rows:
+        if r.get("ranks") is not None:
+            assert sorted(r["ranks"]) == sorted(competition_ranks(r["ranks"]))
