@@ -147,3 +147,16 @@ def test_train_rm_names_the_bad_row_and_takes_the_configured_special_labels(tmp_
                             special_labels=["duplicate"], heldout_share=0.25))
     summary = json.loads((out / "train_metrics.json").read_text())["rankings"]["train_file"]
     assert summary["special"] == {"all_unusable": 2, "duplicate": 1} and summary["pairs"] == 48
+
+
+def test_the_model_card_names_the_reward_model_folder_and_the_config_round_trips(tmp_path):
+    from detoxrl.evaluation.model_card import _judge_rows
+
+    cfg = config_from_dict({"name": "t", "run_dir": str(tmp_path / "run"), "data": {"source": "x.jsonl"},
+                            "policy": {"name_or_path": "p"},
+                            "reward": {"judges": [{"type": "reward_model", "path": "{run_dir}/judge"}]}})
+    rows = _judge_rows(cfg)
+    assert rows[2] == f"| reward-model | reward_model | {tmp_path / 'run' / 'judge'} | reward |"
+    # and the resolved config round-trips (config.yaml is written from it)
+    again = config_from_dict(cfg.model_dump(mode="json"))
+    assert again.reward.judges[0].path == "{run_dir}/judge" and again.reward.judges[0].name == "reward-model"
