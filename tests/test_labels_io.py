@@ -164,6 +164,8 @@ def test_imports_are_rankings_files_train_rm_reads(tmp_path, name, fmt, n_pairs)
 
 
 def test_cli_import_and_export(tmp_path):
+    for cmd in ("import-labels", "export-labels"):
+        assert runner.invoke(app, [cmd, "--help"]).exit_code == 0
     res = runner.invoke(app, ["import-labels", str(FIXTURES / "label_studio_ranker.json"), "--format", "label-studio",
                               "-o", str(tmp_path / "r.jsonl")])
     assert res.exit_code == 0, res.output
