@@ -5,7 +5,8 @@
   lazy import hides a cycle from Python, not from a reader.
 - ``rl/`` (the PPO algorithm) builds only on ``config``, ``errors``, ``utils``, ``optim``, ``stats``
   and ``models``: never on a stage-level package (data, curriculum, rewards, constitution, evaluation,
-  testbed, stages, run, cli). ``models/`` does not import ``rl``.
+  testbed, stages, run, cli). ``models/`` does not import ``rl``. ``feedback/`` (candidates, the labelling
+  page) builds on data, models, rewards and evaluation, never on stages, the pipeline or ``rl``.
 - No function longer than 60 lines (``def`` to its last line) and no module longer than 450 lines.
 """
 
@@ -182,6 +183,9 @@ def test_no_import_cycle_between_packages():
 @pytest.mark.parametrize("part, allowed", [
     ("rl", RL_MAY_IMPORT),
     ("models", {"config", "errors", "utils", "stats"}),
+    # human feedback builds on the data, models and judges, and reuses the eval's generation and judging;
+    # no stage, the pipeline or the PPO algorithm (the CLI calls it; train-rm reads what it writes)
+    ("feedback", {"config", "errors", "utils", "stats", "data", "models", "rewards", "evaluation"}),
 ])
 def test_lower_layers_do_not_import_upper_ones(part, allowed):
     bad = [imp for imp in all_imports() if imp.source_part == part and imp.target_part not in allowed | {part}]
