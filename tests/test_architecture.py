@@ -8,8 +8,9 @@
   testbed, stages, run, cli). ``models/`` does not import ``rl``.
 - ``data/`` (file formats: tables, the rankings format, labeller agreement) builds only on ``config``,
   ``errors`` and ``utils``, so every part may read its formats.
-- ``feedback/`` (candidates, labelling, Label Studio and Argilla converters) sits above ``rewards``: no
-  lower part (config, data, models, rl, rewards) imports it.
+- ``feedback/`` (candidates, the labelling page, the Label Studio and Argilla converters) builds on data,
+  models, rewards and evaluation, never on stages, the pipeline or ``rl``; no lower part (config, data,
+  models, rl, rewards) imports it.
 - No function longer than 60 lines (``def`` to its last line) and no module longer than 450 lines.
 """
 
@@ -187,6 +188,9 @@ def test_no_import_cycle_between_packages():
     ("rl", RL_MAY_IMPORT),
     ("models", {"config", "errors", "utils", "stats"}),
     ("data", {"config", "errors", "utils"}),
+    # human feedback builds on the data, models and judges, and reuses the eval's generation and judging;
+    # no stage, the pipeline or the PPO algorithm (the CLI calls it; train-rm reads what it writes)
+    ("feedback", {"config", "errors", "utils", "stats", "data", "models", "rewards", "evaluation"}),
 ])
 def test_lower_layers_do_not_import_upper_ones(part, allowed):
     bad = [imp for imp in all_imports() if imp.source_part == part and imp.target_part not in allowed | {part}]

@@ -138,6 +138,37 @@ def run(config: Optional[str] = ConfigArg, set_: Optional[list[str]] = SetOpt,
     _guard(go)
 
 
+@app.command()
+def candidates(config: Optional[str] = ConfigArg, set_: Optional[list[str]] = SetOpt,
+               run_dir: Optional[Path] = RunDirOpt):
+    """Sample labels.n_candidates distinct responses per prompt, score them with every judge, and write the
+    labelling batch labels/batch.jsonl (and labels/instructions.md when it is absent)."""
+
+    def go():
+        from detoxrl.feedback.candidates import run_candidates
+
+        _quiet_libraries()
+        run_candidates(_load(config, set_, run_dir))
+
+    _guard(go)
+
+
+@app.command()
+def label(config: Optional[str] = ConfigArg, set_: Optional[list[str]] = SetOpt,
+          run_dir: Optional[Path] = RunDirOpt,
+          port: int = typer.Option(8765, help="Port on 127.0.0.1 (0: any free port)."),
+          batch: Optional[Path] = typer.Option(None, help="Batch to label (default: labels/batch.jsonl).")):
+    """Serve the labelling page on 127.0.0.1: people rank each prompt's candidates (ties allowed) or give a
+    special label; every submission is saved at once to labels/rankings.jsonl."""
+
+    def go():
+        from detoxrl.feedback.server import serve
+
+        serve(_load(config, set_, run_dir), port=port, batch=batch)
+
+    _guard(go)
+
+
 @app.command("judge-eval")
 def judge_eval(file: Path = typer.Argument(..., help="Labelled csv/jsonl to score."),
                config: Optional[str] = typer.Option(None, "--config", "-c", help="Config whose judges to audit."),

@@ -10,12 +10,14 @@ name another stage's output (``policy.name_or_path: "{run_dir}/sft"``).
 - :mod:`~detoxrl.config.sections`: one settings model per YAML section (``policy``, ``data``, ``ppo``, ...),
   each field documented; :mod:`~detoxrl.config.rewards` holds the ``reward`` (judges) and ``train_rm``
   sections, :mod:`~detoxrl.config.base` what they all share;
+- :mod:`~detoxrl.config.labels`: :class:`LabelSettings`, the ``labels`` section (candidates and the labelling page);
 - :mod:`~detoxrl.config.run_config`: :class:`Config`, the whole run (sections, cross-section checks, paths);
 - :mod:`~detoxrl.config.loading`: :func:`load_config` — YAML, presets by name, overrides, error messages.
 
 Every name is importable from here: ``from detoxrl.config import Config, PPOSettings, load_config``.
 """
 
+from detoxrl.config.labels import DEFAULT_CRITERION, LabelSettings
 from detoxrl.config.loading import (
     DEFAULT_CONFIG,
     PACKAGE_CONFIGS,
@@ -49,10 +51,10 @@ from detoxrl.config.sections import (
 )
 
 __all__ = [
-    "DEFAULT_CONFIG", "DIMENSIONS", "PACKAGE_CONFIGS",
+    "DEFAULT_CONFIG", "DEFAULT_CRITERION", "DIMENSIONS", "PACKAGE_CONFIGS",
     "Config", "ConstitutionSettings", "CurriculumSettings", "DataSettings", "EvalSettings",
-    "GenerationSettings", "JudgeSettings", "KLSettings", "LoraSettings", "ModelSettings", "PPOSettings",
-    "ReportSettings", "RewardModelSettings", "RewardSettings", "SFTSettings", "SeverityMix", "SeverityTier",
+    "GenerationSettings", "JudgeSettings", "KLSettings", "LabelSettings", "LoraSettings", "ModelSettings",
+    "PPOSettings", "ReportSettings", "RewardModelSettings", "RewardSettings", "SFTSettings", "SeverityMix", "SeverityTier",
     "TestbedSettings", "TinyJudgeSettings", "TinyT5Settings",
     "apply_override", "config_from_dict", "load_config", "read_yaml",
 ]

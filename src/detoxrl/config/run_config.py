@@ -7,6 +7,7 @@ from pathlib import Path
 import yaml
 from pydantic import Field, field_validator, model_validator
 
+from detoxrl.config.labels import LabelSettings
 from detoxrl.config.sections import (
     ConstitutionSettings,
     CurriculumSettings,
@@ -39,6 +40,7 @@ class Config(_Strict):
     constitution: ConstitutionSettings = Field(default_factory=ConstitutionSettings)
     eval: EvalSettings = Field(default_factory=EvalSettings)
     report: ReportSettings = Field(default_factory=ReportSettings)
+    labels: LabelSettings = Field(default_factory=LabelSettings)
 
     @field_validator("name")
     @classmethod
