@@ -38,6 +38,7 @@ from detoxrl.cli import app
 from detoxrl.data.rankings import SPECIAL_LABELS, parse_time, read_rankings
 from detoxrl.errors import DataError
 from detoxrl.feedback.argilla import from_argilla, to_argilla
+from detoxrl.feedback.batch import BatchItem
 from detoxrl.feedback.label_studio import from_label_studio, to_label_studio
 from detoxrl.feedback.labels_io import export_labels, import_labels, read_export
 from detoxrl.rewards.rm_data import pairs_of
@@ -206,7 +207,7 @@ def test_export_to_label_studio_round_trips(tmp_path):
                                          "result": [{"type": "ranker", "value": {"ranker": {"rank": ["c3", "c1", "c2"]}}}]}])
     rows, _ = from_label_studio(tasks, "x", SPECIAL_LABELS)
     assert rows[1]["completions"] == ["c1.0", "c1.1", "c1.2"] and rows[1]["ranks"] == [2, 3, 1]
-    assert to_label_studio([{"id": "a", "prompt": "p", "completions": ["x", "y"]}])[0]["data"]["answer2"] == "y"
+    assert to_label_studio([BatchItem("a", "p", ["x", "y"])])[0]["data"]["answer2"] == "y"
 
 
 def test_export_to_argilla_round_trips(tmp_path):
@@ -220,13 +221,12 @@ def test_export_to_argilla_round_trips(tmp_path):
     rows, _ = from_argilla(flat, "x", SPECIAL_LABELS)
     assert rows[0]["completions"] == ["c0.0", "c0.1", "c0.2"] and rows[0]["ranks"] == [3, 1, 2]
     with pytest.raises(DataError, match=r"b.jsonl: items have \[2, 3\] completions"):
-        to_argilla([{"id": "a", "prompt": "p", "completions": ["x", "y"]},
-                    {"id": "b", "prompt": "p", "completions": ["x", "y", "z"]}], "b.jsonl")
+        to_argilla([BatchItem("a", "p", ["x", "y"]), BatchItem("b", "p", ["x", "y", "z"])], "b.jsonl")
 
 
 def test_a_bad_batch_row_is_named(tmp_path):
     path = tmp_path / "batch.jsonl"
     path.write_text(json.dumps({"id": "a", "prompt": "p", "completions": ["x"]}) + "\n"
                     + json.dumps({"id": "b", "prompt": "p", "completions": "xy"}) + "\n", encoding="utf-8")
-    with pytest.raises(DataError, match="batch.jsonl row 2: `completions` must be a non-empty list of strings"):
+    with pytest.raises(DataError, match="batch.jsonl line 2: `completions` must be a non-empty list of strings"):
         export_labels(path, "label-studio", tmp_path / "out.json")

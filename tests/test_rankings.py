@@ -47,7 +47,7 @@ def test_competition_ranks_and_special_labels():
     assert competition_ranks([0.1, 0.5, 0.5, 0.9]) == [1, 2, 2, 4]
     assert competition_ranks([1, 1, 2]) == [1, 1, 3]  # dense ranks to competition ranks
     assert competition_ranks([3, 1, 2]) == [3, 1, 2]
-    assert SPECIAL_LABELS == ("all_unusable", "prompt_unsafe", "skip")
+    assert tuple(SPECIAL_LABELS) == ("all_unusable", "prompt_unsafe", "skip")
     assert special_labels(["dup", "skip"]) == ("all_unusable", "prompt_unsafe", "skip", "dup")
     assert parse_time("2026-03-01T12:00:00Z") and parse_time("2026-03-01T12:00:00.123456+02:00")
     assert parse_time("2026-03-01") and not parse_time("yesterday") and not parse_time(3)
@@ -205,3 +205,18 @@ def test_current_rows_never_crash_and_make_exactly_the_untied_pairs(rows):
     for r in rows:
         if r.get("ranks") is not None:
             assert sorted(r["ranks"]) == sorted(competition_ranks(r["ranks"]))
+
+
+def test_what_the_labelling_page_writes_is_what_train_rm_reads(tmp_path):
+    """The page's rows (``detoxrl.feedback.rankings.ranking_row``, with the batch item's ``id``) are rows of
+    this format: the extra key is ignored, the special labels are the same constant."""
+    from detoxrl.feedback import rankings as page
+    from detoxrl.feedback.batch import BatchItem
+
+    item = BatchItem("3f2a", "p", ["a", "b", "c", "d"])
+    subs = [page.check_submission({"labeller": "ana", "id": "3f2a", "ranks": [1, 2, 2, 4]}, {"3f2a": item}),
+            page.check_submission({"labeller": "ben", "id": "3f2a", "special": "prompt_unsafe"}, {"3f2a": item})]
+    rankings = read_rankings(write(tmp_path / "rankings.jsonl", [page.ranking_row(s) for s in subs]))
+    assert [(r.labeller, r.ranks, r.special) for r in rankings] == [("ana", (1, 2, 2, 4), None),
+                                                                     ("ben", None, "prompt_unsafe")]
+    assert len(pairs_of(rankings)) == 5 and page.SPECIAL_LABELS is SPECIAL_LABELS

@@ -32,7 +32,7 @@ Every problem raises :class:`~detoxrl.errors.DataError` naming the file and the 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -40,8 +40,13 @@ from pathlib import Path
 from detoxrl.data.files import read_rows
 from detoxrl.errors import DataError
 
-SPECIAL_LABELS: tuple[str, ...] = ("all_unusable", "prompt_unsafe", "skip")
-"""Labels a row may carry instead of ranks; a config may add more (``train_rm.special_labels``)."""
+SPECIAL_LABELS: dict[str, str] = {
+    "all_unusable": "every candidate is unusable, so an order among them would teach nothing",
+    "prompt_unsafe": "the prompt itself should not be used (unsafe, abusive, private data, not a dialogue)",
+    "skip": "you cannot judge this item; someone else may",
+}
+"""The labels a row may carry instead of ranks, with what each means (the labelling page's instructions
+say when to use which); a config may add more (``train_rm.special_labels``)."""
 
 NEW_KEYS = ("labeller", "time", "special")
 """Keys that mark a row of the current format (a row with none of them is read as an earlier one)."""
@@ -66,7 +71,7 @@ class Ranking:
 
 
 def special_labels(extra: Iterable[str] = ()) -> tuple[str, ...]:
-    """:data:`SPECIAL_LABELS` followed by the ``extra`` ones not already among them."""
+    """The names of :data:`SPECIAL_LABELS` followed by the ``extra`` ones not already among them."""
     out = list(SPECIAL_LABELS)
     out += [s for s in extra if s not in out]
     return tuple(out)
@@ -156,7 +161,7 @@ def _legacy(row: dict, where: str) -> Ranking:
     return Ranking(str(row.get("prompt") or ""), tuple(texts), tuple(values), None, None, None, _row_label(where))
 
 
-def _current(row: dict, where: str, specials: Sequence[str]) -> Ranking:
+def _current(row: dict, where: str, specials: Collection[str]) -> Ranking:
     prompt, comps = row.get("prompt"), row.get("completions")
     if not isinstance(prompt, str):
         raise DataError(f"{where}: `prompt` must be a string")
@@ -186,7 +191,7 @@ def _current(row: dict, where: str, specials: Sequence[str]) -> Ranking:
     return Ranking(prompt, tuple(comps), values, special, labeller, time, _row_label(where))
 
 
-def parse_ranking(row: dict, where: str, specials: Sequence[str] = SPECIAL_LABELS) -> Ranking:
+def parse_ranking(row: dict, where: str, specials: Collection[str] = SPECIAL_LABELS) -> Ranking:
     """Check one row (``where``, e.g. ``ranks.jsonl row 7``, heads every message) and return it."""
     if not isinstance(row, dict):
         raise DataError(f"{where}: expected an object with prompt, completions and ranks")
@@ -196,7 +201,7 @@ def parse_ranking(row: dict, where: str, specials: Sequence[str] = SPECIAL_LABEL
 
 
 def parse_rankings(rows: Sequence[dict], source: str = "<rankings>",
-                   specials: Sequence[str] = SPECIAL_LABELS) -> list[Ranking]:
+                   specials: Collection[str] = SPECIAL_LABELS) -> list[Ranking]:
     """Every row checked; a row is named by its ``_row`` key (its line, from :func:`read_rows`) or position."""
     out = []
     for k, row in enumerate(rows, 1):
@@ -205,14 +210,14 @@ def parse_rankings(rows: Sequence[dict], source: str = "<rankings>",
     return out
 
 
-def read_rankings(path: str | Path, specials: Sequence[str] = SPECIAL_LABELS) -> list[Ranking]:
+def read_rankings(path: str | Path, specials: Collection[str] = SPECIAL_LABELS) -> list[Ranking]:
     """Every row of a rankings file (``.jsonl``, or a ``.json`` list), checked."""
     return parse_rankings(read_rows(path), str(path), specials)
 
 
 def ranking_row(prompt: str, completions: Sequence[str], labeller: str, *, ranks: Sequence[int] | None = None,
                 special: str | None = None, time: str | None = None,
-                specials: Sequence[str] = SPECIAL_LABELS, where: str = "ranking") -> dict:
+                specials: Collection[str] = SPECIAL_LABELS, where: str = "ranking") -> dict:
     """A row of the current format, checked as a reader would check it (for writers of rankings)."""
     row: dict = {"prompt": prompt, "completions": list(completions)}
     if ranks is not None:

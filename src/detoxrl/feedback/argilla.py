@@ -21,10 +21,11 @@ holds no response times, so ``time`` is the time of the import.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from detoxrl.data.rankings import competition_ranks, now_iso, ranking_row
 from detoxrl.errors import DataError
+from detoxrl.feedback.batch import BatchItem
 
 OPTION = "completion_{}"
 """The fields (and ranking options) ``export-labels`` writes: ``completion_1``, ``completion_2``, ..."""
@@ -102,7 +103,7 @@ def _order(fields: dict, options: Sequence[str], where: str) -> list[str]:
     return [f for f in fields if f in set(options)]
 
 
-def _record_rows(rec: dict, question: str, where: str, specials: Sequence[str], time: str) -> tuple[list[dict], int]:
+def _record_rows(rec: dict, question: str, where: str, specials: Collection[str], time: str) -> tuple[list[dict], int]:
     fields, responses = _fields(rec), _responses(rec).get(question, [])
     if not isinstance(fields.get("prompt"), str):
         raise DataError(f"{where}: the record has no `prompt` field (fields: {sorted(fields)})")
@@ -130,7 +131,7 @@ def _record_rows(rec: dict, question: str, where: str, specials: Sequence[str], 
     return rows, drafts
 
 
-def from_argilla(records: list, source: str, specials: Sequence[str],
+def from_argilla(records: list, source: str, specials: Collection[str],
                  question: str | None = None) -> tuple[list[dict], dict]:
     """Rankings rows from exported Argilla records, and counts (records, responses, drafts, unlabelled)."""
     if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
@@ -148,13 +149,13 @@ def from_argilla(records: list, source: str, specials: Sequence[str],
                   "unlabelled_records": unlabelled}
 
 
-def to_argilla(batch: Sequence[dict], source: str) -> list[dict]:
+def to_argilla(batch: Sequence[BatchItem], source: str) -> list[dict]:
     """Records ``dataset.records.log(...)`` takes: ``{"id", "prompt", "completion_1", ...}``, for a
     dataset with those text fields and ``rg.RankingQuestion("ranking", values=["completion_1", ...])``.
     A ranking question has one fixed set of options, so every item needs as many completions."""
-    sizes = sorted({len(item["completions"]) for item in batch})
+    sizes = sorted({len(item.completions) for item in batch})
     if len(sizes) > 1:
         raise DataError(f"{source}: items have {sizes} completions; an Argilla ranking question has one fixed set "
                         "of options, so export items with the same number of completions together")
-    return [{"id": item["id"], "prompt": item["prompt"],
-             **{OPTION.format(i): c for i, c in enumerate(item["completions"], 1)}} for item in batch]
+    return [{"id": item.id, "prompt": item.prompt,
+             **{OPTION.format(i): c for i, c in enumerate(item.completions, 1)}} for item in batch]

@@ -21,10 +21,11 @@ An annotation becomes one rankings row, by its results:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from detoxrl.data.rankings import now_iso, ranking_row
 from detoxrl.errors import DataError
+from detoxrl.feedback.batch import BatchItem
 
 PAIR_KEYS = (("answer1", "answer2"), ("text1", "text2"))
 """The data keys of the two texts a Pairwise task compares (Label Studio's RLHF and pairwise templates)."""
@@ -83,7 +84,7 @@ def _ranks(results: list, ids: list[str], where: str) -> list[int] | None:
     return [order.index(i) + 1 for i in ids]
 
 
-def _special(results: list, specials: Sequence[str]) -> str | None:
+def _special(results: list, specials: Collection[str]) -> str | None:
     for r in results:
         if isinstance(r, dict) and r.get("type") == "choices":
             picked = [c for c in (r.get("value") or {}).get("choices", []) if c in specials]
@@ -99,7 +100,7 @@ def _labeller(ann: dict) -> str:
     return str(who) if who not in (None, "") else "unknown"
 
 
-def _annotation_row(task: dict, ann: dict, where: str, specials: Sequence[str]) -> dict:
+def _annotation_row(task: dict, ann: dict, where: str, specials: Collection[str]) -> dict:
     data, results = task["data"], ann.get("result") or []
     if not isinstance(data.get("prompt"), str):
         raise DataError(f"{where}: the task's data has no `prompt` text (data keys: {sorted(data)})")
@@ -114,7 +115,7 @@ def _annotation_row(task: dict, ann: dict, where: str, specials: Sequence[str]) 
                        specials=specials, where=where)
 
 
-def from_label_studio(tasks: list, source: str, specials: Sequence[str]) -> tuple[list[dict], dict]:
+def from_label_studio(tasks: list, source: str, specials: Collection[str]) -> tuple[list[dict], dict]:
     """Rankings rows from a Label Studio JSON export, and counts (tasks, annotations, unlabelled tasks)."""
     if not isinstance(tasks, list) or not all(isinstance(t, dict) and isinstance(t.get("data"), dict) for t in tasks):
         raise DataError(f"{source}: not a Label Studio JSON export (expected a list of tasks with `data` and "
@@ -129,14 +130,14 @@ def from_label_studio(tasks: list, source: str, specials: Sequence[str]) -> tupl
     return rows, {"tasks": len(tasks), "annotations": len(rows), "unlabelled_tasks": unlabelled}
 
 
-def to_label_studio(batch: Sequence[dict]) -> list[dict]:
+def to_label_studio(batch: Sequence[BatchItem]) -> list[dict]:
     """Tasks Label Studio imports (a JSON list of ``{"data": ...}``): ``prompt``, ``items`` for a Ranker
     (``{"id": "c1", "title": "Response 1", "body": text}``, ...), ``answer1``/``answer2`` as well when
     there are two completions (a Pairwise), and ``batch_id``. Judges' scores are not shown."""
     tasks = []
     for item in batch:
-        comps = item["completions"]
-        data = {"batch_id": item["id"], "prompt": item["prompt"],
+        comps = item.completions
+        data = {"batch_id": item.id, "prompt": item.prompt,
                 "items": [{"id": f"c{i}", "title": f"Response {i}", "body": c} for i, c in enumerate(comps, 1)]}
         if len(comps) == 2:
             data["answer1"], data["answer2"] = comps

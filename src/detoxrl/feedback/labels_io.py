@@ -4,9 +4,8 @@ batches to them.
 - :func:`import_labels`: a Label Studio JSON export (:mod:`~detoxrl.feedback.label_studio`) or exported
   Argilla records (:mod:`~detoxrl.feedback.argilla`) → a rankings file (:mod:`detoxrl.data.rankings`),
   every row checked as ``train-rm`` will check it.
-- :func:`export_labels`: a batch (``labels/batch.jsonl``: ``{"id", "prompt", "completions": [...],
-  "scores": {judge: [...]}}`` per line) → tasks Label Studio imports, or records Argilla's
-  ``dataset.records.log`` takes.
+- :func:`export_labels`: a batch (``labels/batch.jsonl``, :mod:`~detoxrl.feedback.batch`) → tasks Label
+  Studio imports, or records Argilla's ``dataset.records.log`` takes.
 
 Errors name the file and the task, record or row.
 """
@@ -14,13 +13,13 @@ Errors name the file and the task, record or row.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection
 from pathlib import Path
 
-from detoxrl.data.files import read_rows
 from detoxrl.data.rankings import SPECIAL_LABELS
 from detoxrl.errors import DataError
 from detoxrl.feedback.argilla import from_argilla, to_argilla
+from detoxrl.feedback.batch import read_batch
 from detoxrl.feedback.label_studio import from_label_studio, to_label_studio
 from detoxrl.utils import write_json, write_jsonl
 
@@ -59,25 +58,8 @@ def read_export(path: str | Path) -> list:
     return out
 
 
-def read_batch(path: str | Path) -> list[dict]:
-    """The items of a batch file, checked: ``id`` (a string or number), ``prompt`` and ``completions``."""
-    items = []
-    for row in read_rows(path):
-        where = f"{path} row {row['_row']}"
-        if not isinstance(row.get("id"), (str, int)) or isinstance(row.get("id"), bool):
-            raise DataError(f"{where}: `id` must be a string")
-        if not isinstance(row.get("prompt"), str):
-            raise DataError(f"{where}: `prompt` must be a string")
-        comps = row.get("completions")
-        if not isinstance(comps, list) or not comps or not all(isinstance(c, str) for c in comps):
-            raise DataError(f"{where}: `completions` must be a non-empty list of strings")
-        items.append({"id": str(row["id"]), "prompt": row["prompt"], "completions": comps,
-                      "scores": row.get("scores") or {}})
-    return items
-
-
 def import_labels(path: str | Path, fmt: str, output: str | Path | None = None,
-                  specials: Sequence[str] = SPECIAL_LABELS, question: str | None = None) -> tuple[Path, dict]:
+                  specials: Collection[str] = SPECIAL_LABELS, question: str | None = None) -> tuple[Path, dict]:
     """Convert an export to a rankings file (default: beside it, ``<name>.rankings.jsonl``); return the
     path written and counts (rows, special labels, and what the tool's export held)."""
     path = Path(path)

@@ -8,26 +8,24 @@ One JSON object per line, one line per submission::
 
 ``ranks`` has one rank per completion, 1 = best, in standard competition form: tied completions share
 a rank and the ranks after a tie skip (``1, 2, 2, 4``). A ``special`` label replaces the ranks
-(:data:`SPECIAL_LABELS`). ``time`` is the server's clock in UTC (ISO 8601), ``id`` the batch item's.
+(:data:`~detoxrl.data.rankings.SPECIAL_LABELS`). ``time`` is the server's clock in UTC (ISO 8601), ``id``
+the batch item's. The format, and what ``train-rm`` does with it: :mod:`detoxrl.data.rankings` and
+``docs/rankings.md``.
 
 Saving them, so that nothing submitted is lost: :mod:`detoxrl.feedback.store`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from detoxrl.data.rankings import SPECIAL_LABELS, competition_ranks
 from detoxrl.errors import DetoxError
 from detoxrl.feedback.batch import BatchItem
 
-SPECIAL_LABELS = {
-    "all_unusable": "every candidate is unusable, so an order among them would teach nothing",
-    "prompt_unsafe": "the prompt itself should not be used (unsafe, abusive, private data, not a dialogue)",
-    "skip": "you cannot judge this item; someone else may",
-}
-"""The labels that replace a ranking, with what each means (the instructions say when to use which)."""
+__all__ = ["SPECIAL_LABELS", "Submission", "SubmissionError", "check_labeller", "check_ranks", "check_special",
+           "check_submission", "competition_ranks", "ranking_row", "utc_now"]
 
 MAX_LABELLER = 80
 
@@ -38,13 +36,6 @@ class SubmissionError(DetoxError):
     def __init__(self, message: str, status: int = 400):
         super().__init__(message)
         self.status = status
-
-
-def competition_ranks(values: Sequence[float]) -> list[int]:
-    """Standard competition ranks of ``values`` (lower is better): 1 + how many are strictly better.
-
-    ``[0.1, 0.5, 0.5, 0.9]`` → ``[1, 2, 2, 4]``; ``[1, 1, 2, 3]`` → ``[1, 1, 3, 4]``."""
-    return [1 + sum(w < v for w in values) for v in values]
 
 
 def _whole(value) -> int | None:

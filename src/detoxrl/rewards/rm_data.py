@@ -14,7 +14,7 @@ token ids in length-bucketed batches.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import NamedTuple
 
 import torch
@@ -33,7 +33,7 @@ class Pair(NamedTuple):
 
 
 def rankings_to_pairs(rows: Sequence[dict], source: str = "<rankings>",
-                      specials: Sequence[str] = SPECIAL_LABELS) -> list[Pair]:
+                      specials: Collection[str] = SPECIAL_LABELS) -> list[Pair]:
     """Every ``(prompt, better, worse)`` pair of completions with different ranks (1 = best).
 
     Rows are checked as :mod:`detoxrl.data.rankings` describes (a bad row raises :class:`DataError`
