@@ -14,7 +14,7 @@ response) pairs and writes, beside the weights, :data:`RM_FILE` with what this j
 
 Why this calibration and not ``σ(−s)``: a reward model only ever learnt *better / worse*, so the one
 probability its training data can support is "how likely is this response the worse one?". ``σ(−s)``
-would fix the slope at one standard deviation per logit whatever the model's quality; the fitted slope
+would fix the steepness at one standard deviation per logit whatever the model's quality; the fitted steepness
 ``b`` is steep for a model that separates its pairs well and flat (toxicity near 0.5, an honest "cannot
 tell") for a weak one, and Platt's smoothed targets keep it finite when training pairs are perfectly
 separated. With rankings made for toxicity, responses scored below the crossover ``s = −a/b`` count
