@@ -371,6 +371,16 @@ def test_character_bounds_are_checked():
     assert DataSettings(min_text_chars=5, max_text_chars=5).max_text_chars == 5
 
 
+@needs_dialogsum
+def test_the_seed_recipes_character_filter_on_real_dialogues(word_tokenizer):
+    exs = load_dialogsum(DIALOGSUM, "dev").examples
+    data = load_config("flan-t5-dialogsum").data
+    assert (data.min_text_chars, data.max_text_chars) == (201, 1000)
+    kept, stats = build_prompts(exs, word_tokenizer, data.model_copy(update={"max_prompt_tokens": 10_000}))
+    assert len(kept) == sum(200 < len(e.text) <= 1000 for e in exs) == stats["kept"]
+    assert stats["too_few_chars"] + stats["too_many_chars"] == len(exs) - len(kept) > 0
+
+
 def test_build_prompts_truncates_text_not_instruction(word_tokenizer):
     data = DataSettings(prompt_template="summarize : {text} summary :", max_prompt_tokens=8, truncate=True)
     kept, stats = build_prompts(_examples("a b c d e a", "a b"), word_tokenizer, data)
