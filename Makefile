@@ -22,7 +22,7 @@ help:
 	@echo "make test   - run the test suite"
 	@echo "make test-cpus - the learning and numeric tests again on torch's AVX2 and generic CPU kernels"
 	@echo "make bench  - PPO step speed against the legacy TRL trainer (creates .bench-venv)"
-	@echo "make fullsize - the flan-t5-dialogsum preset end to end on full-size stand-in models (tens of minutes)"
+	@echo "make fullsize - the flan-t5-dialogsum preset end to end on full-size stand-in models (over an hour on two cores)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

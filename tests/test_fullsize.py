@@ -4,10 +4,11 @@ local files, as ``detoxrl run configs/flan-t5-dialogsum.yaml`` runs it with the 
 - ``test_the_preset_runs_on_small_stand_ins``: the stand-ins' real vocabularies and tokenizers with
   small hidden sizes and short responses (slow: about a minute).
 - ``test_the_preset_at_full_size``: the real sizes (FLAN-T5-base, 248M parameters, and Meta's judge,
-  125M), two PPO steps and 24 evaluation prompts, recording each stage's seconds and the run's peak
-  RSS in ``fullsize.json`` beside ``timings.json``. Marked ``fullsize``: ``make test`` leaves it out,
-  ``make fullsize`` runs it (tens of minutes on two cores). ``$DETOXRL_STANDINS`` keeps the stand-ins
-  between runs and ``$DETOXRL_FULLSIZE_RUN`` names the run folder (default: temporary folders).
+  125M), two PPO steps and 24 evaluation prompts, recording each stage's seconds, the run's CPU seconds
+  and peak RSS in ``fullsize.json`` beside ``timings.json`` (the run's console output in
+  ``fullsize.log``). Marked ``fullsize``: ``make test`` leaves it out, ``make fullsize`` runs it (over
+  an hour on two cores). ``$DETOXRL_STANDINS`` keeps the stand-ins between runs and
+  ``$DETOXRL_FULLSIZE_RUN`` names the run folder (default: temporary folders).
 
 Both skip when DialogSum's files are not beside the project.
 """
@@ -33,9 +34,11 @@ POLICY = "flan-t5-base"
 JUDGE = "roberta-hate-speech-dynabench-r4-target"
 STAGES = ("prepare", "ppo", "eval", "report")  # the preset's enabled stages (no sft, no train-rm)
 
-# Runs `detoxrl run ...` as a child and prints the peak RSS (kB, Linux) of the largest process it waited for.
+# Runs `detoxrl run ...` as a child, then prints its peak RSS (kB, Linux) and its CPU seconds (user + system,
+# which, unlike the stages' wall seconds, do not grow while a busy machine makes the run wait).
 RSS_WRAPPER = ("import resource, subprocess, sys; rc = subprocess.call(sys.argv[1:]); "
-               "print('peak_rss_kb', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(rc)")
+               "u = resource.getrusage(resource.RUSAGE_CHILDREN); "
+               "print('usage', u.ru_maxrss, round(u.ru_utime + u.ru_stime, 1)); sys.exit(rc)")
 
 
 def preset_overrides(standins: Path, run_dir: Path, steps: int, eval_prompts: int) -> list[str]:
@@ -58,6 +61,8 @@ def run_preset(standins: Path, run_dir: Path, *, steps: int, eval_prompts: int, 
     proc = subprocess.run([sys.executable, "-c", RSS_WRAPPER, *cmd], env=env, cwd=ROOT, text=True,
                           capture_output=True)
     wall = time.perf_counter() - t0
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "fullsize.log").write_text(proc.stdout + proc.stderr)  # the run's console output
     assert proc.returncode == 0, f"detoxrl run failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}"
     timings = json.loads((run_dir / "timings.json").read_text())
     assert set(STAGES) <= set(timings), timings
@@ -65,10 +70,13 @@ def run_preset(standins: Path, run_dir: Path, *, steps: int, eval_prompts: int, 
     assert evaluation["n_prompts"] == eval_prompts and evaluation["prompt_filter"]["too_many_chars"] > 0
     assert (run_dir / "report.html").exists() and (run_dir / "policy" / "adapter" / "adapter_config.json").exists()
     metrics = [json.loads(line) for line in (run_dir / "ppo" / "metrics.jsonl").read_text().splitlines() if line]
-    assert len([m for m in metrics if "reward/mean" in m]) == steps
-    rss_kb = int(proc.stdout.strip().splitlines()[-1].split()[1])
-    return {"stages_s": {s: timings[s] for s in STAGES}, "wall_s": round(wall, 1),
-            "peak_rss_mb": round(rss_kb / 1024), "ppo_steps": steps, "eval_prompts": eval_prompts}
+    metrics = [m for m in metrics if "reward/mean" in m]  # one line per PPO step
+    assert len(metrics) == steps
+    _, rss_kb, cpu_s = proc.stdout.strip().splitlines()[-1].split()
+    return {"stages_s": {s: timings[s] for s in STAGES}, "wall_s": round(wall, 1), "cpu_s": float(cpu_s),
+            "peak_rss_mb": round(int(rss_kb) / 1024), "ppo_steps": steps, "eval_prompts": eval_prompts,
+            "ppo_step_s": [round(m["perf/step_s"], 1) for m in metrics],
+            "ppo_response_tokens": [m["response/length"] for m in metrics]}
 
 
 SMALL = {POLICY: {"d_model": 64, "d_ff": 128, "num_layers": 2, "num_decoder_layers": 2, "num_heads": 2, "d_kv": 32},
