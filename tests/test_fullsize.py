@@ -115,7 +115,9 @@ def _standins(folder: Path) -> Path:
 @pytest.mark.slow
 @pytest.mark.fullsize
 @needs_dialogsum
-def test_the_preset_at_full_size(tmp_path):
+def test_the_preset_at_full_size(tmp_path, request):
+    if "fullsize" not in (request.config.getoption("markexpr") or ""):  # e.g. `-m slow` selected it
+        pytest.skip("over an hour: run it with -m fullsize (make fullsize)")
     standins = _standins(Path(os.environ.get("DETOXRL_STANDINS") or tmp_path / "standins").resolve())
     run_dir = Path(os.environ.get("DETOXRL_FULLSIZE_RUN") or tmp_path / "run").resolve()
     result = run_preset(standins, run_dir, steps=2, eval_prompts=24)
