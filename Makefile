@@ -15,13 +15,14 @@ CPUS_AVX2    := ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INST
 CPUS_GENERIC := ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41 MKL_ENABLE_INSTRUCTIONS=SSE4_2
 CPUS_TESTS   := -m "learning or cpus"
 
-.PHONY: demo test test-cpus install bench clean help
+.PHONY: demo test test-cpus fullsize install bench clean help
 
 help:
 	@echo "make demo   - run prepare -> sft -> train-rm -> ppo -> eval -> report on the embedded default"
 	@echo "make test   - run the test suite"
 	@echo "make test-cpus - the learning and numeric tests again on torch's AVX2 and generic CPU kernels"
 	@echo "make bench  - PPO step speed against the legacy TRL trainer (creates .bench-venv)"
+	@echo "make fullsize - the flan-t5-dialogsum preset end to end on full-size stand-in models (over an hour on two cores)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +49,17 @@ test-cpus: $(STAMP)
 	$(CPUS_AVX2) $(BIN)/python -m pytest -n 2 $(CPUS_TESTS) $(PYTEST_ARGS)
 	$(CPUS_GENERIC) $(BIN)/python -c "import torch; print('test-cpus: kernels', torch.backends.cpu.get_cpu_capability())"
 	$(CPUS_GENERIC) $(BIN)/python -m pytest -n 2 $(CPUS_TESTS) $(PYTEST_ARGS)
+
+# The seed-recipe preset end to end at the real sizes (tests/test_fullsize.py, marker `fullsize`, which
+# `make test` leaves out): `detoxrl standin` writes FLAN-T5-base and Meta's judge into STANDINS (kept for
+# the next run), then `detoxrl run configs/flan-t5-dialogsum.yaml` runs on them and DialogSum's files in
+# ../shared/data/dialogsum with 2 PPO steps and 24 eval prompts. Stage seconds and the peak RSS go to
+# FULLSIZE_RUN/fullsize.json. The stand-ins' outputs are meaningless: this measures cost.
+STANDINS     ?= runs/standins
+FULLSIZE_RUN ?= runs/fullsize
+fullsize: $(STAMP)
+	DETOXRL_STANDINS=$(STANDINS) DETOXRL_FULLSIZE_RUN=$(FULLSIZE_RUN) \
+		$(BIN)/python -m pytest -m fullsize -s tests/test_fullsize.py $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/ppo_vs_trl_legacy.py

@@ -20,6 +20,9 @@ def test_default_and_seed_recipe_presets_validate():
     judge = f.reward.judges[0]
     assert judge.model == "facebook/roberta-hate-speech-dynabench-r4-target"
     assert (judge.label, judge.score) == ("nothate", "logit")
+    # the seed recipe: 200 < len(dialogue) <= 1000 characters, and the raw `nothate` logit as PPO's score
+    assert (f.data.min_text_chars, f.data.max_text_chars, f.data.min_prompt_tokens) == (201, 1000, 1)
+    assert f.ppo.score_norm is False and f.reward.normalize is False and f.ppo.score_clip is None
 
 
 def test_dotted_overrides_and_run_dir(tmp_path):

@@ -340,11 +340,45 @@ def test_build_prompts_fills_template_and_filters(word_tokenizer):
     kept, stats = build_prompts(exs, word_tokenizer, data)
     assert [p.id for p in kept] == ["e1", "e2"]
     assert kept[0].prompt == "summarize : a b summary :" and kept[0].references == ["ref"] and kept[0].meta == {"k": 1}
-    assert stats == {"total": 4, "kept": 2, "too_short": 1, "too_long": 1, "truncated": 0,
-                     "min_tokens": 7, "mean_tokens": 8.0, "max_tokens": 9}
+    assert stats == {"total": 4, "kept": 2, "too_few_chars": 0, "too_many_chars": 0, "too_short": 1,
+                     "too_long": 1, "truncated": 0, "min_tokens": 7, "mean_tokens": 8.0, "max_tokens": 9}
     assert describe_prompt_stats(stats, 9) == ("prompts: kept 2 of 4 (1 dropped as longer than 9 tokens, "
                                                "1 dropped as too short)")
     assert describe_prompt_stats(build_prompts(exs[1:3], word_tokenizer, data)[1], 9) is None
+
+
+def test_character_filter_counts_the_text_not_the_prompt(word_tokenizer):
+    # the seed recipe's filter: 200 < len(dialogue) <= 1000, here 3 < len(text) <= 7 (inclusive bounds 4..7)
+    data = DataSettings(prompt_template="summarize : {text} summary :", min_text_chars=4, max_text_chars=7)
+    exs = _examples("a b", "a b c", "a b c d", "a b c d e")  # 3, 5, 7 and 9 characters
+    kept, stats = build_prompts(exs, word_tokenizer, data)
+    assert [p.id for p in kept] == ["e1", "e2"]
+    assert (stats["too_few_chars"], stats["too_many_chars"], stats["kept"]) == (1, 1, 2)
+    assert describe_prompt_stats(stats, 512, data) == (
+        "prompts: kept 2 of 4 (1 dropped as shorter than 4 characters, 1 dropped as longer than 7 characters)")
+
+
+def test_character_filter_runs_before_the_token_filter(word_tokenizer):
+    data = DataSettings(prompt_template="{text}", max_text_chars=5, max_prompt_tokens=3)  # with </s>
+    kept, stats = build_prompts(_examples("a b", "a b c", "a b c d"), word_tokenizer, data)
+    assert [p.text for p in kept] == ["a b"]
+    assert (stats["too_many_chars"], stats["too_long"]) == (1, 1)  # "a b c d" counts once, as too many chars
+
+
+def test_character_bounds_are_checked():
+    with pytest.raises(ValueError, match="min_text_chars must not exceed max_text_chars"):
+        DataSettings(min_text_chars=10, max_text_chars=5)
+    assert DataSettings(min_text_chars=5, max_text_chars=5).max_text_chars == 5
+
+
+@needs_dialogsum
+def test_the_seed_recipes_character_filter_on_real_dialogues(word_tokenizer):
+    exs = load_dialogsum(DIALOGSUM, "dev").examples
+    data = load_config("flan-t5-dialogsum").data
+    assert (data.min_text_chars, data.max_text_chars) == (201, 1000)
+    kept, stats = build_prompts(exs, word_tokenizer, data.model_copy(update={"max_prompt_tokens": 10_000}))
+    assert len(kept) == sum(200 < len(e.text) <= 1000 for e in exs) == stats["kept"]
+    assert stats["too_few_chars"] + stats["too_many_chars"] == len(exs) - len(kept) > 0
 
 
 def test_build_prompts_truncates_text_not_instruction(word_tokenizer):

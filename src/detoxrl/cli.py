@@ -313,6 +313,35 @@ def generate(config: Optional[str] = ConfigArg, set_: Optional[list[str]] = SetO
     _guard(go)
 
 
+@app.command()
+def standin(directory: Path = typer.Argument(..., help="Folder to write the stand-ins into (one sub-folder each)."),
+            models: Optional[list[str]] = typer.Option(
+                None, "--models", "-m",
+                help="Stand-ins to write (repeatable or comma-separated): flan-t5-small, flan-t5-base, "
+                     "roberta-hate-speech-dynabench-r4-target, toxic-bert, gpt2. Default: all."),
+            data: Path = typer.Option(Path("../shared/data/dialogsum"), "--data",
+                                      help="DialogSum folder whose text trains the tokenizers."),
+            seed: int = typer.Option(0, help="Seed of the random weights.")):
+    """Write full-size stand-ins: random models with the real configs and same-size tokenizers.
+
+    Their outputs are meaningless; they measure what the real sizes cost and run the presets offline,
+    e.g. --set policy.name_or_path=DIR/flan-t5-base."""
+
+    def go():
+        from detoxrl.data.loaders import dialogsum_texts
+        from detoxrl.models.standin import resolve_names, write_standins
+
+        names = resolve_names(models)
+        texts = dialogsum_texts(data)  # refused (naming the folder) before anything is built
+        _quiet_libraries()
+        for r in write_standins(directory, names, texts, seed=seed):
+            typer.echo(f"{r.path}: {r.spec.hub_id} stand-in, {r.parameters:,} parameters "
+                       f"({r.parameters / 1e6:.1f}M), tokenizer {r.tokens:,} tokens ({r.fillers:,} fillers)")
+        typer.echo(f"{Path(directory) / 'README.txt'}: outputs are meaningless (random weights)")
+
+    _guard(go)
+
+
 @app.command("config")
 def show_config(config: Optional[str] = ConfigArg, set_: Optional[list[str]] = SetOpt,
                 run_dir: Optional[Path] = RunDirOpt):

@@ -74,6 +74,11 @@ class DataSettings(_Strict):
     reference_columns: list[str] = Field(default_factory=lambda: ["summary"])
     id_column: str | None = None
     prompt_template: str = "Summarize the following conversation.\n\n{text}\n\nSummary:"
+    min_text_chars: int | None = Field(None, ge=0)
+    """Drop examples whose text (``text_column``, before the template) has fewer characters. The seed
+    recipe keeps dialogues with 200 < len ≤ 1000 characters: ``min_text_chars: 201, max_text_chars: 1000``."""
+    max_text_chars: int | None = Field(None, gt=0)
+    """Drop examples whose text has more characters (applied before the token filters below)."""
     min_prompt_tokens: int = Field(1, ge=0)
     max_prompt_tokens: int = Field(512, gt=0)
     truncate: bool = False
@@ -86,6 +91,8 @@ class DataSettings(_Strict):
     def _check(self) -> DataSettings:
         if self.min_prompt_tokens > self.max_prompt_tokens:
             raise ValueError("min_prompt_tokens must not exceed max_prompt_tokens")
+        if None not in (self.min_text_chars, self.max_text_chars) and self.min_text_chars > self.max_text_chars:
+            raise ValueError("min_text_chars must not exceed max_text_chars")
         if "{text}" not in self.prompt_template:
             raise ValueError("prompt_template must contain the placeholder {text}")
         return self

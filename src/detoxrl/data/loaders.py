@@ -265,6 +265,27 @@ def load_dialogsum(source: str | Path, split: str, *, skip_bad_rows: bool = Fals
     return _collect(file_rows(path, fmt), make, str(path), skip_bad_rows, max_rows)
 
 
+def dialogsum_texts(folder: str | Path) -> list[str]:
+    """Every dialogue and reference summary in a folder of DialogSum's files (each of its train, dev and
+    test splits that is there): the corpus the full-size stand-ins' tokenizers are trained on."""
+    path = Path(folder)
+    if not path.is_dir():
+        raise DataError(f"DialogSum folder {path} does not exist (give its dialogsum.*.jsonl files' folder)")
+    texts: list[str] = []
+    for split in ("train", "dev", "test"):
+        try:
+            found = find_split_file(path, split)
+        except DataError as exc:
+            if "ambiguous" in str(exc):
+                raise
+            continue
+        for ex in load_dialogsum(found, split).examples:
+            texts += [ex.text, *ex.references]
+    if not texts:
+        raise DataError(f"{path}: no DialogSum split file (dialogsum.train/dev/test.jsonl, .csv or .parquet)")
+    return texts
+
+
 def _uses_dialogsum_columns(cfg: Config) -> bool:
     d = cfg.data
     return d.format == "dialogsum" or (

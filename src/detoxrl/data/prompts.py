@@ -1,5 +1,8 @@
-"""Turn examples into prompts: fill the template, then keep, drop or truncate by token length.
+"""Turn examples into prompts: keep or drop by the text's characters, fill the template, then keep,
+drop or truncate by token length.
 
+An example whose text (before the template) has fewer than ``data.min_text_chars`` or more than
+``data.max_text_chars`` characters is dropped first (the seed recipe filters DialogSum that way).
 A prompt is ``data.prompt_template`` with ``{text}`` replaced by the example's text. Its length is
 counted in the policy tokenizer's tokens *including* the special tokens the model sees (T5's ``</s>``).
 Prompts shorter than ``min_prompt_tokens`` are dropped. Prompts longer than ``max_prompt_tokens`` are
@@ -69,18 +72,38 @@ def truncate_to_fit(tokenizer, template: str, text: str, max_tokens: int) -> str
     return None
 
 
-def build_prompts(examples: list[Example], tokenizer, data: DataSettings) -> tuple[list[PromptExample], dict[str, Any]]:
-    """Fill the prompt template for every example and filter (or truncate) by token length.
+def _char_filter(examples: list[Example], data: DataSettings, stats: dict[str, Any]) -> list[Example]:
+    """The examples whose text has ``data.min_text_chars`` to ``data.max_text_chars`` characters."""
+    lo, hi = data.min_text_chars, data.max_text_chars
+    if lo is None and hi is None:
+        return list(examples)
+    kept = []
+    for ex in examples:
+        if lo is not None and len(ex.text) < lo:
+            stats["too_few_chars"] += 1
+        elif hi is not None and len(ex.text) > hi:
+            stats["too_many_chars"] += 1
+        else:
+            kept.append(ex)
+    return kept
 
-    Returns the kept prompts, in input order, and counts:
-    ``total, kept, too_short, too_long, truncated`` and the kept prompts' ``min/mean/max_tokens``.
+
+def build_prompts(examples: list[Example], tokenizer, data: DataSettings) -> tuple[list[PromptExample], dict[str, Any]]:
+    """Filter by the text's characters, fill the prompt template for every example left, and filter
+    (or truncate) by token length.
+
+    Returns the kept prompts, in input order, and counts: ``total, kept, too_few_chars, too_many_chars``
+    (the character filter), ``too_short, too_long, truncated`` (the token filter) and the kept prompts'
+    ``min/mean/max_tokens``.
     """
     template = data.prompt_template
+    stats = {"total": len(examples), "kept": 0, "too_few_chars": 0, "too_many_chars": 0,
+             "too_short": 0, "too_long": 0, "truncated": 0}
+    examples = _char_filter(examples, data, stats)
     prompts = [fill_template(template, ex.text) for ex in examples]
     lengths = count_tokens(tokenizer, prompts)
     kept: list[PromptExample] = []
     kept_lengths: list[int] = []
-    stats = {"total": len(examples), "kept": 0, "too_short": 0, "too_long": 0, "truncated": 0}
     for ex, prompt, n in zip(examples, prompts, lengths):
         text = ex.text
         if n > data.max_prompt_tokens:
@@ -103,11 +126,19 @@ def build_prompts(examples: list[Example], tokenizer, data: DataSettings) -> tup
     return kept, stats
 
 
-def describe_prompt_stats(stats: dict[str, Any], max_tokens: int) -> str | None:
-    """One line on what the length filter did (``None`` when every prompt was kept whole)."""
-    if not (stats["truncated"] or stats["too_long"] or stats["too_short"]):
+def describe_prompt_stats(stats: dict[str, Any], max_tokens: int, data: DataSettings | None = None) -> str | None:
+    """One line on what the length filters did (``None`` when every prompt was kept whole); ``data``
+    gives the character bounds to name."""
+    keys = ("truncated", "too_long", "too_short", "too_few_chars", "too_many_chars")
+    if not any(stats.get(k) for k in keys):
         return None
     parts = []
+    if stats.get("too_few_chars"):
+        bound = f" {data.min_text_chars}" if data is not None else ""
+        parts.append(f"{stats['too_few_chars']} dropped as shorter than{bound} characters")
+    if stats.get("too_many_chars"):
+        bound = f" {data.max_text_chars}" if data is not None else ""
+        parts.append(f"{stats['too_many_chars']} dropped as longer than{bound} characters")
     if stats["truncated"]:
         parts.append(f"{stats['truncated']} truncated to {max_tokens} tokens")
     if stats["too_long"]:

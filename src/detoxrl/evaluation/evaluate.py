@@ -53,7 +53,8 @@ def load_eval_prompts(cfg: Config, tokenizer, n: int | None = None) -> tuple[lis
     examples = load_examples(cfg, split).examples
     want = cfg.eval.n_prompts if n is None else n
     kept: list = []
-    stats: dict[str, int] = {"total": 0, "kept": 0, "too_short": 0, "too_long": 0, "truncated": 0}
+    stats: dict[str, int] = {"total": 0, "kept": 0, "too_few_chars": 0, "too_many_chars": 0, "too_short": 0,
+                             "too_long": 0, "truncated": 0}
     start = 0
     block = max(want, 256)
     while len(kept) < want and start < len(examples):
@@ -64,9 +65,11 @@ def load_eval_prompts(cfg: Config, tokenizer, n: int | None = None) -> tuple[lis
         start += block
     kept = kept[:want]
     if not kept:
+        chars = stats["too_few_chars"] + stats["too_many_chars"]
         raise DataError(f"no evaluation prompts: split {split!r} of {cfg.data.source} gave {stats['total']} "
                         f"examples, {stats['too_short']} too short and {stats['too_long']} too long for "
-                        f"data.min_prompt_tokens/max_prompt_tokens")
+                        f"data.min_prompt_tokens/max_prompt_tokens"
+                        + (f", {chars} outside data.min_text_chars/max_text_chars" if chars else ""))
     return kept, stats
 
 

@@ -82,7 +82,7 @@ def setup(cfg: Config, reward_fn: Reward | None = None) -> Setup:
     prompts, pstats = build_prompts(examples, lp.tokenizer, cfg.data)
     if not prompts:
         raise TrainingError(f"no training prompts left after filtering ({pstats})")
-    if (note := describe_prompt_stats(pstats, cfg.data.max_prompt_tokens)) and acc.is_main_process:
+    if (note := describe_prompt_stats(pstats, cfg.data.max_prompt_tokens, cfg.data)) and acc.is_main_process:
         console.print(note)
     reward_fn = reward_fn or build_reward_fn(cfg, acc.device, policy=lp)
     trainer = PPOTrainer(s, lp, reward_fn, accelerator=acc, seed=seed)
