@@ -239,17 +239,21 @@ def column(rows: list[dict], name: str, path: str | Path) -> list:
     return out
 
 
-def read_texts(path: str | Path, what: str = "texts file") -> list[str]:
-    """The texts of a ``.txt`` file: one per line, or, when the file has blank lines, one per block of
-    lines between blank lines (so a text may span several lines)."""
+def read_utf8(path: str | Path, what: str) -> str:
+    """A text file's content, with one clear error when it is missing or not UTF-8 (naming ``what`` it is)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{what} {path} does not exist")
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise DataError(f"{what} {path} is not UTF-8 text ({exc.reason})") from None
-    lines = text.strip("\n").splitlines()
+
+
+def read_texts(path: str | Path, what: str = "texts file") -> list[str]:
+    """The texts of a ``.txt`` file: one per line, or, when the file has blank lines, one per block of
+    lines between blank lines (so a text may span several lines)."""
+    lines = read_utf8(path, what).strip("\n").splitlines()
     if any(not ln.strip() for ln in lines):
         return [b.strip("\n") for b in re.split(r"\n[ \t]*\n", "\n".join(lines)) if b.strip()]
     return [ln for ln in lines if ln.strip()]

@@ -16,6 +16,7 @@ import json
 from collections.abc import Collection
 from pathlib import Path
 
+from detoxrl.data.files import read_utf8
 from detoxrl.data.rankings import SPECIAL_LABELS
 from detoxrl.errors import DataError
 from detoxrl.feedback.argilla import from_argilla, to_argilla
@@ -35,12 +36,7 @@ def check_format(fmt: str) -> str:
 def read_export(path: str | Path) -> list:
     """An export file: one JSON document (a list), or JSON lines (one object per line)."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"export file {path} does not exist")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path} is not UTF-8 text ({exc.reason})") from None
+    text = read_utf8(path, "export file")
     try:
         data = json.loads(text)
         return data if isinstance(data, list) else [data]
