@@ -21,7 +21,7 @@ help:
 	@echo "make demo   - run prepare -> sft -> train-rm -> ppo -> eval -> report on the embedded default"
 	@echo "make test   - run the test suite"
 	@echo "make test-cpus - the learning and numeric tests again on torch's AVX2 and generic CPU kernels"
-	@echo "make bench  - PPO step speed against the legacy TRL trainer (creates .bench-venv)"
+	@echo "make bench  - PPO step speed against the legacy TRL trainer, headline and flan-t5-small-lora (creates .bench-venv)"
 	@echo "make fullsize - the flan-t5-dialogsum preset end to end on full-size stand-in models (over an hour on two cores)"
 
 $(BIN)/python:
@@ -61,8 +61,15 @@ fullsize: $(STAMP)
 	DETOXRL_STANDINS=$(STANDINS) DETOXRL_FULLSIZE_RUN=$(FULLSIZE_RUN) \
 		$(BIN)/python -m pytest -m fullsize -s tests/test_fullsize.py $(PYTEST_ARGS)
 
+# PPO step speed and memory against TRL 0.11.4 (benchmarks/README.md): the headline size in every precision,
+# then the recipe's own workload at FLAN-T5-small's size with LoRA (fp32, plus bf16 where it is native),
+# then one line naming the best detoxrl configuration for this machine and its CPU.
+BENCH     := $(BIN)/python benchmarks/ppo_vs_trl_legacy.py
+BENCH_OUT := runs/bench
 bench: $(STAMP)
-	$(BIN)/python benchmarks/ppo_vs_trl_legacy.py
+	$(BENCH) --json-out $(BENCH_OUT)/headline.json
+	$(BENCH) --size flan-t5-small-lora --precision auto --json-out $(BENCH_OUT)/flan-t5-small-lora.json
+	$(BIN)/python benchmarks/bench_summary.py $(BENCH_OUT)/headline.json $(BENCH_OUT)/flan-t5-small-lora.json
 
 clean:
 	rm -rf runs .pytest_cache

@@ -29,12 +29,32 @@ FIRST_WORD_ID = 3
 
 # ------------------------------------------------------------------------------------------- sizes
 @dataclass(frozen=True)
-class ModelSize:
-    """A scaled-down T5 with FLAN-T5's gated-GELU feed-forward.
+class LoraSpec:
+    """LoRA adapters as the seed recipe adds them: rank ``r``, ``alpha``, dropout, on modules named ``q`` and ``v``.
 
-    The LM head is tied to the shared embedding (original-T5 style, decoder output scaled by
-    d_model^-1/2): transformers 5 always ties T5's head, so only a tied model loads identically in
-    transformers 4.46 (legacy side) and 5 (detoxrl side). The matmuls are the same as an untied head's.
+    peft matches a target by the module name's last part, so in a T5 ``q``/``v`` are the encoder's
+    self-attention projections and, in the decoder, both the self-attention and the cross-attention ones.
+    """
+
+    r: int = 32
+    alpha: float = 32.0
+    dropout: float = 0.05
+    target_modules: tuple[str, ...] = ("q", "v")
+
+
+@dataclass(frozen=True)
+class ModelSize:
+    """A T5 with FLAN-T5's gated-GELU feed-forward, and how PPO trains it (``lora``: None = full fine-tuning).
+
+    ``tied_head``: the LM head is the shared embedding (original-T5 style, decoder output scaled by
+    d_model^-1/2). The two small sizes are tied: transformers 5 builds every T5 tied, so a tied model is
+    the simple way to have 4.46 (legacy side) and 5 (detoxrl side) load the same function. FLAN-T5 is
+    untied (its own ``lm_head``, no scaling); the ``flan-t5-*-lora`` sizes keep that, as FLAN-T5's
+    checkpoints do: the folder holds both ``shared.weight`` and a different ``lm_head.weight`` and says
+    ``tie_word_embeddings: false``, which transformers 4.46 reads as untied and unscaled, and which
+    transformers 5 loads untied (both keys present and different) and unscaled
+    (``scale_decoder_outputs`` false). The harness checks it: both sides report the same parameter
+    checksum (a tied load would count the head once) and the same logits (:func:`forward_fingerprint`).
     """
 
     d_model: int
@@ -44,6 +64,8 @@ class ModelSize:
     d_kv: int
     d_ff: int
     vocab_size: int
+    tied_head: bool = True
+    lora: LoraSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -65,7 +87,25 @@ SIZES: dict[str, ModelSize] = {
     # The larger check: d_model 512, 6 + 6 layers, same vocabulary.
     "large": ModelSize(d_model=512, num_layers=6, num_decoder_layers=6, num_heads=8, d_kv=64, d_ff=2048,
                        vocab_size=8000),
+    # The seed recipe's workload: google/flan-t5-small / flan-t5-base's architecture (the values of
+    # detoxrl.models.standin, which a test compares), untied head, LoRA r=32 on q and v.
+    "flan-t5-small-lora": ModelSize(d_model=512, num_layers=8, num_decoder_layers=8, num_heads=6, d_kv=64,
+                                    d_ff=1024, vocab_size=32128, tied_head=False, lora=LoraSpec()),
+    "flan-t5-base-lora": ModelSize(d_model=768, num_layers=12, num_decoder_layers=12, num_heads=12, d_kv=64,
+                                   d_ff=2048, vocab_size=32128, tied_head=False, lora=LoraSpec()),
 }
+
+RECIPE_WORKLOAD = Workload(batch_size=16, prompt_len=143, response_len=22, ppo_epochs=1, mini_batch_size=4,
+                           learning_rate=1.41e-5)
+"""The LoRA sizes' default workload: the flan-t5-dialogsum preset's PPO settings (batch 16, minibatch 4, one
+PPO epoch, lr 1.41e-5) with DialogSum-length sequences: 143 prompt tokens, the median of the preset's
+prompts over DialogSum's dev dialogues that its character filter keeps, and 22 response tokens, the median
+reference summary there (both with ``</s>``, in the FLAN-T5 stand-in tokenizer; ``dialogsum_lengths.py``)."""
+
+
+def default_workload(size_name: str) -> Workload:
+    """The workload a size runs unless the command line changes it."""
+    return RECIPE_WORKLOAD if SIZES[size_name].lora is not None else Workload()
 
 
 # ----------------------------------------------------------------------------------- model folder
@@ -83,14 +123,21 @@ def build_model_folder(folder: Path, size: ModelSize, seed: int) -> Path:
     config = T5Config(
         vocab_size=size.vocab_size, d_model=size.d_model, d_kv=size.d_kv, d_ff=size.d_ff,
         num_layers=size.num_layers, num_decoder_layers=size.num_decoder_layers, num_heads=size.num_heads,
-        feed_forward_proj="gated-gelu", tie_word_embeddings=True, dropout_rate=0.1,
+        feed_forward_proj="gated-gelu", tie_word_embeddings=size.tied_head, dropout_rate=0.1,
         pad_token_id=PAD_ID, eos_token_id=EOS_ID, decoder_start_token_id=PAD_ID,
     )
     gen = torch.random.fork_rng(devices=[])
     with gen:
         torch.manual_seed(seed)
         model = T5ForConditionalGeneration(config)
+        head, shared = model.get_output_embeddings(), model.get_input_embeddings()
+        if not size.tied_head and head.weight is shared.weight:  # transformers 5 built it tied anyway
+            # FLAN-T5's own head, initialised as T5 v1.1 initialises lm_head (normal, std initializer_factor)
+            head.weight = torch.nn.Parameter(torch.empty_like(shared.weight).normal_(0.0, 1.0))
     model.save_pretrained(folder, safe_serialization=True)
+    if not size.tied_head:  # transformers 5 writes tie_word_embeddings: true for every T5; the hub's say false
+        cfg_path = folder / "config.json"
+        cfg_path.write_text(json.dumps({**json.loads(cfg_path.read_text()), "tie_word_embeddings": False}, indent=2))
 
     vocab = {"<pad>": PAD_ID, "</s>": EOS_ID, "<unk>": UNK_ID}
     vocab.update({f"w{i}": i for i in range(FIRST_WORD_ID, size.vocab_size)})
@@ -106,9 +153,38 @@ def build_model_folder(folder: Path, size: ModelSize, seed: int) -> Path:
 
 
 def param_checksum(model: torch.nn.Module) -> float:
-    """Sum of every parameter in float64: equal on both sides iff they loaded the same weights."""
+    """Sum of every parameter in float64, LoRA adapters left out: equal on both sides iff they loaded the
+    same weights (peft's adapter initialisation differs between its versions; ``lora_B`` starts at zero, so
+    the adapters do not change the function the model starts from)."""
     with torch.no_grad():
-        return float(sum(p.detach().double().sum() for p in model.parameters()))
+        return float(sum(p.detach().double().sum() for n, p in model.named_parameters() if "lora_" not in n))
+
+
+def lora_b_abs_sum(model: torch.nn.Module) -> float:
+    """Σ|lora_B| over every adapter: 0 when the adapters start (peft zero-initialises B), > 0 once PPO
+    has trained them, so a result shows that the adapters, not only the value head, learned."""
+    with torch.no_grad():
+        return float(sum(p.detach().double().abs().sum() for n, p in model.named_parameters() if "lora_B" in n))
+
+
+def forward_fingerprint(model: torch.nn.Module, vocab_size: int, seed: int) -> float:
+    """Sum of the absolute logits (float64) of one eval-mode forward: two prompts of 16 ids, decoder input
+    ``[0, 5]``.
+
+    Equal weights can still give different functions (T5's head tied or not, its output scaled or not);
+    equal fingerprints say that both sides compute the same model. The model's train/eval mode is kept.
+    """
+    device = next(model.parameters()).device
+    prompts = make_prompts(10**6, 2, 16, vocab_size, seed).to(device)
+    dec = torch.tensor([[PAD_ID, 5], [PAD_ID, 5]], device=device)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            logits = model(input_ids=prompts, attention_mask=torch.ones_like(prompts), decoder_input_ids=dec).logits
+    finally:
+        model.train(was_training)
+    return float(logits.double().abs().sum())
 
 
 # ---------------------------------------------------------------------------------------- prompts
@@ -138,6 +214,12 @@ def even_token_reward(response_ids: torch.Tensor) -> torch.Tensor:
 def peak_rss_mb() -> float:
     """High-water mark of this process's resident set (Linux reports ``ru_maxrss`` in KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def cuda_peak_mb() -> float | None:
+    """``torch.cuda.max_memory_allocated()`` in MiB (tensors only, not the allocator's cache); ``None``
+    without CUDA."""
+    return torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
 
 
 def current_rss_mb() -> float:
@@ -202,13 +284,66 @@ def t5_forward_flops(size: ModelSize, enc_len: int, dec_len: int) -> float:
 
 
 def update_phase_flops(size: ModelSize, work: Workload, dec_len: int | None = None) -> float:
-    """FLOPs of the PPO update phase: epochs × batch × (forward + backward ≈ 3 × forward).
+    """FLOPs of the PPO update phase: epochs × batch × (forward + backward ≈ 3 × forward) for full
+    fine-tuning, epochs × batch × :func:`t5_lora_update_flops` with LoRA.
 
     ``dec_len`` is the decoder length fed in training (default ``response_len + 1``: the decoder
     start token and the response, as the legacy trainer feeds it).
     """
     dec = work.response_len + 1 if dec_len is None else dec_len
+    if size.lora is not None:  # no weight gradients for the frozen weights: see t5_lora_update_flops
+        return t5_lora_update_flops(size, work.prompt_len, dec) * work.batch_size * work.ppo_epochs
     return 3.0 * t5_forward_flops(size, work.prompt_len, dec) * work.batch_size * work.ppo_epochs
+
+
+def t5_lora_update_flops(size: ModelSize, enc_len: int, dec_len: int) -> float:
+    """FLOPs of one forward + backward of a T5 with LoRA adapters for one sequence, counted per matmul.
+
+    Only the adapters (and the value head) train, so the backward pass computes no gradient of a frozen
+    weight: a frozen ``y = x·W`` costs its forward again for ``∂x`` (when ``x`` depends on an adapter) and
+    nothing for ``∂W``. An adapter ``x·A·B`` (A: d×r, B: r×out) costs ``∂A`` and ``∂B`` and ``∂(x·A)``, plus
+    ``∂x`` when ``x`` needs it. What needs no gradient: the embeddings that enter the first encoder and
+    the first decoder layer, so that layer's frozen q, k, v projections (and ``∂x`` of its adapters) cost
+    nothing backward, and its keys K (frozen weight, frozen input) need no ``∂K`` in ``Q·Kᵀ``. Every
+    later activation depends on an adapter, so every other matmul costs its forward once more (``∂x``);
+    the attention matmuls twice (both operands). Summed per sequence:
+
+      forward    = t5_forward_flops + Σ_adapters 2·L·(d·r + r·out)
+      backward   = forward matmuls of frozen weights (∂x)            − first layers' q, k, v
+                 + 2 × attention matmuls                             − first layers' ∂K: 2·L²·a each
+                 + 2 × Σ_adapters 2·L·(d·r + r·out)                  − first layers' ∂x of A: 2·L·d·r each
+                 + value head ∂w (2·L_d·d)
+
+    with ``L`` the adapter's input length (the decoder's cross-attention v reads the encoder output,
+    ``L_e``). The targets must be ``q`` and ``v`` (the recipe's; peft adapts them in the encoder's and
+    both of the decoder's attentions), on which the first layers' vanishing gradients above depend;
+    norms, softmax and activations are not counted, as in the forward.
+    """
+    if size.lora is None:
+        raise ValueError("t5_lora_update_flops needs a size with LoRA")
+    if set(size.lora.target_modules) != {"q", "v"}:  # which first-layer gradients vanish depends on it
+        raise ValueError(f"LoRA FLOPs are counted for targets q and v, not {list(size.lora.target_modules)}")
+    d, a, r = size.d_model, size.num_heads * size.d_kv, size.lora.r
+    le, ld = enc_len, dec_len
+    proj = 2 * d * a  # one token through one projection (d -> a, or a -> d for o)
+    ad_a, ad_b = 2 * d * r, 2 * r * a  # one token through A, through B (same for o: a -> r -> d)
+    base_fwd = t5_forward_flops(size, le, ld)
+    enc_attn, dec_self_attn, cross_attn = 4 * le * le * a, 4 * ld * ld * a, 4 * ld * le * a
+    attn = size.num_layers * enc_attn + size.num_decoder_layers * (dec_self_attn + cross_attn)
+    # adapter inputs: (length, is it a first layer's embedding input?), for q and v of each attention
+    inputs: list[tuple[int, bool]] = []
+    for layer in range(size.num_layers):
+        inputs += [(le, layer == 0)] * 2
+    for layer in range(size.num_decoder_layers):
+        inputs += [(ld, layer == 0)] * 2  # self-attention q, v
+        inputs += [(ld, False), (le, False)]  # cross-attention q (decoder states), v (encoder output)
+    adapters_fwd = sum(n * (ad_a + ad_b) for n, _ in inputs)
+    adapters_bwd = sum(n * (ad_a * (1 if first else 2) + 2 * ad_b) for n, first in inputs)
+    frozen_first = 3 * le * proj + 3 * ld * proj  # first encoder / decoder layer's q, k, v: no ∂x
+    dk_first = 2 * le * le * a + 2 * ld * ld * a  # and no ∂K in their Q·Kᵀ
+    frozen_bwd = (base_fwd - attn) - frozen_first
+    backward = frozen_bwd + 2 * attn - dk_first + adapters_bwd + 2 * ld * d
+    return float(base_fwd + adapters_fwd + backward)
 
 
 def t5_param_count(size: ModelSize) -> int:
@@ -236,7 +371,27 @@ def worker_parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=1, help="untimed PPO steps first")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    p.add_argument("--lora-r", type=int, default=0, help="LoRA rank; 0 = full fine-tuning with a frozen copy")
+    p.add_argument("--lora-alpha", type=float, default=32.0)
+    p.add_argument("--lora-dropout", type=float, default=0.05)
+    p.add_argument("--lora-targets", default="q,v", help="comma-separated module names")
     return p
+
+
+def lora_from_args(args: argparse.Namespace) -> LoraSpec | None:
+    """The :class:`LoraSpec` a worker was asked for (``None``: full fine-tuning)."""
+    if args.lora_r <= 0:
+        return None
+    return LoraSpec(r=args.lora_r, alpha=args.lora_alpha, dropout=args.lora_dropout,
+                    target_modules=tuple(t for t in args.lora_targets.split(",") if t))
+
+
+def lora_args(lora: LoraSpec | None) -> list[str]:
+    """The worker arguments that ask for ``lora`` (none for full fine-tuning)."""
+    if lora is None:
+        return []
+    return ["--lora-r", str(lora.r), "--lora-alpha", repr(lora.alpha), "--lora-dropout", repr(lora.dropout),
+            "--lora-targets", ",".join(lora.target_modules)]
 
 
 def workload_from_args(args: argparse.Namespace) -> Workload:

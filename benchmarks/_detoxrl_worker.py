@@ -10,7 +10,11 @@ The work per step must match the legacy worker's exactly:
   logprobs in forward chunks of ``mini_batch_size``, ``ppo_epochs`` passes over shuffled minibatches of
   ``mini_batch_size``, Adam at ``learning_rate``; the legacy trainer's other defaults are adaptive KL
   (init 0.2, target 6, horizon 10000), γ = 1, λ = 0.95, clip 0.2/0.2, vf_coef 0.1, advantage whitening,
-  no score normalisation or clipping, no gradient clipping.
+  no score normalisation or clipping, no gradient clipping;
+* with ``--lora-r R`` (the ``flan-t5-*-lora`` sizes): ``policy.lora`` enabled with the same rank, alpha,
+  dropout and target modules as the legacy side's peft config, loaded by ``load_policy_model(...,
+  apply_lora=True)`` as the ``ppo`` stage loads it; detoxrl's trainer then keeps no reference copy and
+  computes the reference logprobs with the adapters disabled, as TRL 0.11.4 does for a peft model.
 
 Only :func:`build_trainer` and :func:`ppo_step` know detoxrl; everything else (arguments, warm-up,
 timing, memory, the result line) is shared with the legacy worker's conventions. A whole step is timed
@@ -32,10 +36,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 from _common import (  # noqa: E402
+    LoraSpec,
     Workload,
+    cuda_peak_mb,
     current_rss_mb,
     emit_result,
     even_token_reward,
+    lora_b_abs_sum,
+    lora_from_args,
     make_prompts,
     peak_rss_mb,
     worker_parser,
@@ -44,8 +52,8 @@ from _common import (  # noqa: E402
 )
 
 
-def build_trainer(model_dir: Path, work: Workload, seed: int,
-                  precision: str = "fp32", compiled: bool = False) -> tuple[Any, dict[str, Any]]:
+def build_trainer(model_dir: Path, work: Workload, seed: int, precision: str = "fp32", compiled: bool = False,
+                  lora: LoraSpec | None = None) -> tuple[Any, dict[str, Any]]:
     """Load the policy (with value head) and a separate frozen reference from ``model_dir``; build the trainer.
 
     ``precision`` ``"bf16"`` sets ``ppo.mixed_precision="bf16"`` (bf16 autocast for generation and every
@@ -57,13 +65,16 @@ def build_trainer(model_dir: Path, work: Workload, seed: int,
     accelerate compiles the model it prepares, which the PPO update passes run through (generation and
     the no-grad passes use the unwrapped, eager model); compilation happens in the warm-up step.
 
-    Returns ``(trainer, info)`` where ``info`` holds ``n_params`` (policy without value head),
-    ``param_checksum`` (``_common.param_checksum`` of the policy as loaded, which the harness compares
-    with the legacy side's) and ``vocab_size``.
-    """
-    from _common import PhaseClock, param_checksum
+    ``lora`` adds LoRA adapters as ``policy.lora`` does (the reference is then the policy with its adapters
+    disabled).
 
-    from detoxrl.config import GenerationSettings, KLSettings, ModelSettings, PPOSettings
+    Returns ``(trainer, info)`` where ``info`` holds ``n_params`` (policy without value head or adapters),
+    ``trainable_params``, ``param_checksum`` and ``forward_fingerprint`` (``_common``'s, of the policy as
+    loaded, which the harness compares with the legacy side's) and ``vocab_size``.
+    """
+    from _common import PhaseClock, forward_fingerprint, param_checksum
+
+    from detoxrl.config import GenerationSettings, KLSettings, LoraSettings, ModelSettings, PPOSettings
     from detoxrl.models.policy import load_policy_model
     from detoxrl.rl.trainer import PPOTrainer
     from detoxrl.utils import set_seed
@@ -106,10 +117,18 @@ def build_trainer(model_dir: Path, work: Workload, seed: int,
             return cpu
 
     set_seed(seed)
-    lp = load_policy_model(ModelSettings(name_or_path=str(model_dir), dtype="float32"))  # not auto: as the legacy side
-    info = {"n_params": sum(p.numel() for p in lp.model.parameters()),
+    lora_settings = LoraSettings(enabled=lora is not None)
+    if lora is not None:
+        lora_settings = LoraSettings(enabled=True, r=lora.r, alpha=lora.alpha, dropout=lora.dropout,
+                                     target_modules=list(lora.target_modules))
+    model_settings = ModelSettings(name_or_path=str(model_dir), dtype="float32", lora=lora_settings)  # not auto
+    device = "cuda" if torch.cuda.is_available() else "cpu"  # as the stages do (detoxrl.stages.device)
+    lp = load_policy_model(model_settings, device=device, apply_lora=lora is not None)
+    vocab = int(lp.model.config.vocab_size)
+    info = {"n_params": sum(p.numel() for n, p in lp.model.named_parameters() if "lora_" not in n),
             "param_checksum": param_checksum(lp.model),
-            "vocab_size": int(lp.model.config.vocab_size)}
+            "forward_fingerprint": forward_fingerprint(lp.model, vocab, seed),
+            "vocab_size": vocab}
     if precision == "bf16-weights":
         lp.model.to(torch.bfloat16)
     settings = PPOSettings(
@@ -128,6 +147,9 @@ def build_trainer(model_dir: Path, work: Workload, seed: int,
 
         accelerator = Accelerator(cpu=not torch.cuda.is_available(), dynamo_backend="inductor")
     trainer = EvenTokenTrainer(settings, lp, reward_fn=None, seed=seed, accelerator=accelerator)
+    if lora is not None and (trainer.ref_model is not None or not trainer.use_lora):
+        raise RuntimeError("detoxrl kept a reference copy of a LoRA policy; expected disabled adapters instead")
+    info["trainable_params"] = sum(p.numel() for p in trainer.module.parameters() if p.requires_grad)
     return trainer, info
 
 
@@ -137,6 +159,7 @@ def ppo_step(trainer: Any, prompts: torch.Tensor, work: Workload) -> dict[str, f
     Returns wall seconds per phase (see the module docstring), CPU seconds per phase under ``cpu``,
     ``mean_score`` and ``kl``.
     """
+    prompts = prompts.to(trainer.acc.device)
     mask = torch.ones_like(prompts)
     trainer.take_cpu()
     stats = trainer.step([""] * prompts.shape[0], prompts, mask, work.response_len)
@@ -173,8 +196,9 @@ def main() -> None:
     import detoxrl.rl.trainer  # noqa: F401
 
     rss_import = current_rss_mb()
+    lora = lora_from_args(args)
     trainer, info = build_trainer(args.model_dir, work, args.seed, precision=args.precision,
-                                  compiled=args.compile)
+                                  compiled=args.compile, lora=lora)
     rss_setup = current_rss_mb()
 
     def one_step(step: int) -> dict[str, float]:
@@ -187,6 +211,7 @@ def main() -> None:
 
     warm = [one_step(s)["step"] for s in range(args.warmup)]
     records = [one_step(args.warmup + s) for s in range(args.steps)]
+    lora_b = lora_b_abs_sum(trainer.module)
 
     extra = {"step", "step_cpu", "mean_score", "kl", "cpu"}
     phases = sorted({k for r in records for k in r} - extra)
@@ -201,7 +226,12 @@ def main() -> None:
         "threads": torch.get_num_threads(),
         "workload": workload_dict(work),
         "n_params": info["n_params"],
+        "trainable_params": info["trainable_params"],
+        "lora": None if lora is None else vars(lora),
+        "reference": "disabled adapters" if lora is not None else "frozen copy",
         "param_checksum": info["param_checksum"],
+        "forward_fingerprint": info["forward_fingerprint"],
+        "lora_b_abs_sum": lora_b,
         "warmup_seconds": warm,
         "step_seconds": [r["step"] for r in records],
         "step_cpu_seconds": [r["step_cpu"] for r in records],
@@ -213,6 +243,8 @@ def main() -> None:
         "rss_after_import_mb": rss_import,
         "rss_after_setup_mb": rss_setup,
         "peak_rss_mb": peak_rss_mb(),
+        "cuda_peak_mb": cuda_peak_mb(),
+        "device": str(trainer.acc.device),
     })
 
 

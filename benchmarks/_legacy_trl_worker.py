@@ -10,6 +10,13 @@ It does what the legacy FLAN-T5 detox recipe does, with full fine-tuning and a s
                → ppo_trainer.step(queries, responses, scores)     old logprobs/values, reference
                                                                    logprobs, rewards, GAE, PPO epochs
 
+With ``--lora-r R`` (the ``flan-t5-*-lora`` sizes) it does what the recipe does with LoRA instead: peft
+adapters (``LoraConfig(r, lora_alpha, lora_dropout, target_modules, task_type=SEQ_2_SEQ_LM)``, passed to
+``AutoModelForSeq2SeqLMWithValueHead.from_pretrained(..., peft_config=...)``) and ``ref_model=None``, for
+which TRL 0.11.4's ``PPOTrainer`` keeps no reference copy: it computes the reference logprobs with the
+same model inside ``pretrained_model.disable_adapter()`` (``trl/trainer/ppo_trainer.py``: ``ref_model =
+None`` when ``is_peft_model``, ``optional_peft_ctx`` around the reference ``batched_forward_pass``).
+
 Generation is batched (the whole batch at once), the fastest way TRL 0.11.4 offers; the original recipe
 generated one prompt at a time, which would make the legacy side slower still.
 
@@ -36,9 +43,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
 from _common import (  # noqa: E402
     PhaseClock,
+    cuda_peak_mb,
     current_rss_mb,
     emit_result,
     even_token_reward,
+    forward_fingerprint,
+    lora_b_abs_sum,
+    lora_from_args,
     make_prompts,
     param_checksum,
     peak_rss_mb,
@@ -96,16 +107,29 @@ def main() -> None:
     rss_import = current_rss_mb()
 
     tokenizer = AutoTokenizer.from_pretrained(str(args.model_dir))
-    model = AutoModelForSeq2SeqLMWithValueHead.from_pretrained(str(args.model_dir))
+    lora = lora_from_args(args)
+    peft_kwargs = {}
+    if lora is not None:
+        from peft import LoraConfig, TaskType
+
+        peft_kwargs["peft_config"] = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                                                target_modules=list(lora.target_modules),
+                                                task_type=TaskType.SEQ_2_SEQ_LM)
+    model = AutoModelForSeq2SeqLMWithValueHead.from_pretrained(str(args.model_dir), **peft_kwargs)
     checksum = param_checksum(model.pretrained_model)
-    n_params = sum(p.numel() for p in model.pretrained_model.parameters())
-    ref_model = create_reference_model(model)
+    n_params = sum(p.numel() for n, p in model.pretrained_model.named_parameters() if "lora_" not in n)
+    vocab = model.pretrained_model.config.vocab_size
+    fingerprint = forward_fingerprint(model.pretrained_model, vocab, args.seed)
+    # LoRA: no reference copy; TRL disables the adapters for the reference pass (see the module docstring).
+    ref_model = create_reference_model(model) if lora is None else None
     config = PPOConfig(
         model_name=str(args.model_dir), batch_size=work.batch_size, mini_batch_size=work.mini_batch_size,
         ppo_epochs=work.ppo_epochs, learning_rate=work.learning_rate, seed=args.seed, log_with=None,
     )
     trainer = PPOTrainer(config=config, model=model, ref_model=ref_model, tokenizer=tokenizer)
-    vocab = model.pretrained_model.config.vocab_size
+    if lora is not None and (trainer.ref_model is not None or not trainer.is_peft_model):
+        raise RuntimeError("TRL kept a reference copy of a LoRA policy; expected disabled adapters instead")
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     gen_kwargs = {
         "do_sample": True, "top_k": 0, "top_p": 1.0, "temperature": 1.0,
         "min_new_tokens": work.response_len, "max_new_tokens": work.response_len,
@@ -141,6 +165,7 @@ def main() -> None:
 
     warm = [one_step(s)["step"] for s in range(args.warmup)]
     records = [one_step(args.warmup + s) for s in range(args.steps)]
+    lora_b = lora_b_abs_sum(model)
 
     phases = sorted({k for r in records for k in r} - {"step", "step_cpu", "mean_score", "kl", "cpu"})
     cpu_phases = sorted({k for r in records for k in r["cpu"]})
@@ -151,7 +176,12 @@ def main() -> None:
         "threads": torch.get_num_threads(),
         "workload": workload_dict(work),
         "n_params": n_params,
+        "trainable_params": trainable,
+        "lora": None if lora is None else vars(lora),
+        "reference": "disabled adapters" if lora is not None else "frozen copy",
         "param_checksum": checksum,
+        "forward_fingerprint": fingerprint,
+        "lora_b_abs_sum": lora_b,
         "warmup_seconds": warm,
         "step_seconds": [r["step"] for r in records],
         "step_cpu_seconds": [r["step_cpu"] for r in records],
@@ -163,6 +193,8 @@ def main() -> None:
         "rss_after_import_mb": rss_import,
         "rss_after_setup_mb": rss_setup,
         "peak_rss_mb": peak_rss_mb(),
+        "cuda_peak_mb": cuda_peak_mb(),
+        "device": str(trainer.accelerator.device),
     })
 
 

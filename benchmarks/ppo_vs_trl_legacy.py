@@ -5,19 +5,22 @@ Usage (from the project root, in the project's environment; ``make bench`` runs 
     python benchmarks/ppo_vs_trl_legacy.py                   # headline size, 3 repeats x 5 steps
     python benchmarks/ppo_vs_trl_legacy.py --size large      # d_model 512, 6+6 layers
     python benchmarks/ppo_vs_trl_legacy.py --legacy-only     # the legacy baseline alone
+    python benchmarks/ppo_vs_trl_legacy.py --size flan-t5-small-lora --precision auto   # the recipe's workload
 
 What it does, in order:
 
 1. makes sure ``.bench-venv`` (the legacy environment: torch 2.13 CPU, TRL 0.11.4, transformers 4.46.3,
    peft 0.13.2 and pinned companions) exists, creating it with pip and printing each command;
 2. builds one seeded random T5 of the chosen size and a word-level tokenizer into a temporary folder
-   (``save_pretrained``, safetensors), which both sides load;
+   (``save_pretrained``, safetensors), which both sides load (the ``flan-t5-*-lora`` sizes: FLAN-T5's
+   architecture with its untied head, trained with LoRA on both sides, the reference being the same
+   weights with the adapters disabled);
 3. measures fp32 matrix-multiply throughput with torch in this process (best GFLOP/s over a few
    shapes), the reference for model FLOPs utilisation (MFU);
 4. runs the two workers in fresh subprocesses, alternating ``legacy, detoxrl, detoxrl, legacy, ...``
    (ABBA order, so slow drift of the machine hits both sides alike), each doing warm-up steps then
    timed PPO steps, and reading one JSON result line from each; both sides are checked to have
-   loaded the same weights;
+   loaded the same weights and to compute the same logits with them;
 5. measures matmul throughput again, prints seconds per PPO step (median, min, max over all timed
    steps of all runs), CPU seconds, peak RSS (the highest of each side's runs), phase medians and the
    update phase's MFU, writes every figure to a JSON file, and ends with the line
@@ -25,15 +28,18 @@ What it does, in order:
 
 MFU of the update phase = update FLOPs ÷ (update seconds × best matmul FLOP/s), with update FLOPs
 = ppo_epochs × batch × 3 × forward FLOPs of the T5 (``_common.t5_forward_flops``, counted per matmul;
-backward ≈ 2 × forward). It is given on wall-clock time and, beside it, on CPU time (update CPU seconds
+backward ≈ 2 × forward); with LoRA, ppo_epochs × batch × ``_common.t5_lora_update_flops`` (no weight
+gradients for the frozen weights). It is given on wall-clock time and, beside it, on CPU time (update CPU seconds
 against matmul throughput per CPU second), which stays meaningful when other processes share the CPU.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
+import platform
 import statistics
 import subprocess
 import sys
@@ -54,6 +60,9 @@ from _common import (  # noqa: E402
     ModelSize,
     Workload,
     build_model_folder,
+    default_workload,
+    forward_fingerprint,
+    lora_args,
     param_checksum,
     parse_result,
     update_phase_flops,
@@ -147,9 +156,10 @@ COMPILED = "-compiled"
 
 
 def worker_command(python: Path, script: Path, model_dir: Path, work: Workload, args: argparse.Namespace,
-                   precision: str | None = None) -> list[str]:
-    """The command line of one worker run (both sides take the same arguments; detoxrl also ``--precision``,
-    and ``--compile`` for a precision named with the ``-compiled`` suffix)."""
+                   precision: str | None = None, size: ModelSize | None = None) -> list[str]:
+    """The command line of one worker run (both sides take the same arguments, with ``--lora-*`` for a
+    LoRA size; detoxrl also ``--precision``, and ``--compile`` for a precision named with the
+    ``-compiled`` suffix)."""
     extra = []
     if precision:
         compiled = precision.endswith(COMPILED)
@@ -159,7 +169,7 @@ def worker_command(python: Path, script: Path, model_dir: Path, work: Workload, 
             "--response-len", str(work.response_len), "--ppo-epochs", str(work.ppo_epochs),
             "--mini-batch-size", str(work.mini_batch_size), "--learning-rate", repr(work.learning_rate),
             "--steps", str(args.steps), "--warmup", str(args.warmup), "--seed", str(args.seed),
-            "--threads", str(args.threads), *extra]
+            "--threads", str(args.threads), *lora_args(size.lora if size else None), *extra]
 
 
 def run_worker(side: str, cmd: list[str], log: Path, threads: int, timeout: float | None) -> dict[str, Any]:
@@ -173,6 +183,22 @@ def run_worker(side: str, cmd: list[str], log: Path, threads: int, timeout: floa
         tail = "\n".join(log.read_text().splitlines()[-15:])
         raise RuntimeError(f"the {side} worker failed (exit {proc.returncode}); its log ends with:\n{tail}")
     return parse_result(proc.stdout)
+
+
+def check_same_model(name: str, res: dict[str, Any], checksum: float, fingerprint: float) -> None:
+    """Stop unless a worker loaded the weights the harness saved and computes the same logits with them.
+
+    The checksum is exact up to float64 summation order; the logits may differ by float32 rounding
+    (detoxrl runs T5's tanh GELU as torch's fused kernel, 2.4e-7 apart; a worker on CUDA sums in another
+    order), so their absolute sums agree to 1e-4. A tied-versus-untied head or a scaled-versus-unscaled decoder output is far outside both.
+    """
+    if abs(res["param_checksum"] - checksum) > 1e-9 * max(1.0, abs(checksum)):
+        raise SystemExit(f"the {name} worker loaded different weights (checksum {res['param_checksum']!r} vs "
+                         f"{checksum!r})")
+    got = res.get("forward_fingerprint")
+    if got is not None and abs(got - fingerprint) > 1e-4 * max(1.0, abs(fingerprint)):
+        raise SystemExit(f"the {name} worker computes different logits from the same weights (sum |logits| {got!r} vs "
+                         f"{fingerprint!r}): its transformers reads the model differently")
 
 
 def alternation(repeats: int, sides: list[str] | None = None) -> list[str]:
@@ -214,10 +240,14 @@ def summarise(runs: list[dict[str, Any]], flops_update: float, gemm: dict[str, A
         "cpu_phases_median_s": cpu_phases,
         "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
         "peak_rss_mb_runs": [r["peak_rss_mb"] for r in runs],
+        "cuda_peak_mb": max((r.get("cuda_peak_mb") or 0.0 for r in runs), default=0.0) or None,
+        "device": runs[0].get("device", "cpu"),
         "rss_after_import_mb": statistics.median([r["rss_after_import_mb"] for r in runs]),
         "rss_after_setup_mb": statistics.median([r["rss_after_setup_mb"] for r in runs]),
         "versions": runs[0]["versions"],
         "param_checksum": runs[0]["param_checksum"],
+        "trainable_params": runs[0].get("trainable_params"),
+        "lora_b_abs_sum": [r.get("lora_b_abs_sum") for r in runs],
         "warmup_s": [v for r in runs for v in r.get("warmup_seconds", [])],
     }
     if "update" in phases and phases["update"] > 0:
@@ -263,6 +293,10 @@ def report(size_name: str, size: ModelSize, work: Workload, args: argparse.Names
           f"({n_params / 1e6:.2f} M params); batch {work.batch_size}, prompt {work.prompt_len}, response "
           f"{work.response_len}, {work.ppo_epochs} PPO epochs, minibatch {work.mini_batch_size}; "
           f"{args.threads} thread(s); {args.repeats} repeat(s) x {args.steps} steps (+{args.warmup} warm-up)")
+    print(f"CPU: {cpu_name()}")
+    if args.override:
+        print(f"architecture overridden ({', '.join(args.override)}): a smoke test, not the size's figures")
+    print(_training_line(size, sides))
     print("precision: the legacy side always runs fp32 (TRL 0.11.4 has no mixed precision on CPU); "
           "'detoxrl bf16' is bf16 autocast with fp32 master weights, optimiser and logprobs; 'detoxrl bf16 "
           "weights' stores the policy in bf16 (policy.dtype bfloat16, no autocast) with fp32 masters")
@@ -272,7 +306,9 @@ def report(size_name: str, size: ModelSize, work: Workload, args: argparse.Names
     print(_gemm_line(gemm))
     if gemm_bf16 is not None:
         print(_gemm_line(gemm_bf16))
-    print(f"update phase: {flops_update / 1e9:.1f} GFLOP per PPO step (3 x forward, counted per matmul); "
+    how = ("forward + backward without frozen weights' gradients, t5_lora_update_flops" if size.lora else
+           "3 x forward")
+    print(f"update phase: {flops_update / 1e9:.1f} GFLOP per PPO step ({how}, counted per matmul); "
           "MFU = those FLOPs / (update seconds x best matmul throughput of the named dtype)")
     print(f"{'run':<26} {'s/step':>8} {'min':>8} {'max':>8} {'cpu-s':>8} {'peakRSS MB':>10} {'upd s':>8} "
           f"{'upd cpu':>8} {'MFU fp32':>9} {'MFUcpu32':>9} {'MFUcpu16':>9}")
@@ -294,6 +330,22 @@ def report(size_name: str, size: ModelSize, work: Workload, args: argparse.Names
         print(f"{name} versions: " + ", ".join(f"{k} {v}" for k, v in s["versions"].items()))
 
 
+def _training_line(size: ModelSize, sides: dict[str, dict[str, Any]]) -> str:
+    """How both sides train: full fine-tuning with a frozen copy, or LoRA with the adapters disabled."""
+    head = "untied LM head (FLAN-T5's)" if not size.tied_head else "LM head tied to the embedding"
+    if size.lora is None:
+        return f"training: full fine-tuning, the reference a frozen copy of the initial policy; {head}"
+    lo = size.lora
+    trainable = ", ".join(f"{n} {s['trainable_params'] / 1e6:.2f} M" for n, s in sides.items()
+                          if s.get("trainable_params"))
+    trained = "; ".join(f"{n} " + ", ".join(f"{v:.3g}" for v in s["lora_b_abs_sum"] if v is not None)
+                        for n, s in sides.items())
+    return (f"training: LoRA r={lo.r}, alpha {lo.alpha:g}, dropout {lo.dropout:g} on {', '.join(lo.target_modules)} "
+            f"(peft; encoder and both decoder attentions) on both sides, the reference the same weights with the "
+            f"adapters disabled (no copy); {head}; trainable parameters with the value head: {trainable}; "
+            f"sum |lora_B| after each run (0 before training): {trained}")
+
+
 def ratios(legacy: dict[str, Any], ours: dict[str, Any]) -> tuple[float, float]:
     """``(speedup, memory_ratio)`` = (legacy median s/step ÷ ours, our peak RSS ÷ legacy's)."""
     return (legacy["s_per_step"]["median"] / ours["s_per_step"]["median"],
@@ -308,24 +360,27 @@ def best_run(sides: dict[str, dict[str, Any]]) -> str:
 
 # --------------------------------------------------------------------------------------- main
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Command-line options (sizes default to the headline workload)."""
-    w = Workload()
+    """Command-line options (the workload options default to the size's: ``_common.default_workload``)."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--size", choices=sorted(SIZES), default="headline")
+    p.add_argument("--override", action="append", default=[], metavar="FIELD=N",
+                   help="change one architecture value of the size (d_model, num_layers, num_decoder_layers, "
+                        "num_heads, d_kv, d_ff, vocab_size, lora_r), for smoke tests: the figures are then not the "
+                        "size's; repeatable")
     p.add_argument("--repeats", type=int, default=3, help="runs per side, alternated")
     p.add_argument("--steps", type=int, default=5, help="timed PPO steps per run")
     p.add_argument("--warmup", type=int, default=1, help="untimed PPO steps per run")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads on both sides")
-    p.add_argument("--batch-size", type=int, default=w.batch_size)
-    p.add_argument("--prompt-len", type=int, default=w.prompt_len)
-    p.add_argument("--response-len", type=int, default=w.response_len)
-    p.add_argument("--ppo-epochs", type=int, default=w.ppo_epochs)
-    p.add_argument("--mini-batch-size", type=int, default=w.mini_batch_size)
-    p.add_argument("--precision", choices=["fp32", "bf16", "bf16-weights", "both", "all"], default="all",
+    for opt in WORKLOAD_OPTIONS:
+        p.add_argument(f"--{opt.replace('_', '-')}", type=int, default=None,
+                       help="default: the size's (headline/large: 16, 128, 32, 4, 4; flan-t5-*-lora: the "
+                            "recipe's 16, 143, 22, 1, 4 for batch, prompt, response, epochs, minibatch)")
+    p.add_argument("--precision", choices=["fp32", "bf16", "bf16-weights", "both", "all", "auto"], default="all",
                    help="detoxrl's precision: fp32, bf16 autocast, bf16-weights (policy.dtype bfloat16 with "
-                        "float32 master weights), both = fp32 and bf16, all = the three, in the same "
-                        "alternation (the legacy side always runs fp32)")
+                        "float32 master weights), both = fp32 and bf16, all = the three, auto = fp32, and the "
+                        "two bf16 runs only where detoxrl's policy.dtype auto would pick bfloat16 (native "
+                        "bf16), in the same alternation (the legacy side always runs fp32)")
     p.add_argument("--compile", action="store_true",
                    help="also run bf16 weights with accelerate's inductor backend (torch.compile of the model the "
                         "PPO update runs; needs a C++ compiler on the CPU); compiled in each run's warm-up step")
@@ -352,12 +407,63 @@ def _best_gemm(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
     return dict(gemm, best_cpu_gflops=max(before["best_cpu_gflops"], after["best_cpu_gflops"]))
 
 
+WORKLOAD_OPTIONS = ("batch_size", "prompt_len", "response_len", "ppo_epochs", "mini_batch_size")
+
+
+def workload_for(args: argparse.Namespace) -> Workload:
+    """The size's default workload with the options given on the command line."""
+    given = {k: getattr(args, k) for k in WORKLOAD_OPTIONS if getattr(args, k) is not None}
+    return dataclasses.replace(default_workload(args.size), **given)
+
+
+def size_with_overrides(size: ModelSize, items: list[str]) -> ModelSize:
+    """``size`` with ``FIELD=N`` items applied (``lora_r`` changes the adapters' rank); a bad item stops
+    with a message naming it."""
+    ints = {f.name for f in dataclasses.fields(ModelSize) if f.type in (int, "int")}
+    for item in items:
+        key, _, value = item.partition("=")
+        if key not in ints | {"lora_r"} or not value.strip().isdigit() or int(value) <= 0:
+            raise SystemExit(f"--override {item!r}: expected FIELD=N with N a positive integer and FIELD one of "
+                             f"{', '.join(sorted(ints | {'lora_r'}))}")
+        if key == "lora_r":
+            if size.lora is None:
+                raise SystemExit(f"--override {item!r}: this size trains without LoRA")
+            size = dataclasses.replace(size, lora=dataclasses.replace(size.lora, r=int(value)))
+        else:
+            size = dataclasses.replace(size, **{key: int(value)})
+    return size
+
+
+def native_bf16() -> tuple[bool, str]:
+    """Whether detoxrl's ``auto`` precision would pick bfloat16 on this CPU, and why (its own detection)."""
+    from detoxrl.models.precision import bf16_support
+
+    support = bf16_support("cpu")
+    return support.native, support.reason
+
+
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; ``platform.processor()`` elsewhere) and torch's kernels."""
+    name = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith(("model name", "hardware")) and ":" in line:
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    name = name or platform.processor() or platform.machine() or "unknown CPU"
+    return f"{name} (torch CPU capability {torch.backends.cpu.get_cpu_capability()}, {os.cpu_count()} cores)"
+
+
 def run_names(args: argparse.Namespace) -> list[str]:
     """The runs of one alternation: legacy first, then detoxrl in the precisions asked for."""
     if args.legacy_only:
         return ["legacy"]
-    ours = {"both": ["fp32", "bf16"], "all": ["fp32", "bf16", "bf16-weights"]}.get(args.precision,
-                                                                                 [args.precision])
+    precision = args.precision
+    if precision == "auto":
+        precision = "all" if native_bf16()[0] else "fp32"
+    ours = {"both": ["fp32", "bf16"], "all": ["fp32", "bf16", "bf16-weights"]}.get(precision, [precision])
     if args.compile:
         ours = [*ours, "bf16-weights" + COMPILED]
     return ["legacy", *(f"detoxrl-{p}" for p in ours)]
@@ -366,9 +472,8 @@ def run_names(args: argparse.Namespace) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; 0 on success (a failing worker stops it with its log's tail)."""
     args = parse_args(argv)
-    size = SIZES[args.size]
-    work = Workload(batch_size=args.batch_size, prompt_len=args.prompt_len, response_len=args.response_len,
-                    ppo_epochs=args.ppo_epochs, mini_batch_size=args.mini_batch_size)
+    size = size_with_overrides(SIZES[args.size], args.override)
+    work = workload_for(args)
     if work.batch_size % work.mini_batch_size:
         raise SystemExit("--batch-size must be a multiple of --mini-batch-size")
     legacy_python = ensure_bench_venv(args.bench_venv)
@@ -392,6 +497,7 @@ def main(argv: list[str] | None = None) -> int:
 
         reference = T5ForConditionalGeneration.from_pretrained(model_dir)
         checksum, n_params = param_checksum(reference), sum(p.numel() for p in reference.parameters())
+        fingerprint = forward_fingerprint(reference, size.vocab_size, args.seed)
         del reference
         shapes = gemm_shapes(size, work)
         gemm_before = matmul_throughput(args.threads, shapes)
@@ -406,14 +512,13 @@ def main(argv: list[str] | None = None) -> int:
                 if bar is not None:
                     bar.update(task, info=f"{name} run {len(results[name]) + 1}")
                 if name == "legacy":
-                    cmd = worker_command(legacy_python, HERE / "_legacy_trl_worker.py", model_dir, work, args)
+                    cmd = worker_command(legacy_python, HERE / "_legacy_trl_worker.py", model_dir, work, args,
+                                         size=size)
                 else:
                     cmd = worker_command(Path(sys.executable), HERE / "_detoxrl_worker.py", model_dir, work, args,
-                                         precision=name.split("-", 1)[1])
+                                         precision=name.split("-", 1)[1], size=size)
                 res = run_worker(name, cmd, tmp_path / f"{i:02d}-{name}.log", args.threads, args.timeout)
-                if abs(res["param_checksum"] - checksum) > 1e-9 * max(1.0, abs(checksum)):
-                    raise SystemExit(f"the {name} worker loaded different weights (checksum "
-                                     f"{res['param_checksum']!r} vs {checksum!r})")
+                check_same_model(name, res, checksum, fingerprint)
                 results[name].append(res)
                 if bar is not None:
                     bar.advance(task)
@@ -431,7 +536,8 @@ def main(argv: list[str] | None = None) -> int:
     out_path = args.json_out or ROOT / "runs" / "bench" / f"ppo_vs_trl_legacy_{args.size}.json"
     out_path.parent.mkdir(parents=True, exist_ok=True)
     payload: dict[str, Any] = {
-        "size": args.size, "model": vars(size), "workload": vars(work), "threads": args.threads,
+        "size": args.size, "model": dataclasses.asdict(size), "workload": vars(work), "threads": args.threads,
+        "cpu": cpu_name(), "native_bf16": native_bf16()[1], "forward_fingerprint": fingerprint,
         "repeats": args.repeats, "steps": args.steps, "warmup": args.warmup, "n_params": n_params,
         "precision": {"legacy": "fp32", **{n: n.split("-", 1)[1] for n in names if n != "legacy"}},
         "update_flops": flops_update,
