@@ -250,6 +250,8 @@ def summarise(runs: list[dict[str, Any]], flops_update: float, gemm: dict[str, A
         "lora_b_abs_sum": [r.get("lora_b_abs_sum") for r in runs],
         "warmup_s": [v for r in runs for v in r.get("warmup_seconds", [])],
     }
+    if not str(out["device"]).startswith("cpu"):  # the peaks are this CPU's: no MFU for a GPU run
+        return out
     if "update" in phases and phases["update"] > 0:
         out["update_mfu_wall"] = flops_update / phases["update"] / (gemm["best_wall_gflops"] * 1e9)
     if cpu_phases.get("update", 0) > 0:
@@ -323,7 +325,9 @@ def report(size_name: str, size: ModelSize, work: Workload, args: argparse.Names
         if cp:
             print(f"{name} phases, median CPU s: {cp}")
         print(f"{name} memory: after imports {s['rss_after_import_mb']:.0f} MB, after setup "
-              f"{s['rss_after_setup_mb']:.0f} MB, peak {s['peak_rss_mb']:.0f} MB")
+              f"{s['rss_after_setup_mb']:.0f} MB, peak {s['peak_rss_mb']:.0f} MB"
+              + (f"; on {s['device']}: peak torch.cuda.max_memory_allocated {s['cuda_peak_mb']:.0f} MiB"
+                 if s.get("cuda_peak_mb") else ""))
         if s.get("warmup_s"):
             print(f"{name} warm-up step (untimed; a compiled run compiles here), s: "
                   + ", ".join(f"{v:.1f}" for v in s["warmup_s"]))
@@ -435,10 +439,11 @@ def size_with_overrides(size: ModelSize, items: list[str]) -> ModelSize:
 
 
 def native_bf16() -> tuple[bool, str]:
-    """Whether detoxrl's ``auto`` precision would pick bfloat16 on this CPU, and why (its own detection)."""
+    """Whether detoxrl's ``auto`` precision would pick bfloat16 on the device the workers use (CUDA where
+    torch sees it, else this CPU), and why (detoxrl's own detection)."""
     from detoxrl.models.precision import bf16_support
 
-    support = bf16_support("cpu")
+    support = bf16_support("cuda" if torch.cuda.is_available() else "cpu")
     return support.native, support.reason
 
 
