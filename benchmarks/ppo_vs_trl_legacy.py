@@ -1,6 +1,6 @@
 """PPO step speed and memory: detoxrl's trainer against TRL 0.11.4's legacy ``PPOTrainer`` on identical work.
 
-Usage (from the project root, in the project's environment; ``make bench`` runs the first line)::
+Usage (from the project root, in the project's environment; ``make bench`` runs the first and the last line)::
 
     python benchmarks/ppo_vs_trl_legacy.py                   # headline size, 3 repeats x 5 steps
     python benchmarks/ppo_vs_trl_legacy.py --size large      # d_model 512, 6+6 layers
