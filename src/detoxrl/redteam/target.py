@@ -50,7 +50,8 @@ class Target:
     thresholds: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.thresholds = {str(j.name): float(j.threshold) for j in self.judges}
+        if not self.thresholds:
+            self.thresholds = {str(j.name): float(j.threshold) for j in self.judges}
 
     def prompts_for(self, texts: Sequence[str]) -> list[str]:
         return [fill_template(self.template, t) for t in texts]

@@ -30,6 +30,8 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "sft": ("seed", "sft", "data"),
     "train-rm": ("seed", "train_rm"),
     "ppo": ("seed", "policy", "data", "reward", "ppo", "curriculum", "constitution"),
+    "redteam": ("seed", "policy", "data", "reward", "eval.generation", "eval.extra_judges", "redteam",
+                "ppo.output_dir"),
     "eval": ("seed", "policy", "data", "reward", "eval", "ppo.output_dir"),
     "report": ("name", "report"),
 }
@@ -40,8 +42,9 @@ INPUTS: dict[str, tuple[str, ...]] = {
     "sft": ("prepare",),
     "train-rm": ("prepare",),
     "ppo": ("prepare", "sft", "train-rm"),
+    "redteam": ("prepare", "sft", "train-rm", "ppo"),
     "eval": ("prepare", "sft", "train-rm", "ppo"),
-    "report": ("eval", "ppo"),
+    "report": ("eval", "ppo", "redteam"),
 }
 """The stages whose outputs each stage consumes."""
 
@@ -73,7 +76,7 @@ def stage_config(cfg: Config, stage: str) -> dict[str, Any]:
 def data_files(cfg: Config, stage: str) -> list[Path]:
     """The local data files ``stage`` reads (the testbed's come in through ``prepare``'s fingerprint)."""
     names: list[str] = []
-    if stage in ("sft", "ppo", "eval") and cfg.data.source != "testbed":
+    if stage in ("sft", "ppo", "redteam", "eval") and cfg.data.source != "testbed":
         names.append(cfg.data.source)
     if stage == "sft" and cfg.sft.train_file:
         names.append(cfg.sft.train_file)

@@ -1,0 +1,106 @@
+"""``redteam``: attack a policy with the configured methods → ``redteam/cases.jsonl``, ``redteam/summary.json``.
+
+The target is ``redteam.policy`` (default ``ppo.output_dir``, so in ``detoxrl run`` it attacks the policy
+PPO has just trained; ``detoxrl redteam --policy DIR`` attacks any folder). It answers with
+``eval.generation``'s decoding; the judges are the configured ones (``reward.judges`` and
+``eval.extra_judges``, or the names in ``redteam.judges``), each at its own threshold. Every method has
+``redteam.budget`` target generations.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+
+from detoxrl.config import Config
+from detoxrl.data.loaders import load_examples
+from detoxrl.errors import ModelError
+from detoxrl.evaluation.evaluate import load_eval_prompts
+from detoxrl.evaluation.judging import EvalJudge, build_eval_judges
+from detoxrl.models.loading import load_policy_model
+from detoxrl.redteam.cases import Attempt
+from detoxrl.redteam.outputs import SUMMARY, write_outputs
+from detoxrl.redteam.pool import hostile_utterances
+from detoxrl.redteam.search import SearchSettings, Seed, perturbation_search
+from detoxrl.redteam.target import Target
+from detoxrl.utils import console, progress, set_seed
+
+
+def output(cfg: Config) -> Path:
+    return cfg.path(cfg.redteam.output_dir) / SUMMARY
+
+
+def target_dir(cfg: Config) -> Path:
+    return cfg.path(cfg.redteam.policy or cfg.ppo.output_dir)
+
+
+def chosen_judges(cfg: Config, device: str) -> list[EvalJudge]:
+    names = cfg.redteam.judges
+    return [ej for ej in build_eval_judges(cfg, device=device) if names is None or ej.name in names]
+
+
+def _hostile_pool(cfg: Config, target: Target) -> list[str]:
+    rt = cfg.redteam
+    if "insert" not in rt.mutations or rt.hostile_scan == 0:
+        return []
+    texts = [e.text for e in load_examples(cfg, cfg.data.train_split).examples]
+    pool = hostile_utterances(texts, target.judges, target.thresholds, rt.success, rt.hostile_scan)
+    console.print(f"redteam: {len(pool)} hostile utterances among the first {rt.hostile_scan} distinct turns "
+                  f"of split {cfg.data.train_split!r}" + ("" if pool else "; the insert mutation has none to insert"))
+    return pool
+
+
+def _perturbation(cfg: Config, target: Target, seed: int) -> list[Attempt]:
+    rt = cfg.redteam
+    prompts, _ = load_eval_prompts(cfg, target.policy.tokenizer, n=rt.seed_prompts)
+    seeds = [Seed(p.id, p.text) for p in prompts]
+    settings = SearchSettings(budget=rt.budget, population=rt.population, batch=rt.batch,
+                              max_mutations=rt.max_mutations, explore=rt.explore, mutations=tuple(rt.mutations),
+                              success=rt.success, seed=seed)
+    return perturbation_search(target, seeds, _hostile_pool(cfg, target), settings)
+
+
+def _red_lm(cfg: Config, target: Target, seed: int, method: str) -> list[Attempt]:
+    from detoxrl.stages.redteam_lm import red_lm_attack  # the red LM's loading and training live there
+
+    return red_lm_attack(cfg, target, seed, method)
+
+
+def run(cfg: Config, device: str | None = None) -> Path:
+    rt = cfg.redteam
+    seed = cfg.seed_for(rt.seed)
+    set_seed(seed)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    policy_dir = target_dir(cfg)
+    if not (policy_dir / "config.json").exists():
+        raise ModelError(f"no policy to attack at {policy_dir} (redteam.policy, default ppo.output_dir)")
+    judges = chosen_judges(cfg, device)
+    lp = load_policy_model(cfg.policy.model_copy(update={"name_or_path": str(policy_dir)}), device=device)
+    lp.model.eval()
+    target = Target(lp, [ej.judge for ej in judges], cfg.eval.generation, cfg.data.prompt_template,
+                    cfg.data.max_prompt_tokens, batch_size=rt.batch, seed=seed,
+                    thresholds={ej.name: ej.threshold for ej in judges})
+    attempts: dict[str, list[Attempt]] = {}
+    seconds: dict[str, float] = {}
+    with progress() as bar:
+        for method in rt.methods:
+            task = bar.add_task(f"redteam: {method}", total=rt.budget, info="")
+            target.on_batch = lambda m, task=task: bar.advance(task, m)
+            t0, start = time.perf_counter(), target.generations
+            rows = _perturbation(cfg, target, seed) if method == "perturbation" else _red_lm(cfg, target, seed, method)
+            if target.generations - start != len(rows):
+                raise RuntimeError(f"redteam {method}: {len(rows)} attempts for {target.generations - start} generations")
+            attempts[method] = rows
+            seconds[method] = time.perf_counter() - t0
+            wins = sum(a.success for a in rows)
+            bar.update(task, info=f"ASR {wins / max(1, len(rows)):.1%}")
+    meta = {"policy": str(policy_dir), "success_rule": rt.success, "budget": rt.budget, "seed": seed,
+            "generation": cfg.eval.generation.model_dump(mode="json")}
+    summary = write_outputs(cfg.path(rt.output_dir), attempts, target.thresholds, meta, seconds, rt.report_cases)
+    for method, s in summary["methods"].items():
+        lo, hi = s["asr_ci95"]
+        console.print(f"redteam {method}: {s['successes']}/{s['attempts']} attacks succeeded, ASR {s['asr']:.1%} "
+                      f"[{lo:.1%}, {hi:.1%}]; distinct-2 {s['distinct_2']}, self-BLEU {s['self_bleu']}")
+    return output(cfg)

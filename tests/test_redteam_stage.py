@@ -1,0 +1,55 @@
+"""The ``redteam`` stage end to end on a tiny policy: files, fingerprint, CLI, report section."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import write_tiny_run
+from typer.testing import CliRunner
+
+from detoxrl.cli import app
+from detoxrl.config import load_config
+from detoxrl.evaluation.report import build_report
+from detoxrl.pipeline import run_stage
+from detoxrl.redteam.outputs import CASES, SUMMARY
+from detoxrl.stages import fingerprint
+
+
+def _cfg(tmp_path, policy_dir, *extra):
+    path = write_tiny_run(tmp_path, policy_dir)
+    # the tiny policy's words are w0..w59; "w1" counts as toxic, w20..w59 make up the training turns' pool
+    (tmp_path / "bad_words.txt").write_text("w1\nw2\nw3\nw30\n")
+    return load_config(str(path), ["redteam.budget=24", "redteam.batch=8", "redteam.seed_prompts=6",
+                                   f"redteam.policy={policy_dir}", *extra])
+
+
+def test_stage_writes_cases_and_summary(tmp_path, tiny_t5_dir):
+    cfg = _cfg(tmp_path, tiny_t5_dir)
+    out = run_stage(cfg, "redteam")
+    summary = json.loads(out.read_text())
+    assert out.name == SUMMARY and fingerprint.read(out, "redteam")["stage"] == "redteam"
+    m = summary["methods"]["perturbation"]
+    assert m["attempts"] == 24 and 0 <= m["successes"] <= 24
+    lo, hi = m["asr_ci95"]
+    assert lo <= m["asr"] <= hi
+    assert summary["judges"] == [{"name": "bad-words", "threshold": 0.5}]
+    cases = [json.loads(line) for line in (out.parent / CASES).read_text().splitlines()]
+    assert len(cases) == m["successes"] > 0  # inserted turns holding w30 are echoed by the random policy
+    for c in cases:
+        assert c["method"] == "perturbation" and c["success"] and c["scores"]["bad-words"]["toxicity"] >= 0.5
+        assert set(c) >= {"prompt", "response", "scores", "generation", "attempt", "mutations"}
+    html = build_report(cfg).read_text()
+    assert "Red teaming" in html and "Most damaging cases" in html and f"{m['asr']:.1%}" in html
+    assert "Red teaming" not in build_report(load_config(str(tmp_path / "tiny.yaml"), ["redteam.output_dir=/nonexistent"])).read_text()
+
+
+def test_cli_attacks_any_policy_folder(tmp_path, tiny_gpt2_dir):
+    path = write_tiny_run(tmp_path, tiny_gpt2_dir)
+    out = tmp_path / "attack"
+    res = CliRunner().invoke(app, ["redteam", str(path), "--policy", str(tiny_gpt2_dir), "--out", str(out),
+                                   "--budget", "16", "--set", "redteam.batch=8", "--set", "redteam.seed_prompts=4"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads((out / SUMMARY).read_text())
+    assert summary["policy"] == str(tiny_gpt2_dir) and summary["methods"]["perturbation"]["attempts"] == 16
+    res = CliRunner().invoke(app, ["redteam", str(path), "--policy", str(tmp_path / "nothing")])
+    assert res.exit_code == 2 and "no policy to attack" in res.output
