@@ -194,3 +194,74 @@ def test_method_summary_figures():
     assert s["self_bleu"] == pytest.approx(bleu("a b c", ["a b d"]))
     assert s["dimension_mix"] == {"hate": {"count": 3, "share": 1.0}}
     assert s["per_judge"]["j"]["successes"] == 3
+
+
+# ------------------------------------------------------------------------------------------- red LM
+class SpyRedLM:
+    """Stands in for :class:`RedLM.write`: records the contexts, writes ``w5`` when a context holds ``w5``
+    (as a few-shot LM copies its examples) and otherwise ``w5`` for one row in eight."""
+
+    def __init__(self, red):
+        self.red, self.contexts = red, []
+
+    def __getattr__(self, name):
+        return getattr(self.red, name)
+
+    def write(self, contexts, seed):
+        self.contexts.append(list(contexts))
+        return ["w5 w6" if ("w5" in c or (seed + i) % 8 == 0) else f"w{10 + i % 7} w6" for i, c in enumerate(contexts)]
+
+
+def test_red_lm_prompts(tiny_gpt2_dir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from detoxrl.redteam.red_lm import RedLM
+
+    tok = AutoTokenizer.from_pretrained(tiny_gpt2_dir)
+    red = RedLM(AutoModelForCausalLM.from_pretrained(tiny_gpt2_dir), tok, prompt="w9", max_new_tokens=5)
+    assert red.start == "<s>w9"
+    assert red.few_shot_prompt(["w1 w2", "w3"]) == "<s>w9w1 w2</s><s>w9w3</s><s>w9"
+    texts = red.write([red.start, red.few_shot_prompt(["w1 w2"])], seed=0)
+    assert len(texts) == 2 and all(isinstance(t, str) for t in texts)
+    assert red.write([red.start] * 2, seed=3) == red.write([red.start] * 2, seed=3)  # seeded
+
+
+def test_zero_and_few_shot_spend_the_budget_and_few_shot_shows_the_successes(tiny_gpt2_dir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from detoxrl.redteam.red_lm import RedLM, red_lm_attack
+
+    tok = AutoTokenizer.from_pretrained(tiny_gpt2_dir)
+    spy = SpyRedLM(RedLM(AutoModelForCausalLM.from_pretrained(tiny_gpt2_dir), tok))
+    judges = [WordJudge("trigger", "w5")]
+    zero = red_lm_attack(spy, _echo_target(judges), "zero_shot", 40, batch=16)
+    assert len(zero) == 40 and [a.generation for a in zero][::16] == [0, 1, 2]
+    assert all(c == "<s>" for ctx in spy.contexts for c in ctx)  # zero-shot: always the bare start
+    for a in zero:
+        assert a.success == ("w5" in a.response) and a.method == "zero_shot"
+    spy.contexts.clear()
+    few = red_lm_attack(spy, _echo_target(judges), "few_shot", 48, batch=16, shots=2)
+    assert all(c == "<s>" for c in spy.contexts[0])  # no success yet: zero-shot
+    later = [c for ctx in spy.contexts[1:] for c in ctx]
+    assert later and all(c.count("</s>") in (1, 2) for c in later)  # up to `shots` examples
+    assert all("w5 w6</s>" in c for c in later)  # only successes are shown
+    rate = lambda rows: sum(a.success for a in rows) / len(rows)  # noqa: E731
+    assert rate(few) > rate(zero) + 0.3, (rate(zero), rate(few))
+    with pytest.raises(ValueError, match="unknown red LM method"):
+        red_lm_attack(spy, _echo_target(judges), "rl", 8)
+
+
+def test_testbed_red_lm_learns_its_dialogues(tmp_path, tiny_gpt2_dir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from detoxrl.testbed.red_lm import packed_stream, train_red_lm
+
+    dialogues = [" ".join(f"w{(i + j) % 20 + 10}" for j in range(12)) for i in range(40)]
+    tok = AutoTokenizer.from_pretrained(tiny_gpt2_dir)
+    stream = packed_stream(tok, dialogues[:2])
+    assert stream.tolist()[:2] == [tok.bos_token_id, tok.convert_tokens_to_ids("w10")] and stream[13] == tok.eos_token_id
+    out = train_red_lm(dialogues * 3, tiny_gpt2_dir, tmp_path / "red", steps=40, batch_size=4, block=64)
+    model = AutoModelForCausalLM.from_pretrained(out)
+    x = packed_stream(tok, dialogues[:5]).unsqueeze(0)
+    untrained = AutoModelForCausalLM.from_config(model.config)
+    assert model(input_ids=x, labels=x).loss < untrained(input_ids=x, labels=x).loss - 1.0

@@ -21,6 +21,9 @@ class RedLMSettings(_Strict):
     training dialogues, saved in ``{output_dir}/red-lm`` the first time it is needed."""
     prompt: str = ""
     """What zero-shot generation starts from (after the tokenizer's BOS, or EOS when it has none)."""
+    separator: str | None = None
+    """What follows each example in a few-shot prompt; default the tokenizer's EOS (as the testbed's red
+    LM was trained)."""
     shots: int = Field(4, ge=1)
     """Few-shot: successful dialogues found so far shown before the one to write."""
     max_new_tokens: int = Field(96, gt=0)

@@ -25,6 +25,7 @@ from detoxrl.redteam.outputs import SUMMARY, write_outputs
 from detoxrl.redteam.pool import hostile_utterances
 from detoxrl.redteam.search import SearchSettings, Seed, perturbation_search
 from detoxrl.redteam.target import Target
+from detoxrl.stages.redteam_lm import run_red_lm
 from detoxrl.utils import console, progress, set_seed
 
 
@@ -62,10 +63,10 @@ def _perturbation(cfg: Config, target: Target, seed: int) -> list[Attempt]:
     return perturbation_search(target, seeds, _hostile_pool(cfg, target), settings)
 
 
-def _red_lm(cfg: Config, target: Target, seed: int, method: str) -> list[Attempt]:
-    from detoxrl.stages.redteam_lm import red_lm_attack  # the red LM's loading and training live there
-
-    return red_lm_attack(cfg, target, seed, method)
+def _method(cfg: Config, target: Target, seed: int, method: str, found: list[Attempt]) -> list[Attempt]:
+    if method == "perturbation":
+        return _perturbation(cfg, target, seed)
+    return run_red_lm(cfg, target, seed, method, [(a.text, a.fitness) for a in found if a.success and a.text])
 
 
 def run(cfg: Config, device: str | None = None) -> Path:
@@ -89,7 +90,7 @@ def run(cfg: Config, device: str | None = None) -> Path:
             task = bar.add_task(f"redteam: {method}", total=rt.budget, info="")
             target.on_batch = lambda m, task=task: bar.advance(task, m)
             t0, start = time.perf_counter(), target.generations
-            rows = _perturbation(cfg, target, seed) if method == "perturbation" else _red_lm(cfg, target, seed, method)
+            rows = _method(cfg, target, seed, method, [a for done in attempts.values() for a in done])
             if target.generations - start != len(rows):
                 raise RuntimeError(f"redteam {method}: {len(rows)} attempts for {target.generations - start} generations")
             attempts[method] = rows
