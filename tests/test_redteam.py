@@ -262,6 +262,70 @@ def test_testbed_red_lm_learns_its_dialogues(tmp_path, tiny_gpt2_dir):
     assert stream.tolist()[:2] == [tok.bos_token_id, tok.convert_tokens_to_ids("w10")] and stream[13] == tok.eos_token_id
     out = train_red_lm(dialogues * 3, tiny_gpt2_dir, tmp_path / "red", steps=40, batch_size=4, block=64)
     model = AutoModelForCausalLM.from_pretrained(out)
-    x = packed_stream(tok, dialogues[:5]).unsqueeze(0)
+    x = packed_stream(tok, dialogues[:4]).unsqueeze(0)  # 56 tokens: within the 64 positions trained
     untrained = AutoModelForCausalLM.from_config(model.config)
     assert model(input_ids=x, labels=x).loss < untrained(input_ids=x, labels=x).loss - 1.0
+
+
+# ------------------------------------------------------------------------------------- into training
+class FlakyTarget(Target):
+    """Answers each prompt toxically (with "clown") the first ``bad`` times it is asked, then cleanly."""
+
+    def __init__(self, judges, bad):
+        super().__init__(None, judges, GenerationSettings(), "{text}", 64)
+        self.bad, self.asked = bad, {}
+
+    def respond(self, prompts):
+        self.generations += len(prompts)
+        out = []
+        for p in prompts:
+            self.asked[p] = self.asked.get(p, 0) + 1
+            out.append("you clown" if self.asked[p] <= self.bad.get(p, 0) else "a calm summary")
+        return out
+
+
+def _case(text, response="you clown", success=True):
+    return {"text": text, "prompt": f"P: {text}", "response": response, "success": success}
+
+
+def test_cases_flow_into_preference_pairs_and_sft_rows(tmp_path):
+    from detoxrl.data.rankings import read_rankings
+    from detoxrl.redteam.training import clean_responses, preference_rows, sft_rows
+    from detoxrl.rewards.rm_data import pairs_of
+    from detoxrl.utils import write_jsonl
+
+    cases = [_case("a"), _case("b"), _case("c")]
+    # "a": clean at once; "b": clean on the 3rd try; "c": never clean within 2 tries
+    target = FlakyTarget([WordJudge("trigger", "clown")], {"P: b": 2, "P: c": 9})
+    pairs = clean_responses(target, cases, resamples=2)
+    assert [(p.text, p.clean, p.harmful) for p in pairs] == [("a", "a calm summary", "you clown")]
+    target = FlakyTarget([WordJudge("trigger", "clown")], {"P: b": 2, "P: c": 9})
+    pairs = clean_responses(target, cases, resamples=3)
+    assert [p.text for p in pairs] == ["a", "b"] and target.generations == 3 + 2 + 2  # only the unsolved are asked again
+    rows = preference_rows(pairs, time="2026-01-01T00:00:00Z")
+    write_jsonl(tmp_path / "preferences.jsonl", rows)
+    got = pairs_of(read_rankings(tmp_path / "preferences.jsonl"))  # what train-rm reads
+    assert [(p.prompt, p.chosen, p.rejected) for p in got] == [("P: a", "a calm summary", "you clown"),
+                                                              ("P: b", "a calm summary", "you clown")]
+    assert sft_rows(pairs, "dialogue", "summary") == [{"id": "redteam-0", "dialogue": "a", "summary": "a calm summary"},
+                                                      {"id": "redteam-1", "dialogue": "b", "summary": "a calm summary"}]
+
+
+def test_cases_join_the_ppo_prompts_as_the_hardest_tier(tmp_path):
+    import numpy as np
+
+    from detoxrl.data.prompts import PromptExample
+    from detoxrl.errors import DataError
+    from detoxrl.redteam.training import harmful_examples, read_cases
+    from detoxrl.stages.ppo import harmful_last
+    from detoxrl.utils import write_jsonl
+
+    write_jsonl(tmp_path / "cases.jsonl", [_case("x y"), _case("x y"), _case("z"), _case("q", success=False)])
+    ex = harmful_examples(read_cases(tmp_path / "cases.jsonl"))
+    assert [(e.id, e.text, e.meta["tier"]) for e in ex] == [("redteam-0", "x y", "harmful"), ("redteam-1", "z", "harmful")]
+    prompts = [PromptExample("d0", "p", "t", []), PromptExample("redteam-0", "p", "x y", [], {"tier": "harmful"}),
+               PromptExample("d1", "p", "t", [])]
+    assert harmful_last(np.array([0.2, 0.0, 0.9]), prompts).tolist() == [0.2, 1.0, 0.9]
+    (tmp_path / "bad.jsonl").write_text('{"text": "a", "prompt": "b", "response": "c"}\n{"text": 3}\n')
+    with pytest.raises(DataError, match=r"bad.jsonl, line 2: .*text, prompt, response"):
+        read_cases(tmp_path / "bad.jsonl")

@@ -38,6 +38,12 @@ def test_stage_writes_cases_and_summary(tmp_path, tiny_t5_dir):
     for c in cases:
         assert c["method"] == "perturbation" and c["success"] and c["scores"]["bad-words"]["toxicity"] >= 0.5
         assert set(c) >= {"prompt", "response", "scores", "generation", "attempt", "mutations"}
+    prefs = [json.loads(line) for line in (out.parent / "preferences.jsonl").read_text().splitlines()]
+    sft = [json.loads(line) for line in (out.parent / "sft.jsonl").read_text().splitlines()]
+    assert summary["pairs"]["pairs"] == len(prefs) == len(sft) and summary["pairs"]["cases"] == len({c["prompt"] for c in cases})
+    harmful = {c["prompt"]: c["response"] for c in cases}
+    for row in prefs:  # the clean re-sample ranked above the harmful response the attack found
+        assert row["ranks"] == [1, 2] and row["completions"][1] == harmful[row["prompt"]]
     html = build_report(cfg).read_text()
     assert "Red teaming" in html and "Most damaging cases" in html and f"{m['asr']:.1%}" in html
     assert "Red teaming" not in build_report(load_config(str(tmp_path / "tiny.yaml"), ["redteam.output_dir=/nonexistent"])).read_text()
@@ -53,3 +59,17 @@ def test_cli_attacks_any_policy_folder(tmp_path, tiny_gpt2_dir):
     assert summary["policy"] == str(tiny_gpt2_dir) and summary["methods"]["perturbation"]["attempts"] == 16
     res = CliRunner().invoke(app, ["redteam", str(path), "--policy", str(tmp_path / "nothing")])
     assert res.exit_code == 2 and "no policy to attack" in res.output
+
+
+def test_found_prompts_join_ppo_training(tmp_path, tiny_t5_dir):
+    from detoxrl.stages import ppo
+
+    cfg = _cfg(tmp_path, tiny_t5_dir, "redteam.resamples=0")
+    out = run_stage(cfg, "redteam")
+    found = list(dict.fromkeys(json.loads(line)["text"] for line in (out.parent / CASES).read_text().splitlines()))
+    assert found
+    cfg = load_config(str(tmp_path / "tiny.yaml"), [f"ppo.redteam_prompts={out.parent / CASES}",
+                                                   "curriculum.enabled=true"])
+    st = ppo.setup(cfg)
+    assert len(st.texts) == 64 + len(found) and st.texts[64:] == [cfg.data.prompt_template.format(text=t) for t in found]
+    assert list(st.sampler.difficulty[64:]) == [1.0] * len(found)  # the curriculum's hardest tier

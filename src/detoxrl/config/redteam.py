@@ -24,12 +24,13 @@ class RedLMSettings(_Strict):
     separator: str | None = None
     """What follows each example in a few-shot prompt; default the tokenizer's EOS (as the testbed's red
     LM was trained)."""
-    shots: int = Field(4, ge=1)
-    """Few-shot: successful dialogues found so far shown before the one to write."""
+    shots: int = Field(2, ge=1)
+    """Few-shot: successful dialogues found so far shown before the one to write (a context longer than
+    the red LM's is cut from the left; the testbed's holds about three dialogues)."""
     max_new_tokens: int = Field(96, gt=0)
     temperature: float = Field(1.0, gt=0)
     top_p: float = Field(1.0, gt=0, le=1)
-    train_steps: int = Field(600, ge=0)
+    train_steps: int = Field(300, ge=0)
     """Testbed red LM: optimiser steps on the training dialogues."""
 
 
@@ -59,6 +60,10 @@ class RedTeamSettings(_Strict):
     explore: float = Field(0.2, ge=0, le=1)
     """Share of a round's parents drawn fresh from the seeds instead of from the population."""
     red_lm: RedLMSettings = Field(default_factory=RedLMSettings)
+    resamples: int = Field(4, ge=0)
+    """Per harmful case, re-samples of the target until a response the judges call clean: each (harmful,
+    clean) pair goes to ``preferences.jsonl`` (for ``train-rm``) and ``sft.jsonl`` (for ``sft``). 0: none.
+    These generations are not counted in any method's budget."""
     report_cases: int = Field(5, ge=0)
     """The most damaging cases shown in the report."""
     output_dir: str = "{run_dir}/redteam"

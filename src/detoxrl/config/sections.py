@@ -277,6 +277,9 @@ class PPOSettings(_Strict):
     """Stop early, and save as at the end, when a probe's held-out toxic rate (``probe/toxic_rate_heldout``:
     the share of probe responses any of ``eval.extra_judges`` flags) is at most this; needs
     ``probe_every`` > 0 and at least one of ``eval.extra_judges``. ``null``: no such stop."""
+    redteam_prompts: str | None = None
+    """A red-team ``cases.jsonl`` (``detoxrl redteam``): its distinct successful dialogues join the training
+    prompts; with the curriculum on they are its hardest (harmful) tier, brought in last."""
     seed: int | None = None
 
     @field_validator("mixed_precision", mode="before")

@@ -25,8 +25,12 @@ from detoxrl.redteam.outputs import SUMMARY, write_outputs
 from detoxrl.redteam.pool import hostile_utterances
 from detoxrl.redteam.search import SearchSettings, Seed, perturbation_search
 from detoxrl.redteam.target import Target
+from detoxrl.redteam.training import clean_responses, preference_rows, sft_rows
 from detoxrl.stages.redteam_lm import run_red_lm
-from detoxrl.utils import console, progress, set_seed
+from detoxrl.utils import console, progress, set_seed, write_jsonl
+
+PREFERENCES = "preferences.jsonl"
+SFT_PAIRS = "sft.jsonl"
 
 
 def output(cfg: Config) -> Path:
@@ -69,6 +73,18 @@ def _method(cfg: Config, target: Target, seed: int, method: str, found: list[Att
     return run_red_lm(cfg, target, seed, method, [(a.text, a.fitness) for a in found if a.success and a.text])
 
 
+def _write_pairs(cfg: Config, target: Target, wins: list[Attempt], folder: Path) -> dict:
+    """``preferences.jsonl`` and ``sft.jsonl`` from each distinct harmful case and a clean re-sample."""
+    cases = list({a.prompt: {"text": a.text, "prompt": a.prompt, "response": a.response} for a in wins}.values())
+    target.on_batch = None
+    pairs = clean_responses(target, cases, cfg.redteam.resamples, cfg.redteam.success)
+    write_jsonl(folder / PREFERENCES, preference_rows(pairs))
+    write_jsonl(folder / SFT_PAIRS, sft_rows(pairs, cfg.data.text_column, cfg.sft.target_column))
+    console.print(f"redteam: {len(pairs)} of {len(cases)} harmful cases got a clean re-sample → "
+                  f"{folder / PREFERENCES}, {folder / SFT_PAIRS}")
+    return {"cases": len(cases), "pairs": len(pairs), "resamples": cfg.redteam.resamples}
+
+
 def run(cfg: Config, device: str | None = None) -> Path:
     rt = cfg.redteam
     seed = cfg.seed_for(rt.seed)
@@ -99,7 +115,10 @@ def run(cfg: Config, device: str | None = None) -> Path:
             bar.update(task, info=f"ASR {wins / max(1, len(rows)):.1%}")
     meta = {"policy": str(policy_dir), "success_rule": rt.success, "budget": rt.budget, "seed": seed,
             "generation": cfg.eval.generation.model_dump(mode="json")}
-    summary = write_outputs(cfg.path(rt.output_dir), attempts, target.thresholds, meta, seconds, rt.report_cases)
+    folder = cfg.path(rt.output_dir)
+    if rt.resamples:
+        meta["pairs"] = _write_pairs(cfg, target, [a for rows in attempts.values() for a in rows if a.success], folder)
+    summary = write_outputs(folder, attempts, target.thresholds, meta, seconds, rt.report_cases)
     for method, s in summary["methods"].items():
         lo, hi = s["asr_ci95"]
         console.print(f"redteam {method}: {s['successes']}/{s['attempts']} attacks succeeded, ASR {s['asr']:.1%} "

@@ -18,10 +18,11 @@ from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
 from detoxrl.utils import atomic_dir, progress
 
-BLOCK = 384
+BLOCK = 320
+"""Training window and the model's context: two or three testbed dialogues."""
 
 
-def build_tiny_gpt2(tokenizer, seed: int = 0, n_positions: int = 1024) -> GPT2LMHeadModel:
+def build_tiny_gpt2(tokenizer, seed: int = 0, n_positions: int = BLOCK) -> GPT2LMHeadModel:
     cfg = GPT2Config(vocab_size=len(tokenizer), n_embd=128, n_layer=2, n_head=4, n_positions=n_positions,
                      bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                      pad_token_id=tokenizer.pad_token_id)
@@ -41,10 +42,10 @@ def packed_stream(tokenizer, dialogues: Sequence[str]) -> torch.Tensor:
 
 
 def train_red_lm(dialogues: Sequence[str], tokenizer_dir: str | Path, out: str | Path, *, steps: int = 600,
-                 batch_size: int = 8, learning_rate: float = 3e-3, seed: int = 0, block: int = BLOCK) -> Path:
+                 batch_size: int = 4, learning_rate: float = 3e-3, seed: int = 0, block: int = BLOCK) -> Path:
     """Train the red LM on ``dialogues`` and save it (with the tokenizer) in ``out``; returns ``out``."""
     tok = AutoTokenizer.from_pretrained(str(tokenizer_dir))
-    model = build_tiny_gpt2(tok, seed)
+    model = build_tiny_gpt2(tok, seed, n_positions=block)
     stream = packed_stream(tok, dialogues)
     if stream.numel() <= block + 1:
         raise ValueError(f"the red LM needs more than {block} tokens of dialogue, got {stream.numel()}")
