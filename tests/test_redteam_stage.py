@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from conftest import write_tiny_run
 from typer.testing import CliRunner
 
@@ -73,3 +74,20 @@ def test_found_prompts_join_ppo_training(tmp_path, tiny_t5_dir):
     st = ppo.setup(cfg)
     assert len(st.texts) == 64 + len(found) and st.texts[64:] == [cfg.data.prompt_template.format(text=t) for t in found]
     assert list(st.sampler.difficulty[64:]) == [1.0] * len(found)  # the curriculum's hardest tier
+
+
+def test_red_lm_methods_in_the_stage(tmp_path, tiny_t5_dir, tiny_gpt2_dir):
+    from detoxrl.errors import ConfigError
+
+    cfg = _cfg(tmp_path, tiny_t5_dir, "redteam.methods=[perturbation,few_shot,zero_shot,rl]",
+               f"redteam.red_lm.model={tiny_gpt2_dir}", "redteam.red_lm.max_new_tokens=6", "redteam.resamples=0",
+               "redteam.rl.mini_batch_size=4", "redteam.budget=20")
+    summary = json.loads(run_stage(cfg, "redteam").read_text())
+    assert {m: s["attempts"] for m, s in summary["methods"].items()} == {
+        "perturbation": 20, "few_shot": 20, "zero_shot": 20, "rl": 20}
+    cases = [json.loads(line) for line in (tmp_path / "run" / "redteam" / CASES).read_text().splitlines()]
+    assert {c["method"] for c in cases} <= {"perturbation", "few_shot", "zero_shot", "rl"}
+    assert sum(s["successes"] for s in summary["methods"].values()) == len(cases)
+    cfg = _cfg(tmp_path, tiny_t5_dir, "redteam.methods=[zero_shot]")
+    with pytest.raises(ConfigError, match="redteam.red_lm.model"):
+        run_stage(cfg, "redteam")

@@ -111,7 +111,7 @@ def redteam(config: Optional[str] = ConfigArg, set_: Optional[list[str]] = SetOp
             out: Optional[str] = typer.Option(None, help="Output folder (default: redteam.output_dir)."),
             budget: Optional[int] = typer.Option(None, help="Target generations per method (redteam.budget)."),
             method: Optional[list[str]] = typer.Option(
-                None, help="perturbation, zero_shot or few_shot (repeatable; default: redteam.methods).")):
+                None, help="perturbation, zero_shot, few_shot or rl (repeatable; default: redteam.methods).")):
     """Find prompts that make a policy toxic; writes redteam/cases.jsonl and redteam/summary.json."""
     extra = [f"redteam.policy={policy}"] if policy else []
     extra += [f"redteam.output_dir={out}"] if out else []

@@ -27,7 +27,7 @@ from detoxrl.config.loading import (
     load_config,
     read_yaml,
 )
-from detoxrl.config.redteam import RedLMSettings, RedTeamSettings
+from detoxrl.config.redteam import RedLMSettings, RedRLSettings, RedTeamSettings
 from detoxrl.config.run_config import Config
 from detoxrl.config.sections import (
     DIMENSIONS,
@@ -56,7 +56,7 @@ __all__ = [
     "DEFAULT_CONFIG", "DEFAULT_CRITERION", "DIMENSIONS", "PACKAGE_CONFIGS",
     "Config", "ConstitutionSettings", "CurriculumSettings", "DataSettings", "EvalSettings",
     "GenerationSettings", "JudgeSettings", "KLSettings", "LabelSettings", "LoraSettings", "ModelSettings",
-    "PPOSettings", "RedLMSettings", "RedTeamSettings",
+    "PPOSettings", "RedLMSettings", "RedRLSettings", "RedTeamSettings",
     "ReportSettings", "RewardModelSettings", "RewardSettings", "SFTSettings", "SeverityMix", "SeverityTier",
     "TestbedSettings", "TinyJudgeSettings", "TinyT5Settings",
     "apply_override", "config_from_dict", "load_config", "read_yaml",

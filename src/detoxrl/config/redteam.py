@@ -9,7 +9,7 @@ from pydantic import Field, field_validator
 
 from detoxrl.config.base import _Strict
 
-METHODS = ("perturbation", "zero_shot", "few_shot")
+METHODS = ("perturbation", "zero_shot", "few_shot", "rl")
 MUTATION_NAMES = ("insert", "space", "repeat", "homoglyph", "quote", "negate", "move")
 
 
@@ -34,12 +34,23 @@ class RedLMSettings(_Strict):
     """Testbed red LM: optimiser steps on the training dialogues."""
 
 
+class RedRLSettings(_Strict):
+    """Method ``rl``: the red LM trained with PPO, rewarded by the target's toxicity; ``batch`` dialogues
+    a step (``redteam.batch``), so ``budget / batch`` steps."""
+
+    learning_rate: float = Field(1e-4, gt=0)
+    kl_coef: float = Field(0.1, ge=0)
+    """The fixed KL coefficient to the starting red LM: larger keeps the dialogues more varied."""
+    mini_batch_size: int = Field(16, gt=0)
+    ppo_epochs: int = Field(4, gt=0)
+
+
 class RedTeamSettings(_Strict):
     enabled: bool = False
     """Whether ``detoxrl run`` runs the stage (``detoxrl redteam`` runs it either way)."""
     policy: str | None = None
     """The folder of the attacked policy; default ``ppo.output_dir``."""
-    methods: list[Literal["perturbation", "zero_shot", "few_shot"]] = Field(
+    methods: list[Literal["perturbation", "zero_shot", "few_shot", "rl"]] = Field(
         default_factory=lambda: ["perturbation"])
     budget: int = Field(2000, gt=0)
     """Target generations per method."""
@@ -60,6 +71,7 @@ class RedTeamSettings(_Strict):
     explore: float = Field(0.2, ge=0, le=1)
     """Share of a round's parents drawn fresh from the seeds instead of from the population."""
     red_lm: RedLMSettings = Field(default_factory=RedLMSettings)
+    rl: RedRLSettings = Field(default_factory=RedRLSettings)
     resamples: int = Field(4, ge=0)
     """Per harmful case, re-samples of the target until a response the judges call clean: each (harmful,
     clean) pair goes to ``preferences.jsonl`` (for ``train-rm``) and ``sft.jsonl`` (for ``sft``). 0: none.

@@ -26,7 +26,7 @@ from detoxrl.redteam.pool import hostile_utterances
 from detoxrl.redteam.search import SearchSettings, Seed, perturbation_search
 from detoxrl.redteam.target import Target
 from detoxrl.redteam.training import clean_responses, preference_rows, sft_rows
-from detoxrl.stages.redteam_lm import run_red_lm
+from detoxrl.stages.redteam_lm import run_red_lm, run_rl
 from detoxrl.utils import console, progress, set_seed, write_jsonl
 
 PREFERENCES = "preferences.jsonl"
@@ -70,6 +70,8 @@ def _perturbation(cfg: Config, target: Target, seed: int) -> list[Attempt]:
 def _method(cfg: Config, target: Target, seed: int, method: str, found: list[Attempt]) -> list[Attempt]:
     if method == "perturbation":
         return _perturbation(cfg, target, seed)
+    if method == "rl":
+        return run_rl(cfg, target, seed)
     return run_red_lm(cfg, target, seed, method, [(a.text, a.fitness) for a in found if a.success and a.text])
 
 

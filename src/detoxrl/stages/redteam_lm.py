@@ -9,11 +9,13 @@ from pathlib import Path
 
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from detoxrl.config import Config
+from detoxrl.config import Config, GenerationSettings, KLSettings, ModelSettings, PPOSettings
 from detoxrl.data.loaders import load_examples
 from detoxrl.errors import ConfigError, ModelError
+from detoxrl.models.loading import load_policy_model
 from detoxrl.redteam.cases import Attempt
 from detoxrl.redteam.red_lm import RedLM, red_lm_attack
+from detoxrl.redteam.rl import rl_attack
 from detoxrl.redteam.target import Target
 from detoxrl.testbed.red_lm import train_red_lm
 from detoxrl.utils import console
@@ -48,6 +50,21 @@ def load_red_lm(cfg: Config, device) -> RedLM:
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return RedLM(model, tok, rl.prompt, rl.separator, rl.max_new_tokens, rl.temperature, rl.top_p)
+
+
+def run_rl(cfg: Config, target: Target, seed: int) -> list[Attempt]:
+    """Method ``rl``: PPO on the red LM, rewarded by the target's toxicity (detoxrl.redteam.rl)."""
+    rt = cfg.redteam
+    where = red_lm_dir(cfg)
+    device = next(target.policy.model.parameters()).device
+    red = load_policy_model(ModelSettings(name_or_path=str(where), kind="causal"), device=str(device))
+    settings = PPOSettings(steps=max(1, rt.budget // rt.batch), batch_size=rt.batch,
+                           mini_batch_size=min(rt.rl.mini_batch_size, rt.batch), ppo_epochs=rt.rl.ppo_epochs,
+                           learning_rate=rt.rl.learning_rate, kl=KLSettings(init_coef=rt.rl.kl_coef, adaptive=False),
+                           generation=GenerationSettings(max_new_tokens=rt.red_lm.max_new_tokens, do_sample=True,
+                                                         top_k=0, top_p=1.0), seed=seed)
+    attempts, _ = rl_attack(red, target, rt.budget, settings, start=rt.red_lm.prompt, rule=rt.success, seed=seed)
+    return attempts
 
 
 def run_red_lm(cfg: Config, target: Target, seed: int, method: str,

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from tokenizers import processors
 from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
 from detoxrl.utils import atomic_dir, progress
@@ -66,6 +67,9 @@ def train_red_lm(dialogues: Sequence[str], tokenizer_dir: str | Path, out: str |
             sched.step()
             bar.update(task, advance=1, info=f"loss {loss.item():.3f}")
     model.eval()
+    # as a causal LM's tokenizer: <s> before the text, nothing after (a query is a dialogue's start)
+    tok.backend_tokenizer.post_processor = processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", tok.bos_token_id)])
     with atomic_dir(out) as tmp:
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
