@@ -355,3 +355,17 @@ def test_rl_red_teaming_raises_the_red_lms_reward_on_a_trigger_word_target(tiny_
     rate = lambda rows: sum(a.success for a in rows) / len(rows)  # noqa: E731
     early, late = rate(attempts[:48]), rate(attempts[144:192])
     assert late > early + 0.2, (early, late)
+
+
+def test_replay_pairs_the_attack_success_before_and_after():
+    from detoxrl.redteam.replay import replay
+
+    judges = [WordJudge("trigger", "clown")]
+    before = _echo_target(judges)  # repeats the prompt: toxic on every prompt holding "clown"
+    after = FlakyTarget(judges, {"P: you clown 3": 1})  # clean except on one prompt
+    cases = [_case(f"you clown {i}") for i in range(4)] + [_case("you clown 0"), _case("calm")]
+    out = replay(before, after, cases)
+    assert out["n"] == 5 and out["before"]["successes"] == 4 and out["after"]["successes"] == 1
+    assert (out["fixed"], out["broken"]) == (3, 0) and out["after"]["asr"] == pytest.approx(0.2)
+    assert out["before"]["asr_ci95"] == pytest.approx(list(wilson_interval(4, 5)))
+    assert before.generations == 0  # a replay spends no attack budget

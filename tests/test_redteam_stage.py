@@ -91,3 +91,16 @@ def test_red_lm_methods_in_the_stage(tmp_path, tiny_t5_dir, tiny_gpt2_dir):
     cfg = _cfg(tmp_path, tiny_t5_dir, "redteam.methods=[zero_shot]")
     with pytest.raises(ConfigError, match="redteam.red_lm.model"):
         run_stage(cfg, "redteam")
+
+
+def test_eval_replays_a_red_team_set(tmp_path, tiny_t5_dir):
+    cfg = _cfg(tmp_path, tiny_t5_dir, "redteam.resamples=0")
+    out = run_stage(cfg, "redteam")
+    found = {json.loads(line)["prompt"] for line in (out.parent / CASES).read_text().splitlines()}
+    cfg = load_config(str(tmp_path / "tiny.yaml"), [f"eval.redteam_replay={out.parent / CASES}",
+                                                   f"ppo.output_dir={tiny_t5_dir}", "eval.n_prompts=4"])
+    ev = json.loads(run_stage(cfg, "eval").read_text())
+    rep = ev["redteam_replay"]
+    # the same model on both sides with the same seeds: the replay is exactly paired
+    assert rep["n"] == len(found) and rep["before"] == rep["after"] and rep["fixed"] == rep["broken"] == 0
+    assert str(out.parent / CASES) in fingerprint.read(cfg.run_path / "eval.json", "eval")["files"]

@@ -345,6 +345,9 @@ class EvalSettings(_Strict):
     extra_judges: list[JudgeSettings] = Field(default_factory=list)
     """Judges the policy was not trained against, reported beside the reward judges."""
     bootstrap: int = Field(1000, gt=0)
+    redteam_replay: str | None = None
+    """A red-team ``cases.jsonl`` found against the reference: its prompts are answered by the reference
+    and the trained policy, and the paired attack success rates go to ``eval.json``'s ``redteam_replay``."""
     table_examples: int = Field(5, ge=0)
     seed: int | None = None
 

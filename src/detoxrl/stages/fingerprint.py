@@ -78,6 +78,8 @@ def data_files(cfg: Config, stage: str) -> list[Path]:
     names: list[str] = []
     if stage in ("sft", "ppo", "redteam", "eval") and cfg.data.source != "testbed":
         names.append(cfg.data.source)
+    if stage == "eval" and cfg.eval.redteam_replay:
+        names.append(cfg.eval.redteam_replay)
     if stage == "ppo" and cfg.ppo.redteam_prompts:
         names.append(cfg.ppo.redteam_prompts)
     if stage == "sft" and cfg.sft.train_file:
