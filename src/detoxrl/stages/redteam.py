@@ -26,7 +26,7 @@ from detoxrl.redteam.pool import hostile_utterances
 from detoxrl.redteam.search import SearchSettings, Seed, perturbation_search
 from detoxrl.redteam.target import Target
 from detoxrl.redteam.training import clean_responses, preference_rows, sft_rows
-from detoxrl.stages.redteam_lm import run_red_lm, run_rl
+from detoxrl.stages.redteam_lm import red_lm_dir, run_red_lm, run_rl
 from detoxrl.utils import console, progress, set_seed, write_jsonl
 
 PREFERENCES = "preferences.jsonl"
@@ -103,6 +103,8 @@ def run(cfg: Config, device: str | None = None) -> Path:
                     thresholds={ej.name: ej.threshold for ej in judges})
     attempts: dict[str, list[Attempt]] = {}
     seconds: dict[str, float] = {}
+    if set(rt.methods) - {"perturbation"}:
+        red_lm_dir(cfg)  # trains the testbed's red LM now, with its own progress bar, if it is missing
     with progress() as bar:
         for method in rt.methods:
             task = bar.add_task(f"redteam: {method}", total=rt.budget, info="")
