@@ -104,3 +104,5 @@ def test_eval_replays_a_red_team_set(tmp_path, tiny_t5_dir):
     # the same model on both sides with the same seeds: the replay is exactly paired
     assert rep["n"] == len(found) and rep["before"] == rep["after"] and rep["fixed"] == rep["broken"] == 0
     assert str(out.parent / CASES) in fingerprint.read(cfg.run_path / "eval.json", "eval")["files"]
+    html = build_report(cfg).read_text()
+    assert "Replayed red-team set" in html and f"{rep['before']['asr']:.1%}" in html

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from detoxrl.config import Config
 from detoxrl.evaluation.report_html import esc, not_run, render_page
-from detoxrl.evaluation.report_redteam import redteam_section
+from detoxrl.evaluation.report_redteam import redteam_section, replay_section
 from detoxrl.evaluation.report_sections import (
     constitution_section,
     curriculum_section,
@@ -100,14 +100,17 @@ def training_info(cfg: Config) -> dict:
     return {"stop": meta.get("stop"), "warnings": warnings}
 
 
-def _redteam_sections(cfg: Config) -> list[tuple[str, str, str]]:
-    """The red-team section, when ``redteam/summary.json`` exists (the stage ran)."""
+def _redteam_sections(cfg: Config, ev: dict | None) -> list[tuple[str, str, str]]:
+    """The red-team section, when ``redteam/summary.json`` exists (the stage ran) or ``eval.json`` holds a
+    replayed red-team set."""
     path = cfg.path(cfg.redteam.output_dir) / "summary.json"
-    if not path.exists():
+    rep = (ev or {}).get("redteam_replay")
+    if not path.exists() and not rep:
         return []
 
     def body() -> str:
-        return redteam_section(json.loads(path.read_text(encoding="utf-8")))
+        out = redteam_section(json.loads(path.read_text(encoding="utf-8"))) if path.exists() else ""
+        return out + (replay_section(rep) if rep else "")
 
     return [("redteam", "Red teaming", _safe(body, "Red teaming"))]
 
@@ -152,7 +155,7 @@ def build_report(cfg: Config, provenance: dict | None = None) -> Path:
         ("distributions", "Toxicity before and after",
          _safe(lambda: distributions_section(table, ev), "Toxicity distributions")),
         ("examples", "Examples", _safe(lambda: examples_section(table, ev, cfg.report.examples), "Examples")),
-        *_redteam_sections(cfg),
+        *_redteam_sections(cfg, ev),
         ("provenance", "Provenance", provenance_section(provenance)),
         ("config", "Configuration", "<details><summary>The run's configuration (YAML, as resolved)</summary>"
                                     f"<pre>{esc(cfg.to_yaml())}</pre></details>"),

@@ -35,3 +35,16 @@ def redteam_section(summary: dict) -> str:
              + html_table(["method", "dialogue", "response", "toxicity", "mutations"], cases, "examples")
              if cases else "<p>No attack succeeded.</p>")
     return head + table + worst
+
+
+def replay_section(rep: dict) -> str:
+    """``eval.json``'s ``redteam_replay``: the fixed red-team set's ASR on the reference and the policy."""
+    def side(k: str) -> str:
+        lo, hi = rep[k].get("asr_ci95") or (None, None)
+        return f"{fmt(rep[k].get('asr'), '.1%')} [{fmt(lo, '.1%')}, {fmt(hi, '.1%')}]"
+
+    return (f"<h3>Replayed red-team set</h3><p>{esc(rep.get('n'))} prompts of <code>{esc(rep.get('file', ''))}</code>, "
+            f"answered by the reference and by the policy with the same seeds.</p>"
+            + html_table(["", "attack success rate [95% Wilson]"],
+                         [["before (reference)", side("before")], ["after (policy)", side("after")],
+                          ["fixed / broken", f"{esc(rep.get('fixed'))} / {esc(rep.get('broken'))}"]]))
