@@ -147,3 +147,12 @@ def test_data_files_are_fingerprinted_by_content(tmp_path):
     data.write_text('{"dialogue": "a", "summary": "c"}\n')
     b = fingerprint.compute(cfg, "train-rm", {"prepare": None})
     assert a["hash"] != b["hash"] and fingerprint.changes(a, b) == [f"data file {data} changed"]
+
+
+def test_red_team_keys_enter_the_fingerprints_only_when_set(tmp_path):
+    cfg = _cfg(tmp_path)
+    assert "ppo.redteam_prompts" not in fingerprint.stage_config(cfg, "ppo")
+    assert "eval.redteam_replay" not in fingerprint.stage_config(cfg, "eval")
+    cfg = _cfg(tmp_path, "ppo.redteam_prompts=cases.jsonl", "eval.redteam_replay=cases.jsonl")
+    assert fingerprint.stage_config(cfg, "ppo")["ppo.redteam_prompts"] == "cases.jsonl"
+    assert fingerprint.stage_config(cfg, "eval")["eval.redteam_replay"] == "cases.jsonl"

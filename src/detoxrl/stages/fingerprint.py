@@ -48,8 +48,14 @@ INPUTS: dict[str, tuple[str, ...]] = {
 }
 """The stages whose outputs each stage consumes."""
 
+OPTIONAL_INPUTS: dict[str, tuple[str, ...]] = {"report": ("redteam",)}
+"""Inputs recorded only when that stage ran (is enabled): reports made before it existed stay current."""
+
 IGNORED = frozenset({"ppo.checkpoint_every", "ppo.keep_checkpoints", "ppo.collective_timeout_s"})
 """Keys that change how a stage runs but not what it makes."""
+
+UNSET_LEFT_OUT = frozenset({"ppo.redteam_prompts", "eval.redteam_replay"})
+"""Keys recorded only when set: runs made before they existed keep their fingerprints."""
 
 HASH_LIMIT = 256 * 1024 * 1024
 
@@ -69,7 +75,8 @@ def stage_config(cfg: Config, stage: str) -> dict[str, Any]:
     full = flatten(cfg.model_dump(mode="json"))
     sections = SECTIONS[stage] + (("policy",) if stage == "sft" and cfg.sft.base_model is None else ())
     keep = {k: v for k, v in full.items()
-            if any(k == s or k.startswith(s + ".") for s in sections) and k not in IGNORED}
+            if any(k == s or k.startswith(s + ".") for s in sections) and k not in IGNORED
+            and not (k in UNSET_LEFT_OUT and v is None)}
     return dict(sorted(keep.items()))
 
 
@@ -110,7 +117,8 @@ def file_stamp(path: Path) -> dict[str, Any]:
 def compute(cfg: Config, stage: str, inputs: dict[str, str | None]) -> dict[str, Any]:
     """The fingerprint ``stage`` would have if it ran now, given its inputs' fingerprint hashes."""
     fp = {"stage": stage, "detoxrl": __version__, "config": stage_config(cfg, stage),
-          "inputs": {s: inputs.get(s) for s in INPUTS[stage]},
+          "inputs": {s: inputs.get(s) for s in INPUTS[stage]
+                     if not (s in OPTIONAL_INPUTS.get(stage, ()) and inputs.get(s) is None)},
           "files": {str(p): file_stamp(p) for p in data_files(cfg, stage)}}
     fp["hash"] = hashlib.sha256(json.dumps(fp, sort_keys=True, default=str).encode()).hexdigest()
     return fp
