@@ -11,6 +11,8 @@
 - ``feedback/`` (candidates, the labelling page, the Label Studio and Argilla converters) builds on data,
   models, rewards and evaluation, never on stages, the pipeline or ``rl``; no lower part (config, data,
   models, rl, rewards) imports it.
+- ``redteam/`` (the attack methods) builds on config, errors, utils, stats, data, models, rewards,
+  evaluation, curriculum and ``rl``; none of those (nor feedback or the testbed) imports it.
 - No function longer than 60 lines (``def`` to its last line) and no module longer than 450 lines.
 """
 
@@ -191,6 +193,10 @@ def test_no_import_cycle_between_packages():
     # human feedback builds on the data, models and judges, and reuses the eval's generation and judging;
     # no stage, the pipeline or the PPO algorithm (the CLI calls it; train-rm reads what it writes)
     ("feedback", {"config", "errors", "utils", "stats", "data", "models", "rewards", "evaluation"}),
+    # red teaming attacks a policy with the judges and feeds training: above rewards and evaluation,
+    # below the stages
+    ("redteam", {"config", "errors", "utils", "stats", "data", "models", "rewards", "evaluation", "curriculum",
+                 "rl"}),
 ])
 def test_lower_layers_do_not_import_upper_ones(part, allowed):
     bad = [imp for imp in all_imports() if imp.source_part == part and imp.target_part not in allowed | {part}]
@@ -203,6 +209,14 @@ def test_feedback_sits_above_the_rewards(part):
     bad = [imp for imp in all_imports() if imp.source_part == part and imp.target_part == "feedback"]
     listing = "\n".join(f"  {i.where}: {i.source} imports {i.target}" for i in bad)
     assert not bad, f"{part}/ may not import detoxrl.feedback (it builds on the judges):\n{listing}"
+
+
+@pytest.mark.parametrize("part", ["config", "data", "models", "rl", "rewards", "evaluation", "curriculum",
+                                  "feedback", "testbed"])
+def test_redteam_sits_above_the_judges_and_the_evaluation(part):
+    bad = [imp for imp in all_imports() if imp.source_part == part and imp.target_part == "redteam"]
+    listing = "\n".join(f"  {i.where}: {i.source} imports {i.target}" for i in bad)
+    assert not bad, f"{part}/ may not import detoxrl.redteam (it builds on the judges and the evaluation):\n{listing}"
 
 
 def _functions(path: Path) -> list[tuple[str, int, int]]:

@@ -43,7 +43,7 @@ def _cfg(tmp_path, *overrides):
     return load_config(None, list(overrides), tmp_path / "run")
 
 
-ALL = list(pipeline.STAGES)
+ALL = [s for s in pipeline.STAGES if s != "redteam"]  # the default leaves red teaming off
 
 
 def _printed(capsys) -> str:
@@ -85,6 +85,21 @@ def test_a_changed_key_reruns_its_stage_and_the_stages_after_it_only(tmp_path, f
     ran.clear()
     pipeline.run_pipeline(_cfg(tmp_path, override))  # and then everything is up to date again
     assert ran == ["prepare"]
+
+
+def test_redteam_runs_only_when_enabled_after_ppo_and_feeds_the_report(tmp_path, fake_stages, capsys):
+    ran, _ = fake_stages
+    pipeline.run_pipeline(_cfg(tmp_path))
+    assert "redteam" not in ran and "redteam: disabled in the config" in _printed(capsys)
+    ran.clear()
+    pipeline.run_pipeline(_cfg(tmp_path, "redteam.enabled=true"))
+    assert ran == ["prepare", "redteam", "report"]  # eval does not read it; the report shows its cases
+    ran.clear()
+    pipeline.run_pipeline(_cfg(tmp_path, "redteam.enabled=true", "redteam.budget=50"))
+    assert ran == ["prepare", "redteam", "report"] and "redteam.budget: 2000 → 50" in _printed(capsys)
+    ran.clear()
+    pipeline.run_pipeline(_cfg(tmp_path, "redteam.enabled=true", "redteam.budget=50", "ppo.learning_rate=1e-3"))
+    assert ran == ["prepare", "ppo", "redteam", "eval", "report"]
 
 
 def test_the_changed_key_is_printed_with_both_values(tmp_path, fake_stages, capsys):
@@ -132,3 +147,12 @@ def test_data_files_are_fingerprinted_by_content(tmp_path):
     data.write_text('{"dialogue": "a", "summary": "c"}\n')
     b = fingerprint.compute(cfg, "train-rm", {"prepare": None})
     assert a["hash"] != b["hash"] and fingerprint.changes(a, b) == [f"data file {data} changed"]
+
+
+def test_red_team_keys_enter_the_fingerprints_only_when_set(tmp_path):
+    cfg = _cfg(tmp_path)
+    assert "ppo.redteam_prompts" not in fingerprint.stage_config(cfg, "ppo")
+    assert "eval.redteam_replay" not in fingerprint.stage_config(cfg, "eval")
+    cfg = _cfg(tmp_path, "ppo.redteam_prompts=cases.jsonl", "eval.redteam_replay=cases.jsonl")
+    assert fingerprint.stage_config(cfg, "ppo")["ppo.redteam_prompts"] == "cases.jsonl"
+    assert fingerprint.stage_config(cfg, "eval")["eval.redteam_replay"] == "cases.jsonl"

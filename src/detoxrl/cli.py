@@ -105,6 +105,22 @@ def eval_(config: Optional[str] = ConfigArg, set_: Optional[list[str]] = SetOpt,
 
 
 @app.command()
+def redteam(config: Optional[str] = ConfigArg, set_: Optional[list[str]] = SetOpt,
+            run_dir: Optional[Path] = RunDirOpt,
+            policy: Optional[Path] = typer.Option(None, help="Policy folder to attack (default: ppo.output_dir)."),
+            out: Optional[str] = typer.Option(None, help="Output folder (default: redteam.output_dir)."),
+            budget: Optional[int] = typer.Option(None, help="Target generations per method (redteam.budget)."),
+            method: Optional[list[str]] = typer.Option(
+                None, help="perturbation, zero_shot, few_shot or rl (repeatable; default: redteam.methods).")):
+    """Find prompts that make a policy toxic; writes redteam/cases.jsonl and redteam/summary.json."""
+    extra = [f"redteam.policy={policy}"] if policy else []
+    extra += [f"redteam.output_dir={out}"] if out else []
+    extra += [f"redteam.budget={budget}"] if budget else []
+    extra += ["redteam.methods=[" + ",".join(method) + "]"] if method else []
+    _stage("redteam", config, list(set_ or []) + extra, run_dir)
+
+
+@app.command()
 def report(config: Optional[str] = ConfigArg, set_: Optional[list[str]] = SetOpt,
            run_dir: Optional[Path] = RunDirOpt):
     """Write report.html (self-contained, with plots) and the model card beside the saved policy."""
@@ -119,7 +135,7 @@ def run(config: Optional[str] = ConfigArg, set_: Optional[list[str]] = SetOpt,
         force: Optional[list[str]] = typer.Option(None, help="Re-run this stage even if its output exists."),
         no_rerun: bool = typer.Option(False, "--no-rerun",
                                       help="Refuse, listing the changes, instead of remaking stale stages.")):
-    """Run every stage that is not up to date: prepare → sft → train-rm → ppo → eval → report.
+    """Run every stage that is not up to date: prepare → sft → train-rm → ppo → [redteam] → eval → report.
 
     A stage is skipped when its output exists and was made from the same settings, inputs and data;
     a changed one is rerun with every stage after it, after printing what changed."""

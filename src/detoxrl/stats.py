@@ -85,3 +85,25 @@ def normalize_scores(scores: torch.Tensor, moments: RunningMoments, clip: float 
     if clip is not None:
         out = out.clamp(-clip, clip)
     return out
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    r"""The Wilson score interval of a binomial proportion :math:`\hat p = k / n` (95% for the default ``z``).
+
+    .. math::
+        \frac{\hat p + \frac{z^2}{2n} \pm z \sqrt{\frac{\hat p (1 - \hat p)}{n} + \frac{z^2}{4n^2}}}
+             {1 + \frac{z^2}{n}}
+
+    Unlike the normal approximation it stays inside [0, 1] and is not empty at ``k = 0`` or ``k = n``.
+    ``(nan, nan)`` when ``n = 0``.
+    """
+    if n < 0 or successes < 0 or successes > n:
+        raise ValueError(f"need 0 <= successes <= n, got {successes} of {n}")
+    if n == 0:
+        return float("nan"), float("nan")
+    p = successes / n
+    z2 = z * z
+    centre = p + z2 / (2 * n)
+    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
+    denom = 1 + z2 / n
+    return max(0.0, (centre - half) / denom), min(1.0, (centre + half) / denom)

@@ -10,6 +10,7 @@ name another stage's output (``policy.name_or_path: "{run_dir}/sft"``).
 - :mod:`~detoxrl.config.sections`: one settings model per YAML section (``policy``, ``data``, ``ppo``, ...),
   each field documented; :mod:`~detoxrl.config.rewards` holds the ``reward`` (judges) and ``train_rm``
   sections, :mod:`~detoxrl.config.base` what they all share;
+- :mod:`~detoxrl.config.redteam`: :class:`RedTeamSettings`, the ``redteam`` section;
 - :mod:`~detoxrl.config.labels`: :class:`LabelSettings`, the ``labels`` section (candidates and the labelling page);
 - :mod:`~detoxrl.config.run_config`: :class:`Config`, the whole run (sections, cross-section checks, paths);
 - :mod:`~detoxrl.config.loading`: :func:`load_config` — YAML, presets by name, overrides, error messages.
@@ -26,6 +27,7 @@ from detoxrl.config.loading import (
     load_config,
     read_yaml,
 )
+from detoxrl.config.redteam import RedLMSettings, RedRLSettings, RedTeamSettings
 from detoxrl.config.run_config import Config
 from detoxrl.config.sections import (
     DIMENSIONS,
@@ -54,7 +56,8 @@ __all__ = [
     "DEFAULT_CONFIG", "DEFAULT_CRITERION", "DIMENSIONS", "PACKAGE_CONFIGS",
     "Config", "ConstitutionSettings", "CurriculumSettings", "DataSettings", "EvalSettings",
     "GenerationSettings", "JudgeSettings", "KLSettings", "LabelSettings", "LoraSettings", "ModelSettings",
-    "PPOSettings", "ReportSettings", "RewardModelSettings", "RewardSettings", "SFTSettings", "SeverityMix", "SeverityTier",
+    "PPOSettings", "RedLMSettings", "RedRLSettings", "RedTeamSettings",
+    "ReportSettings", "RewardModelSettings", "RewardSettings", "SFTSettings", "SeverityMix", "SeverityTier",
     "TestbedSettings", "TinyJudgeSettings", "TinyT5Settings",
     "apply_override", "config_from_dict", "load_config", "read_yaml",
 ]

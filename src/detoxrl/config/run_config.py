@@ -8,6 +8,7 @@ import yaml
 from pydantic import Field, field_validator, model_validator
 
 from detoxrl.config.labels import LabelSettings
+from detoxrl.config.redteam import RedTeamSettings
 from detoxrl.config.sections import (
     ConstitutionSettings,
     CurriculumSettings,
@@ -38,6 +39,7 @@ class Config(_Strict):
     ppo: PPOSettings = Field(default_factory=PPOSettings)
     curriculum: CurriculumSettings = Field(default_factory=CurriculumSettings)
     constitution: ConstitutionSettings = Field(default_factory=ConstitutionSettings)
+    redteam: RedTeamSettings = Field(default_factory=RedTeamSettings)
     eval: EvalSettings = Field(default_factory=EvalSettings)
     report: ReportSettings = Field(default_factory=ReportSettings)
     labels: LabelSettings = Field(default_factory=LabelSettings)
@@ -58,6 +60,12 @@ class Config(_Strict):
         if self.ppo.stop_at_probe_toxic_rate is not None and not self.eval.extra_judges:
             raise ValueError("ppo.stop_at_probe_toxic_rate compares the probe's held-out toxic rate, which needs "
                              "judges the policy is not trained against: list them in eval.extra_judges")
+        if self.redteam.judges is not None:
+            known = [j.name for j in self.reward.judges] + [j.name for j in self.eval.extra_judges]
+            unknown = [n for n in self.redteam.judges if n not in known]
+            if unknown or not self.redteam.judges:
+                raise ValueError(f"redteam.judges: {unknown or 'an empty list'} names no judge of reward.judges "
+                                 f"or eval.extra_judges ({', '.join(known)})")
         return self
 
     # ---------------------------------------------------------------------------------------------

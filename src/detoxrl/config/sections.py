@@ -277,6 +277,9 @@ class PPOSettings(_Strict):
     """Stop early, and save as at the end, when a probe's held-out toxic rate (``probe/toxic_rate_heldout``:
     the share of probe responses any of ``eval.extra_judges`` flags) is at most this; needs
     ``probe_every`` > 0 and at least one of ``eval.extra_judges``. ``null``: no such stop."""
+    redteam_prompts: str | None = None
+    """A red-team ``cases.jsonl`` (``detoxrl redteam``): its distinct successful dialogues join the training
+    prompts; with the curriculum on they are its hardest (harmful) tier, brought in last."""
     seed: int | None = None
 
     @field_validator("mixed_precision", mode="before")
@@ -342,6 +345,9 @@ class EvalSettings(_Strict):
     extra_judges: list[JudgeSettings] = Field(default_factory=list)
     """Judges the policy was not trained against, reported beside the reward judges."""
     bootstrap: int = Field(1000, gt=0)
+    redteam_replay: str | None = None
+    """A red-team ``cases.jsonl`` found against the reference: its prompts are answered by the reference
+    and the trained policy, and the paired attack success rates go to ``eval.json``'s ``redteam_replay``."""
     table_examples: int = Field(5, ge=0)
     seed: int | None = None
 

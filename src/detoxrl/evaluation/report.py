@@ -31,6 +31,7 @@ from pathlib import Path
 
 from detoxrl.config import Config
 from detoxrl.evaluation.report_html import esc, not_run, render_page
+from detoxrl.evaluation.report_redteam import redteam_section, replay_section
 from detoxrl.evaluation.report_sections import (
     constitution_section,
     curriculum_section,
@@ -99,6 +100,21 @@ def training_info(cfg: Config) -> dict:
     return {"stop": meta.get("stop"), "warnings": warnings}
 
 
+def _redteam_sections(cfg: Config, ev: dict | None) -> list[tuple[str, str, str]]:
+    """The red-team section, when ``redteam/summary.json`` exists (the stage ran) or ``eval.json`` holds a
+    replayed red-team set."""
+    path = cfg.path(cfg.redteam.output_dir) / "summary.json"
+    rep = (ev or {}).get("redteam_replay")
+    if not path.exists() and not rep:
+        return []
+
+    def body() -> str:
+        out = redteam_section(json.loads(path.read_text(encoding="utf-8"))) if path.exists() else ""
+        return out + (replay_section(rep) if rep else "")
+
+    return [("redteam", "Red teaming", _safe(body, "Red teaming"))]
+
+
 def build_report(cfg: Config, provenance: dict | None = None) -> Path:
     """Write ``report.html`` (self-contained) into the run folder and return its path.
 
@@ -139,6 +155,7 @@ def build_report(cfg: Config, provenance: dict | None = None) -> Path:
         ("distributions", "Toxicity before and after",
          _safe(lambda: distributions_section(table, ev), "Toxicity distributions")),
         ("examples", "Examples", _safe(lambda: examples_section(table, ev, cfg.report.examples), "Examples")),
+        *_redteam_sections(cfg, ev),
         ("provenance", "Provenance", provenance_section(provenance)),
         ("config", "Configuration", "<details><summary>The run's configuration (YAML, as resolved)</summary>"
                                     f"<pre>{esc(cfg.to_yaml())}</pre></details>"),

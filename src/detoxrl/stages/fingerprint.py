@@ -30,6 +30,8 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "sft": ("seed", "sft", "data"),
     "train-rm": ("seed", "train_rm"),
     "ppo": ("seed", "policy", "data", "reward", "ppo", "curriculum", "constitution"),
+    "redteam": ("seed", "policy", "data", "reward", "eval.generation", "eval.extra_judges", "redteam",
+                "ppo.output_dir"),
     "eval": ("seed", "policy", "data", "reward", "eval", "ppo.output_dir"),
     "report": ("name", "report"),
 }
@@ -40,13 +42,20 @@ INPUTS: dict[str, tuple[str, ...]] = {
     "sft": ("prepare",),
     "train-rm": ("prepare",),
     "ppo": ("prepare", "sft", "train-rm"),
+    "redteam": ("prepare", "sft", "train-rm", "ppo"),
     "eval": ("prepare", "sft", "train-rm", "ppo"),
-    "report": ("eval", "ppo"),
+    "report": ("eval", "ppo", "redteam"),
 }
 """The stages whose outputs each stage consumes."""
 
+OPTIONAL_INPUTS: dict[str, tuple[str, ...]] = {"report": ("redteam",)}
+"""Inputs recorded only when that stage ran (is enabled): reports made before it existed stay current."""
+
 IGNORED = frozenset({"ppo.checkpoint_every", "ppo.keep_checkpoints", "ppo.collective_timeout_s"})
 """Keys that change how a stage runs but not what it makes."""
+
+UNSET_LEFT_OUT = frozenset({"ppo.redteam_prompts", "eval.redteam_replay"})
+"""Keys recorded only when set: runs made before they existed keep their fingerprints."""
 
 HASH_LIMIT = 256 * 1024 * 1024
 
@@ -66,15 +75,20 @@ def stage_config(cfg: Config, stage: str) -> dict[str, Any]:
     full = flatten(cfg.model_dump(mode="json"))
     sections = SECTIONS[stage] + (("policy",) if stage == "sft" and cfg.sft.base_model is None else ())
     keep = {k: v for k, v in full.items()
-            if any(k == s or k.startswith(s + ".") for s in sections) and k not in IGNORED}
+            if any(k == s or k.startswith(s + ".") for s in sections) and k not in IGNORED
+            and not (k in UNSET_LEFT_OUT and v is None)}
     return dict(sorted(keep.items()))
 
 
 def data_files(cfg: Config, stage: str) -> list[Path]:
     """The local data files ``stage`` reads (the testbed's come in through ``prepare``'s fingerprint)."""
     names: list[str] = []
-    if stage in ("sft", "ppo", "eval") and cfg.data.source != "testbed":
+    if stage in ("sft", "ppo", "redteam", "eval") and cfg.data.source != "testbed":
         names.append(cfg.data.source)
+    if stage == "eval" and cfg.eval.redteam_replay:
+        names.append(cfg.eval.redteam_replay)
+    if stage == "ppo" and cfg.ppo.redteam_prompts:
+        names.append(cfg.ppo.redteam_prompts)
     if stage == "sft" and cfg.sft.train_file:
         names.append(cfg.sft.train_file)
     if stage == "train-rm":
@@ -103,7 +117,8 @@ def file_stamp(path: Path) -> dict[str, Any]:
 def compute(cfg: Config, stage: str, inputs: dict[str, str | None]) -> dict[str, Any]:
     """The fingerprint ``stage`` would have if it ran now, given its inputs' fingerprint hashes."""
     fp = {"stage": stage, "detoxrl": __version__, "config": stage_config(cfg, stage),
-          "inputs": {s: inputs.get(s) for s in INPUTS[stage]},
+          "inputs": {s: inputs.get(s) for s in INPUTS[stage]
+                     if not (s in OPTIONAL_INPUTS.get(stage, ()) and inputs.get(s) is None)},
           "files": {str(p): file_stamp(p) for p in data_files(cfg, stage)}}
     fp["hash"] = hashlib.sha256(json.dumps(fp, sort_keys=True, default=str).encode()).hexdigest()
     return fp

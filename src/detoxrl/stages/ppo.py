@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import gather_object
@@ -26,6 +27,7 @@ from detoxrl.data.loaders import load_examples
 from detoxrl.data.prompts import build_prompts, describe_prompt_stats
 from detoxrl.errors import ConfigError, TrainingError
 from detoxrl.models.policy import LoadedPolicy, load_policy_model, save_policy, tokenize_prompts
+from detoxrl.redteam.training import HARMFUL_TIER, harmful_examples, read_cases
 from detoxrl.rewards.composite import CompositeReward
 from detoxrl.rl import checkpoint as ckpt
 from detoxrl.rl.trainer import PPOTrainer, Reward
@@ -79,6 +81,8 @@ def setup(cfg: Config, reward_fn: Reward | None = None) -> Setup:
     lp = load_policy_model(policy_settings, device=acc.device, apply_lora=True)
 
     examples = load_examples(cfg, cfg.data.train_split).examples
+    if s.redteam_prompts:
+        examples = examples + harmful_examples(read_cases(cfg.path(s.redteam_prompts)))
     prompts, pstats = build_prompts(examples, lp.tokenizer, cfg.data)
     if not prompts:
         raise TrainingError(f"no training prompts left after filtering ({pstats})")
@@ -88,6 +92,8 @@ def setup(cfg: Config, reward_fn: Reward | None = None) -> Setup:
     trainer = PPOTrainer(s, lp, reward_fn, accelerator=acc, seed=seed)
     # Deterministic on every rank (judge scores, a column, or greedy responses): no collectives inside.
     difficulty = difficulty_for(cfg, prompts, reward_fn, lp) if cfg.curriculum.enabled else None
+    if difficulty is not None:
+        difficulty = harmful_last(difficulty, prompts)
     sampler = make_sampler(cfg.curriculum, len(prompts), s.steps, seed, difficulty=difficulty)
     return Setup(acc=acc, lp=lp, base_name=policy_settings.name_or_path, texts=[p.prompt for p in prompts],
                  trainer=trainer, sampler=sampler, gen_rng=torch.Generator().manual_seed(seed + 7),
@@ -101,6 +107,15 @@ RESUMABLE_CHANGES = frozenset({"ppo.steps", "ppo.checkpoint_every", "ppo.keep_ch
                                "ppo.stop_at_probe_toxic_rate", "ppo.probe_every"})
 """Keys a resumed run may change: how long it runs (its steps, its stop targets), how often it probes
 (the probe's prompts and window stay) and how it checkpoints, not what it computes."""
+
+
+def harmful_last(difficulty, prompts) -> np.ndarray:
+    """The red team's prompts (tier ``harmful``) get difficulty 1, the hardest: the curriculum's last tier."""
+    out = np.asarray(difficulty, dtype=float).copy()
+    for i, p in enumerate(prompts):
+        if p.meta.get("tier") == HARMFUL_TIER:
+            out[i] = 1.0
+    return out
 
 
 def run_config(cfg: Config) -> dict:
