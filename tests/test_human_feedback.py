@@ -22,7 +22,9 @@ TINY = ["testbed.n_train=480", "testbed.n_test=120", "testbed.vocab_size=600",
         "testbed.policy.d_model=32", "testbed.policy.d_ff=64", "testbed.policy.d_kv=8",
         "testbed.judge.hidden_size=32", "testbed.judge.intermediate_size=64",
         "sft.epochs=1", "labels.n_prompts=24", "labels.n_candidates=3", "labels.batch_size=24",
-        "labels.max_resamples=1", "labels.simulated.special_rate=0.2", "train_rm.epochs=1",
+        "labels.max_resamples=1", "labels.simulated.special_rate=0.2",
+        "labels.simulated.faithfulness_margin=0",  # a tiny policy's candidates may have no offensive word
+        "train_rm.epochs=1",
         "train_rm.heldout_share=0.25", "ppo.steps=2", "ppo.batch_size=8", "ppo.mini_batch_size=4",
         "ppo.ppo_epochs=1", "ppo.generation.max_new_tokens=12", "eval.n_prompts=8", "eval.batch_size=8",
         "eval.generation.max_new_tokens=12"]

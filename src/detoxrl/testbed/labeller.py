@@ -22,7 +22,8 @@ before it when both have as many offensive words and their ROUGE-L differ by at 
 2. *noise*: with probability ``noise`` the labeller is careless on this item: it puts the true groups in a
    uniformly random order (``random.shuffle``) instead of the true one. Every pair of candidates from
    different true groups is then reversed with probability 1/2, so a share ``noise/2`` of all such pairs
-   is reversed on average, whatever the number of candidates and the ties (5% at ``noise`` 0.1);
+   is reversed on average, whatever the number of candidates and the ties (5% at ``noise`` 0.1; step 3
+   turns a few of them into ties);
 3. *ties*: for each boundary between consecutive groups of that order, the two are merged (ranked equal)
    with probability ``tie_rate``;
 4. the ranks are the standard competition ranks of the groups' positions (``1, 2, 2, 4``), the page's form.
