@@ -1,6 +1,7 @@
 """The labelling page in a real browser (Playwright driving Debian's headless Chromium): rank with a tie,
 reload in the middle of an item, a special label, a refused ranking, keyboard shortcuts, a server killed
-and restarted; the rows of labels/rankings.jsonl are checked after each, and a screenshot is saved
+and restarted; the rows of labels/rankings.jsonl are checked after each, ``train-rm`` trains on the
+export with the pair count expected, and a screenshot is saved
 (also to ``$DETOXRL_SCREENSHOT`` when set, for a person to look at)."""
 
 from __future__ import annotations
@@ -178,6 +179,32 @@ def test_label_three_items_with_a_tie_a_reload_and_a_special_label(browser, tmp_
     comps = items[0].completions
     assert len(pairs) == 8 and (items[0].prompt, comps[0], comps[3]) in pairs
     assert (items[0].prompt, comps[1], comps[2]) not in pairs and (items[0].prompt, comps[2], comps[1]) not in pairs
+    # train-rm trains on the page's export as it is: 8 pairs, the special label counted and excluded
+    metrics = train_on_export(labels / "rankings.jsonl", tmp_path)
+    assert metrics["n_train"] == 8 and metrics["eval"]["n_pairs"] == 8
+    summary = metrics["rankings"]["train_file"]
+    assert (summary["rows"], summary["ranked"], summary["pairs"], summary["tied_pairs"]) == (3, 2, 8, 1)
+    assert summary["special"] == {"all_unusable": 1} and summary["labellers"] == 1
+
+
+def train_on_export(rankings: Path, tmp_path: Path) -> dict:
+    """``train-rm`` (rankings mode, a tiny RoBERTa) on ``rankings``; the same file is its held-out set
+    (three items are too few to split), so every pair is counted on both sides."""
+    from test_rewards_hf import make_roberta_dir
+
+    from detoxrl.config import config_from_dict
+    from detoxrl.rewards.train import train_rm
+
+    words = sorted({w.strip(".,;:!?'#").lower() for it in DIALOGUES for t in [it[0], *it[1]] for w in t.split()})
+    base = make_roberta_dir(tmp_path / "rm-init", words=words, hidden=16, layers=1, max_positions=130)
+    cfg = config_from_dict({
+        "name": "t", "run_dir": str(tmp_path / "run"), "data": {"source": "x.jsonl"}, "policy": {"name_or_path": "p"},
+        "reward": {"judges": [{"name": "rm", "type": "reward_model", "path": "{run_dir}/rm"}]},
+        "train_rm": {"enabled": True, "mode": "rankings", "base_model": str(base), "train_file": str(rankings),
+                     "eval_file": str(rankings), "output_dir": "{run_dir}/rm", "epochs": 1, "batch_size": 4}})
+    out = train_rm(cfg)
+    assert (out / "detoxrl_rm.json").exists()
+    return json.loads((out / "train_metrics.json").read_text())
 
 
 def test_the_page_survives_a_killed_server(browser, tmp_path):

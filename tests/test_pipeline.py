@@ -43,7 +43,7 @@ def _cfg(tmp_path, *overrides):
     return load_config(None, list(overrides), tmp_path / "run")
 
 
-ALL = [s for s in pipeline.STAGES if s != "redteam"]  # the default leaves red teaming off
+ALL = [s for s in pipeline.STAGES if s not in ("candidates", "labels", "redteam")]  # the default's
 
 
 def _printed(capsys) -> str:
@@ -156,3 +156,27 @@ def test_red_team_keys_enter_the_fingerprints_only_when_set(tmp_path):
     cfg = _cfg(tmp_path, "ppo.redteam_prompts=cases.jsonl", "eval.redteam_replay=cases.jsonl")
     assert fingerprint.stage_config(cfg, "ppo")["ppo.redteam_prompts"] == "cases.jsonl"
     assert fingerprint.stage_config(cfg, "eval")["eval.redteam_replay"] == "cases.jsonl"
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("labels.simulated.noise=0.3", ["labels", "train-rm", "ppo", "eval", "report"]),  # rerank, no resampling
+    # the stand-in labels stage writes the same rankings for the new batch: train-rm, which reads them by
+    # content, is up to date
+    ("labels.n_candidates=3", ["candidates", "labels"]),
+    ("train_rm.epochs=1", ["train-rm", "ppo", "eval", "report"]),
+])
+def test_the_human_feedback_loop_chains_through_the_rankings(tmp_path, fake_stages, override, expected):
+    """candidates → labels → train-rm: train-rm reads the labels' rankings (its train_file, by content)."""
+    ran, _ = fake_stages
+    cfg = load_config("human-feedback", [], tmp_path / "run")
+    pipeline.run_pipeline(cfg)
+    assert ran == [s for s in pipeline.STAGES if s != "redteam"]
+    ran.clear()
+    pipeline.run_pipeline(load_config("human-feedback", [override], tmp_path / "run"))
+    assert ran == ["prepare", *expected]
+
+
+def test_the_default_skips_the_labelling_stages(tmp_path, fake_stages, capsys):
+    pipeline.run_pipeline(_cfg(tmp_path))
+    out = _printed(capsys)
+    assert "candidates: disabled in the config" in out and "labels: disabled in the config" in out

@@ -135,7 +135,9 @@ def run(config: Optional[str] = ConfigArg, set_: Optional[list[str]] = SetOpt,
         force: Optional[list[str]] = typer.Option(None, help="Re-run this stage even if its output exists."),
         no_rerun: bool = typer.Option(False, "--no-rerun",
                                       help="Refuse, listing the changes, instead of remaking stale stages.")):
-    """Run every stage that is not up to date: prepare → sft → train-rm → ppo → [redteam] → eval → report.
+    """Run every stage that is not up to date: prepare → sft → [candidates → labels] → train-rm → ppo →
+    [redteam] → eval → report (candidates and labels when labels.enabled, as in configs/human-feedback.yaml;
+    redteam when redteam.enabled).
 
     A stage is skipped when its output exists and was made from the same settings, inputs and data;
     a changed one is rerun with every stage after it, after printing what changed."""

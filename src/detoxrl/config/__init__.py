@@ -18,7 +18,7 @@ name another stage's output (``policy.name_or_path: "{run_dir}/sft"``).
 Every name is importable from here: ``from detoxrl.config import Config, PPOSettings, load_config``.
 """
 
-from detoxrl.config.labels import DEFAULT_CRITERION, LabelSettings
+from detoxrl.config.labels import DEFAULT_CRITERION, PAGE_SPECIAL_LABELS, LabelSettings, SimulatedLabellerSettings
 from detoxrl.config.loading import (
     DEFAULT_CONFIG,
     PACKAGE_CONFIGS,
@@ -53,11 +53,12 @@ from detoxrl.config.sections import (
 )
 
 __all__ = [
-    "DEFAULT_CONFIG", "DEFAULT_CRITERION", "DIMENSIONS", "PACKAGE_CONFIGS",
+    "DEFAULT_CONFIG", "DEFAULT_CRITERION", "DIMENSIONS", "PACKAGE_CONFIGS", "PAGE_SPECIAL_LABELS",
     "Config", "ConstitutionSettings", "CurriculumSettings", "DataSettings", "EvalSettings",
     "GenerationSettings", "JudgeSettings", "KLSettings", "LabelSettings", "LoraSettings", "ModelSettings",
     "PPOSettings", "RedLMSettings", "RedRLSettings", "RedTeamSettings",
     "ReportSettings", "RewardModelSettings", "RewardSettings", "SFTSettings", "SeverityMix", "SeverityTier",
+    "SimulatedLabellerSettings",
     "TestbedSettings", "TinyJudgeSettings", "TinyT5Settings",
     "apply_override", "config_from_dict", "load_config", "read_yaml",
 ]

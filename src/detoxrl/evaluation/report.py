@@ -15,7 +15,9 @@ produced (a missing piece is shown as "not run"):
    (``curriculum/*`` keys) when they were logged;
 6. toxicity distributions before and after, per judge (``eval_table.csv``);
 7. the most improved and most worsened examples (by the primary judge's reward difference);
-8. the run's configuration.
+8. the reward model trained on rankings, if the run trains one: held-out pair accuracy, pairs, labellers
+   (:mod:`~detoxrl.evaluation.report_rm`);
+9. the run's configuration.
 
 This module reads the inputs and assembles the page; the sections are in
 :mod:`~detoxrl.evaluation.report_sections`, the figures in :mod:`~detoxrl.evaluation.report_plots` and
@@ -32,6 +34,7 @@ from pathlib import Path
 from detoxrl.config import Config
 from detoxrl.evaluation.report_html import esc, not_run, render_page
 from detoxrl.evaluation.report_redteam import redteam_section, replay_section
+from detoxrl.evaluation.report_rm import reward_model_section
 from detoxrl.evaluation.report_sections import (
     constitution_section,
     curriculum_section,
@@ -148,6 +151,7 @@ def build_report(cfg: Config, provenance: dict | None = None) -> Path:
     sections = [
         ("summary", "Summary", ev_note or _safe(lambda: headline_section(ev), "Evaluation")),
         ("metrics", "Evaluation metrics", ev_note or _safe(lambda: metrics_section(ev), "Evaluation")),
+        ("reward-model", "Reward model", _safe(lambda: reward_model_section(cfg), "Reward model")),  # "": none
         ("training", "Training curves", _safe(lambda: training_section(rows, why, bad), "PPO training")),
         ("probes", "Probes and stopping", _safe(lambda: probe_section(rows, training_info(cfg)), "Probes")),
         ("constitution", "Constitution", _safe(lambda: constitution_section(rows), "Constitution")),
@@ -160,6 +164,7 @@ def build_report(cfg: Config, provenance: dict | None = None) -> Path:
         ("config", "Configuration", "<details><summary>The run's configuration (YAML, as resolved)</summary>"
                                     f"<pre>{esc(cfg.to_yaml())}</pre></details>"),
     ]
+    sections = [sec for sec in sections if sec[2]]
     stamp = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     subtitle = (f"run {cfg.name} · policy {cfg.resolve(cfg.policy.name_or_path)} → "
                 f"{cfg.resolve(cfg.ppo.output_dir)} · written {stamp}")

@@ -22,12 +22,19 @@ from pathlib import Path
 from typing import Any
 
 from detoxrl import __version__
-from detoxrl.config import Config
+from detoxrl.config import Config, LabelSettings
 from detoxrl.utils import write_json
+
+CANDIDATE_KEYS = tuple(f"labels.{k}" for k in LabelSettings.model_fields if k not in ("enabled", "simulated"))
+"""The ``labels`` keys that make the batch (not the labeller's: a new noise reranks, it does not resample)."""
 
 SECTIONS: dict[str, tuple[str, ...]] = {
     "prepare": ("testbed", "data"),
     "sft": ("seed", "sft", "data"),
+    "candidates": ("seed", "data", "policy", "reward", "eval.extra_judges", "ppo.generation", "sft.enabled",
+                   "sft.output_dir", *CANDIDATE_KEYS),
+    "labels": ("seed", "data", "labels.simulated", "labels.output_dir", "labels.split", "labels.seed",
+               "train_rm.special_labels"),
     "train-rm": ("seed", "train_rm"),
     "ppo": ("seed", "policy", "data", "reward", "ppo", "curriculum", "constitution"),
     "redteam": ("seed", "policy", "data", "reward", "eval.generation", "eval.extra_judges", "redteam",
@@ -40,13 +47,16 @@ SECTIONS: dict[str, tuple[str, ...]] = {
 INPUTS: dict[str, tuple[str, ...]] = {
     "prepare": (),
     "sft": ("prepare",),
+    "candidates": ("prepare", "sft"),
+    "labels": ("prepare", "candidates"),
     "train-rm": ("prepare",),
     "ppo": ("prepare", "sft", "train-rm"),
     "redteam": ("prepare", "sft", "train-rm", "ppo"),
     "eval": ("prepare", "sft", "train-rm", "ppo"),
     "report": ("eval", "ppo", "redteam"),
 }
-"""The stages whose outputs each stage consumes."""
+"""The stages whose outputs each stage consumes. ``train-rm`` reads ``labels``' rankings through its
+``train_file``, fingerprinted by content (so a default run's fingerprints stay as they were)."""
 
 OPTIONAL_INPUTS: dict[str, tuple[str, ...]] = {"report": ("redteam",)}
 """Inputs recorded only when that stage ran (is enabled): reports made before it existed stay current."""
@@ -83,7 +93,7 @@ def stage_config(cfg: Config, stage: str) -> dict[str, Any]:
 def data_files(cfg: Config, stage: str) -> list[Path]:
     """The local data files ``stage`` reads (the testbed's come in through ``prepare``'s fingerprint)."""
     names: list[str] = []
-    if stage in ("sft", "ppo", "redteam", "eval") and cfg.data.source != "testbed":
+    if stage in ("sft", "candidates", "ppo", "redteam", "eval") and cfg.data.source != "testbed":
         names.append(cfg.data.source)
     if stage == "eval" and cfg.eval.redteam_replay:
         names.append(cfg.eval.redteam_replay)
@@ -91,6 +101,8 @@ def data_files(cfg: Config, stage: str) -> list[Path]:
         names.append(cfg.ppo.redteam_prompts)
     if stage == "sft" and cfg.sft.train_file:
         names.append(cfg.sft.train_file)
+    if stage == "labels" and cfg.labels.simulated is None:  # people's rankings: the stage's input
+        names.append(f"{cfg.labels.output_dir}/rankings.jsonl")
     if stage == "train-rm":
         names += [f for f in (cfg.train_rm.train_file, cfg.train_rm.eval_file) if f]
     if stage == "prepare" and cfg.testbed is not None:
