@@ -17,6 +17,7 @@ name another stage's output (``policy.name_or_path: "{run_dir}/sft"``).
 Every name is importable from here: ``from detoxrl.config import Config, PPOSettings, load_config``.
 """
 
+from detoxrl.config.base import CRITIQUE_REQUEST, REVISION_REQUEST
 from detoxrl.config.labels import DEFAULT_CRITERION, LabelSettings
 from detoxrl.config.loading import (
     DEFAULT_CONFIG,
@@ -45,16 +46,19 @@ from detoxrl.config.sections import (
     SeverityMix,
     SeverityTier,
     SFTSettings,
+    SFTTaskSettings,
+    SLCAISettings,
     TestbedSettings,
     TinyJudgeSettings,
     TinyT5Settings,
 )
 
 __all__ = [
-    "DEFAULT_CONFIG", "DEFAULT_CRITERION", "DIMENSIONS", "PACKAGE_CONFIGS",
+    "CRITIQUE_REQUEST", "DEFAULT_CONFIG", "REVISION_REQUEST", "DEFAULT_CRITERION", "DIMENSIONS", "PACKAGE_CONFIGS",
     "Config", "ConstitutionSettings", "CurriculumSettings", "DataSettings", "EvalSettings",
     "GenerationSettings", "JudgeSettings", "KLSettings", "LabelSettings", "LoraSettings", "ModelSettings",
-    "PPOSettings", "ReportSettings", "RewardModelSettings", "RewardSettings", "SFTSettings", "SeverityMix", "SeverityTier",
+    "PPOSettings", "ReportSettings", "RewardModelSettings", "RewardSettings", "SFTSettings", "SFTTaskSettings",
+    "SLCAISettings", "SeverityMix", "SeverityTier",
     "TestbedSettings", "TinyJudgeSettings", "TinyT5Settings",
     "apply_override", "config_from_dict", "load_config", "read_yaml",
 ]
