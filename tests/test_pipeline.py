@@ -43,7 +43,7 @@ def _cfg(tmp_path, *overrides):
     return load_config(None, list(overrides), tmp_path / "run")
 
 
-ALL = list(pipeline.STAGES)
+ALL = [s for s in pipeline.STAGES if s != "constitution"]  # SL-CAI runs when constitution.enabled
 
 
 def _printed(capsys) -> str:
@@ -85,6 +85,24 @@ def test_a_changed_key_reruns_its_stage_and_the_stages_after_it_only(tmp_path, f
     ran.clear()
     pipeline.run_pipeline(_cfg(tmp_path, override))  # and then everything is up to date again
     assert ran == ["prepare"]
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("constitution.sl.n_prompts=10", ["constitution", "ppo", "eval", "report"]),
+    ("sft.epochs=1", ["sft", "constitution", "ppo", "eval", "report"]),
+    ("constitution.violation_weight=2", ["ppo", "eval", "report"]),  # PPO's penalty only
+])
+def test_the_sl_cai_stage_runs_between_train_rm_and_ppo_when_the_constitution_is_on(tmp_path, fake_stages,
+                                                                                   override, expected):
+    ran, _ = fake_stages
+    pipeline.run_pipeline(_cfg(tmp_path, "constitution.enabled=true"))
+    assert ran == ["prepare", "sft", "train-rm", "constitution", "ppo", "eval", "report"]
+    ran.clear()
+    pipeline.run_pipeline(_cfg(tmp_path, "constitution.enabled=true", override))
+    assert ran == ["prepare"] + expected
+    ran.clear()
+    pipeline.run_pipeline(_cfg(tmp_path, "constitution.enabled=true", "constitution.sl.enabled=false", override))
+    assert "constitution" not in ran and "ppo" in ran  # PPO's input changed: no SL-CAI model any more
 
 
 def test_the_changed_key_is_printed_with_both_values(tmp_path, fake_stages, capsys):

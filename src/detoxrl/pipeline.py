@@ -1,6 +1,6 @@
 """The pipeline: which stages run, in what order, each skipped when its output is up to date.
 
-``prepare → sft → train-rm → ppo → eval → report`` (:mod:`detoxrl.stages`, one module each). Every
+``prepare → sft → train-rm → constitution → ppo → eval → report`` (:mod:`detoxrl.stages`, one module each). Every
 stage reads the validated config and writes into the one run folder; the resolved config is saved there
 as ``config.yaml``, closed by comments that say what the precision settings' ``auto`` resolves to on
 this machine (the keys themselves keep ``auto``, as the stage fingerprints do).
@@ -15,12 +15,13 @@ from pathlib import Path
 from detoxrl.config import Config
 from detoxrl.errors import ConfigError
 from detoxrl.stages import STAGES, fingerprint, ppo, prepare, report, sft, train_rm
+from detoxrl.stages import constitution as constitution_stage
 from detoxrl.stages import eval as eval_stage
 from detoxrl.stages.device import is_main_process, run_precision
 from detoxrl.utils import atomic_write_text, console, write_json
 
-MODULES = {"prepare": prepare, "sft": sft, "train-rm": train_rm, "ppo": ppo, "eval": eval_stage,
-           "report": report}
+MODULES = {"prepare": prepare, "sft": sft, "train-rm": train_rm, "constitution": constitution_stage, "ppo": ppo,
+           "eval": eval_stage, "report": report}
 __all__ = ["STAGES", "run_pipeline", "run_stage", "stage_output"]
 
 
@@ -38,7 +39,7 @@ def precision_comment(cfg: Config) -> str:
 
 def stage_enabled(cfg: Config, stage: str) -> bool:
     return {"sft": cfg.sft.enabled, "train-rm": cfg.train_rm.enabled,
-            "report": cfg.report.enabled}.get(stage, True)
+            "constitution": constitution_stage.enabled(cfg), "report": cfg.report.enabled}.get(stage, True)
 
 
 def stage_output(cfg: Config, stage: str) -> Path:

@@ -23,12 +23,18 @@ from typing import Any
 
 from detoxrl import __version__
 from detoxrl.config import Config
+from detoxrl.constitution.principles import resolve_constitution_path
 from detoxrl.utils import write_json
 
 SECTIONS: dict[str, tuple[str, ...]] = {
     "prepare": ("testbed", "data"),
-    "sft": ("seed", "sft", "data"),
+    "sft": ("seed", "sft", "data", "constitution.path", "constitution.critique_request",
+            "constitution.revision_request"),
     "train-rm": ("seed", "train_rm"),
+    "constitution": ("seed", "policy", "data", "constitution.path", "constitution.critique_request",
+                     "constitution.revision_request", "constitution.sl", "reward.judges", "eval.extra_judges",
+                     "sft.max_target_tokens", "sft.length_multiple", "sft.weight_decay", "sft.warmup_ratio",
+                     "sft.max_grad_norm", "ppo.generation"),
     "ppo": ("seed", "policy", "data", "reward", "ppo", "curriculum", "constitution"),
     "eval": ("seed", "policy", "data", "reward", "eval", "ppo.output_dir"),
     "report": ("name", "report"),
@@ -39,7 +45,8 @@ INPUTS: dict[str, tuple[str, ...]] = {
     "prepare": (),
     "sft": ("prepare",),
     "train-rm": ("prepare",),
-    "ppo": ("prepare", "sft", "train-rm"),
+    "constitution": ("prepare", "sft", "train-rm"),
+    "ppo": ("prepare", "sft", "train-rm", "constitution"),
     "eval": ("prepare", "sft", "train-rm", "ppo"),
     "report": ("eval", "ppo"),
 }
@@ -81,6 +88,10 @@ def data_files(cfg: Config, stage: str) -> list[Path]:
         names += [f for f in (cfg.train_rm.train_file, cfg.train_rm.eval_file) if f]
     if stage == "prepare" and cfg.testbed is not None:
         names.append("{run_dir}/testbed/fingerprint.json")
+    if (stage == "sft" and cfg.sft.tasks.enabled) or (stage in ("constitution", "ppo") and cfg.constitution.enabled):
+        names.append(str(resolve_constitution_path(cfg.constitution.path, cfg)))  # the principles' words
+    if stage == "sft" and cfg.sft.tasks.enabled and cfg.data.source != "testbed":
+        names.append(cfg.sft.tasks.labels_file)
     files: list[Path] = []
     for name in names:
         p = cfg.path(name)
