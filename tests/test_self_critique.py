@@ -96,3 +96,96 @@ def test_self_critic_gives_p_yes_and_verdicts_per_principle(tiny_t5_dir):
     assert probs["kind"][1].item() == pytest.approx(direct.item(), abs=1e-6)
     assert viol["kind"].tolist() == (probs["kind"] >= 0.5).tolist()
     assert list(critic.p_yes(["w5"], ["w6"], only=["kind"])) == ["kind"]
+
+
+# ------------------------------------------------------------------------------ SFT task examples
+def _labels_file(tmp_path):
+    import json
+
+    rows = [{"summary": f"s{i}", "gold": f"g{i}", "dialogue": f"d{i}",
+             "labels": {"insult": i % 3 == 0, "profanity": i % 4 == 0},
+             "answers": {"insult": f"yes because i{i}." if i % 3 == 0 else "no because it follows the principle."}}
+            for i in range(24)]
+    path = tmp_path / "labels.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_sft_task_pairs_from_labelled_summaries(tmp_path):
+    from detoxrl.config import load_config
+    from detoxrl.constitution.tasks import task_pairs
+
+    cfg = load_config(overrides=[f"sft.tasks.labels_file={_labels_file(tmp_path)}", "sft.tasks.critique_share=0.5",
+                                 "sft.tasks.revision_share=0.25",
+                                 "sft.tasks.principles={no-insults: insult, no-profanity: profanity}"],
+                      run_dir=tmp_path / "run")
+    pairs = task_pairs(cfg, 400, seed=0)
+    assert pairs == task_pairs(cfg, 400, seed=0)  # seeded
+    crit = [p for p in pairs if p.task == "critique"]
+    rev = [p for p in pairs if p.task == "revision"]
+    assert len(crit) == 200 and len(rev) == 100
+    assert {p.principle for p in pairs} == {"no-insults", "no-profanity"}
+    assert 0.4 < sum(p.label for p in crit) / len(crit) < 0.6  # half yes
+    const_text = "The response does not insult, belittle or call anyone names."
+    for p in crit:
+        i = int(p.prompt.split("Summary: s")[1].split("\n")[0])
+        label = {"no-insults": i % 3 == 0, "no-profanity": i % 4 == 0}[p.principle]
+        assert p.label == label and p.prompt.endswith(f"Dialogue:\nd{i}")
+        if p.principle == "no-insults":
+            assert const_text in p.prompt and p.target == (f"yes because i{i}." if label else "no because it follows the principle.")
+        else:
+            assert p.target == ("yes" if label else "no")  # no answers given: the bare word
+    for p in rev:
+        i = int(p.prompt.split("Summary: s")[1].split("\n")[0])
+        assert p.prompt.startswith("Rewrite the summary so that it follows '") and p.target == f"g{i}"
+        assert (i % 3 == 0) if p.principle == "no-insults" else (i % 4 == 0)  # only violating summaries
+
+
+def test_sft_task_errors_name_the_file_row_or_key(tmp_path):
+    from detoxrl.config import load_config
+    from detoxrl.constitution.tasks import read_labelled, task_pairs
+    from detoxrl.errors import DataError
+
+    cfg = load_config(overrides=["sft.tasks.critique_share=0.5", "sft.tasks.principles={no-insult: insult}"],
+                      run_dir=tmp_path / "run")
+    with pytest.raises(ConfigError, match=r"sft.tasks.principles: \['no-insult'\] are not principles"):
+        task_pairs(cfg, 10, 0)
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"summary": "s", "gold": "g", "dialogue": "d", "labels": {"insult": true}}\n'
+                    '{"summary": "s", "gold": "g", "dialogue": "d", "labels": {"insult": "yes"}}\n')
+    with pytest.raises(DataError, match=r"bad.jsonl row 2: `labels` must give true or false for each of \['insult'\]"):
+        read_labelled(path, ["insult"])
+    path.write_text('{"summary": "s", "gold": "g", "fname": "x", "labels": {"insult": true}}\n')
+    with pytest.raises(DataError, match="no run says where dialogues are"):
+        read_labelled(path, ["insult"])
+
+
+def test_critique_eval_accuracy_and_auc_by_hand(tiny_t5_dir):
+    from detoxrl.constitution.critique_eval import critique_eval, format_critique_eval
+    from detoxrl.constitution.tasks import Labelled
+
+    lp = load_policy_model(str(tiny_t5_dir))
+    rows = [Labelled(f"w{10 + i} w{20 + i}", "g", f"w{30 + i}", {"insult": i < 3}) for i in range(7)]
+    res = critique_eval(lp, [(PRINCIPLE, "insult")], rows, ConstitutionSettings(), n=4, seed=0,
+                        max_prompt_tokens=64, threshold=0.5, yes_words=["w1"], no_words=["w2"])["no-insults"]
+    assert (res["n"], res["positives"]) == (4, 2)  # balanced: 2 of the 3 violating, 2 of the 4 others
+    shown = {e["summary"]: e for e in res["examples"]}
+    assert len(shown) == 2 and {e["violates"] for e in shown.values()} == {True, False}
+    # by hand: P(yes) of every row, then the accuracy and AUC of the four drawn
+    probs = {r.summary: float(p_yes(lp, [critique_request(PRINCIPLE, r.summary, r.dialogue)], max_prompt_tokens=64,
+                                    yes_words=["w1"], no_words=["w2"])) for r in rows}
+    for s, e in shown.items():
+        assert e["p_yes"] == pytest.approx(probs[s], abs=1e-4)
+    import random
+
+    from detoxrl.constitution.critique_eval import balanced_sample
+
+    drawn = balanced_sample(rows, "insult", 4, random.Random("0:critique-eval:no-insults"))
+    pos = [probs[r.summary] for r in drawn if r.labels["insult"]]
+    neg = [probs[r.summary] for r in drawn if not r.labels["insult"]]
+    auc = sum((a > b) + 0.5 * (a == b) for a in pos for b in neg) / 4
+    acc = (sum(a >= 0.5 for a in pos) + sum(b < 0.5 for b in neg)) / 4
+    assert res["auc"] == pytest.approx(auc) and res["accuracy"] == pytest.approx(acc)
+    assert res["mean_p_yes_violating"] == pytest.approx(sum(pos) / 2, abs=1e-6)
+    table = format_critique_eval({"model": "m", "labels_file": "f", "principles": {"no-insults": res}})
+    assert "no-insults" in table and f"{auc:.3f}" in table

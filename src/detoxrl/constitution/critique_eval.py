@@ -40,11 +40,12 @@ def balanced_sample(rows: Sequence[Labelled], label: str, n: int, rng: random.Ra
 
 def critique_eval(lp: LoadedPolicy, principles: Sequence[tuple[Principle, str]], rows: Sequence[Labelled],
                   settings: ConstitutionSettings, *, n: int, seed: int, max_prompt_tokens: int,
-                  threshold: float = 0.5, batch_size: int = 32) -> dict:
+                  threshold: float = 0.5, batch_size: int = 32, **answer_words) -> dict:
     """``{principle id: metrics}`` of the self-critique of ``lp`` (module docstring), with the label,
-    the mean P(yes) of each class and one example of each class."""
+    the mean P(yes) of each class and one example of each class. ``answer_words``: ``yes_words`` and
+    ``no_words`` of :class:`~detoxrl.constitution.prompts.SelfCritic`."""
     critic = SelfCritic(lp, [p for p, _ in principles], settings, max_prompt_tokens=max_prompt_tokens,
-                        batch_size=batch_size, threshold=threshold)
+                        batch_size=batch_size, threshold=threshold, **answer_words)
     out = {}
     with progress() as bar:
         task = bar.add_task("critique-eval", total=len(principles), info="")
