@@ -193,15 +193,15 @@ def plot_sl_cai(metrics: dict) -> bytes | None:
     fig = _figure(5.6, max(2.4, 0.5 * len(names) + 1.3))
     ax = fig.subplots()
     pos = np.arange(len(names))
-    for offset, key, label in ((0.27, "violation_rate_before", "violations before revision"),
+    for offset, key, label in ((-0.27, "violation_rate_before", "violations before revision"),
                                (0.0, "violation_rate_after", "violations after revision"),
-                               (-0.27, "accepted_share", "revisions kept (share of violations)")):
+                               (0.27, "accepted_share", "revisions kept (share of violations)")):
         ax.barh(pos + offset, [val(p, key) for p in names], height=0.26, label=label)
     ax.set_yticks(pos, names, fontsize=8)
     ax.invert_yaxis()
     ax.set_xlim(0, 1)
     ax.set_xlabel("share of responses (self-critique)")
     ax.set_title("SL-CAI: self-critique and revision per principle", fontsize=11)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="lower right", framealpha=0.9)
     ax.grid(alpha=0.3, axis="x")
     return figure_png(fig)
