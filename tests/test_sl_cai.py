@@ -175,12 +175,14 @@ def test_unknown_principle_ids_are_refused(tmp_path, tiny_t5_dir):
         principles_of(cfg)
 
 
-def test_the_sl_cai_preset_is_the_default_with_the_constitution_on():
+def test_the_sl_cai_preset_is_the_default_with_the_constitution_and_the_sft_tasks_on():
     from detoxrl.config import PACKAGE_CONFIGS
     from detoxrl.stages.fingerprint import flatten
 
     default = flatten(load_config().model_dump(mode="json"))
     sl = flatten(load_config("sl-cai").model_dump(mode="json"))
     changed = {k for k in set(default) | set(sl) if default.get(k) != sl.get(k)}
-    assert changed == {"name", "constitution.enabled", "constitution.sl.n_prompts"}
+    assert changed - {k for k in changed if k.startswith("sft.tasks.")} == \
+        {"name", "constitution.enabled", "constitution.sl.n_prompts"}
+    assert sl["sft.tasks.critique_share"] > 0 and default["sft.tasks.critique_share"] == 0
     assert (PACKAGE_CONFIGS / "sl-cai.yaml").is_file() and sl["constitution.enabled"] is True
