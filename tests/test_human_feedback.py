@@ -18,7 +18,7 @@ from detoxrl.pipeline import STAGES as ALL_STAGES
 from detoxrl.pipeline import run_pipeline, stage_enabled
 from detoxrl.rewards.rm_data import pairs_of, split_by_item
 
-STAGES = [s for s in ALL_STAGES if s != "redteam"]  # the loop's stages: red teaming stays off
+STAGES = [s for s in ALL_STAGES if s not in ("constitution", "redteam")]  # the loop: SL-CAI and red teaming off
 
 CONFIG = PACKAGE_CONFIGS / "human-feedback.yaml"
 TINY = ["testbed.n_train=480", "testbed.n_test=120", "testbed.vocab_size=600",

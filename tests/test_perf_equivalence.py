@@ -449,14 +449,14 @@ def test_length_multiple_default(tiny_t5_dir, tiny_gpt2_dir):
 def test_sft_batches_padded_to_a_multiple_give_the_same_loss(tiny_t5_dir, tiny_gpt2_dir, arch):
     """``sft.length_multiple``: the extra columns are masked (label -100), so the loss and its gradient
     are those of the unpadded batch."""
-    from detoxrl.stages.sft import Pair, _collate, _encode, sequence_loss
+    from detoxrl.stages.sft import Pair, collate, encode, sequence_loss
 
     lp = load_policy_model(str(tiny_t5_dir if arch == "t5" else tiny_gpt2_dir))
     lp.model.eval()
-    items = _encode(lp, [Pair(p, " ".join(p.split()[:2])) for p in PROMPTS], 32, 8)
+    items = encode(lp, [Pair(p, " ".join(p.split()[:2])) for p in PROMPTS], 32, 8)
     grads = {}
     for multiple in (1, 16):
-        batch = _collate(lp, items, "cpu", multiple)
+        batch = collate(lp, items, "cpu", multiple)
         assert all(v.shape[1] % 16 == 0 for v in batch.values()) == (multiple == 16)
         lp.model.zero_grad(set_to_none=True)
         loss = sequence_loss(lp, batch)

@@ -43,7 +43,7 @@ def _cfg(tmp_path, *overrides):
     return load_config(None, list(overrides), tmp_path / "run")
 
 
-ALL = [s for s in pipeline.STAGES if s not in ("candidates", "labels", "redteam")]  # the default's
+ALL = [s for s in pipeline.STAGES if s not in ("candidates", "labels", "constitution", "redteam")]  # the default's
 
 
 def _printed(capsys) -> str:
@@ -100,6 +100,24 @@ def test_redteam_runs_only_when_enabled_after_ppo_and_feeds_the_report(tmp_path,
     ran.clear()
     pipeline.run_pipeline(_cfg(tmp_path, "redteam.enabled=true", "redteam.budget=50", "ppo.learning_rate=1e-3"))
     assert ran == ["prepare", "ppo", "redteam", "eval", "report"]
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("constitution.sl.n_prompts=10", ["constitution", "ppo", "eval", "report"]),
+    ("sft.epochs=1", ["sft", "constitution", "ppo", "eval", "report"]),
+    ("constitution.violation_weight=2", ["ppo", "eval", "report"]),  # PPO's penalty only
+])
+def test_the_sl_cai_stage_runs_between_train_rm_and_ppo_when_the_constitution_is_on(tmp_path, fake_stages,
+                                                                                   override, expected):
+    ran, _ = fake_stages
+    pipeline.run_pipeline(_cfg(tmp_path, "constitution.enabled=true"))
+    assert ran == ["prepare", "sft", "train-rm", "constitution", "ppo", "eval", "report"]
+    ran.clear()
+    pipeline.run_pipeline(_cfg(tmp_path, "constitution.enabled=true", override))
+    assert ran == ["prepare"] + expected
+    ran.clear()
+    pipeline.run_pipeline(_cfg(tmp_path, "constitution.enabled=true", "constitution.sl.enabled=false", override))
+    assert "constitution" not in ran and "ppo" in ran  # PPO's input changed: no SL-CAI model any more
 
 
 def test_the_changed_key_is_printed_with_both_values(tmp_path, fake_stages, capsys):
@@ -170,7 +188,7 @@ def test_the_human_feedback_loop_chains_through_the_rankings(tmp_path, fake_stag
     ran, _ = fake_stages
     cfg = load_config("human-feedback", [], tmp_path / "run")
     pipeline.run_pipeline(cfg)
-    assert ran == [s for s in pipeline.STAGES if s != "redteam"]
+    assert ran == [s for s in pipeline.STAGES if s not in ("constitution", "redteam")]
     ran.clear()
     pipeline.run_pipeline(load_config("human-feedback", [override], tmp_path / "run"))
     assert ran == ["prepare", *expected]

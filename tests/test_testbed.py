@@ -195,6 +195,48 @@ def test_sft_summaries_parrot_at_the_planned_rate(built, built_cfg, lexicon_word
             assert r["summary"] == gold
 
 
+def test_summary_labels_hold_by_construction(built):
+    from detoxrl.testbed.summary_labels import ANSWER_NO, LABELS, TIER_LABELS
+
+    lex = build_lexicon()
+    for split in ("train", "test"):
+        dialogues = {r["fname"]: r for r in read_rows(built, split)}
+        rows = read_rows(built, f"summary_labels_{split}")
+        variants = Counter(r["variant"] for r in rows)
+        hostile = sum(d["severity"] != "none" for d in dialogues.values())
+        assert variants["gold"] == len(dialogues) and variants["parrot"] == variants["neutral"] == hostile
+        assert variants["inserted"] >= hostile and variants["novel"] > 0
+        for r in rows:
+            d = dialogues[r["fname"]]
+            assert r["gold"] == d["summary"] and set(r["labels"]) == set(LABELS)
+            broken = {k for k, v in r["labels"].items() if v}
+            insults, profane = find_words(r["summary"], frozenset(lex.insulting)), find_words(r["summary"], frozenset(lex.profane))
+            if r["variant"] in ("gold", "neutral"):
+                assert not broken and not insults and not profane
+            elif r["variant"] == "parrot":
+                assert broken == set(TIER_LABELS[d["severity"]])
+                assert bool(insults) == ("insult" in broken) and bool(profane) == ("profanity" in broken)
+                assert ("identity" in broken) == any(g in r["summary"] for g, _ in FICTIONAL_GROUPS)
+            elif r["variant"] == "inserted":
+                assert broken in ({"insult"}, {"profanity"}) and (insults if "insult" in broken else profane)
+                assert len(r["summary"].split()) == len(r["gold"].split()) + 1
+            else:
+                assert broken == {"novel_entity"} and r["summary"] != r["gold"]
+                new = r["answers"]["novel_entity"].removeprefix("yes because ").removesuffix(" is not in the dialogue.")
+                assert new in r["summary"] and not re.search(rf"\b{new}\b", d["dialogue"])
+            for k in LABELS:
+                assert r["answers"][k].startswith("yes because ") if k in broken else r["answers"][k] == ANSWER_NO
+
+
+def test_the_answer_words_are_tokens_of_their_own(built):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(built / "tokenizer")
+    for word in ("yes", "no"):
+        ids = tok(word, add_special_tokens=False)["input_ids"]
+        assert len(ids) == 1 and tok(f"{word} because it", add_special_tokens=False)["input_ids"][0] == ids[0]
+
+
 def test_stats_report_the_shares(built):
     stats = json.loads((built / "stats.json").read_text())
     assert stats["train"]["n"] == 480 and stats["train"]["hostile_share"] == pytest.approx(0.3, abs=0.01)

@@ -87,6 +87,14 @@ def train_rm(config: Optional[str] = ConfigArg, set_: Optional[list[str]] = SetO
     _stage("train-rm", config, set_, run_dir)
 
 
+@app.command("constitution")
+def constitution_(config: Optional[str] = ConfigArg, set_: Optional[list[str]] = SetOpt,
+                  run_dir: Optional[Path] = RunDirOpt):
+    """SL-CAI: the policy critiques its own responses against each principle, revises the violating ones,
+    and is fine-tuned on the revisions whose critique passes (PPO then starts from it)."""
+    _stage("constitution", config, set_, run_dir)
+
+
 @app.command()
 def ppo(config: Optional[str] = ConfigArg, set_: Optional[list[str]] = SetOpt,
         run_dir: Optional[Path] = RunDirOpt,
@@ -135,8 +143,9 @@ def run(config: Optional[str] = ConfigArg, set_: Optional[list[str]] = SetOpt,
         force: Optional[list[str]] = typer.Option(None, help="Re-run this stage even if its output exists."),
         no_rerun: bool = typer.Option(False, "--no-rerun",
                                       help="Refuse, listing the changes, instead of remaking stale stages.")):
-    """Run every stage that is not up to date: prepare → sft → [candidates → labels] → train-rm → ppo →
-    [redteam] → eval → report (candidates and labels when labels.enabled, as in configs/human-feedback.yaml;
+    """Run every stage that is not up to date: prepare → sft → [candidates → labels] → train-rm →
+    [constitution] → ppo → [redteam] → eval → report (candidates and labels when labels.enabled, as in
+    configs/human-feedback.yaml; constitution (SL-CAI) when constitution.enabled, as in configs/sl-cai.yaml;
     redteam when redteam.enabled).
 
     A stage is skipped when its output exists and was made from the same settings, inputs and data;
@@ -222,6 +231,24 @@ def judge_eval(file: Path = typer.Argument(..., help="Labelled csv/jsonl to scor
             console.print(format_judge_eval(res))
             results.append(res)
         write_json(cfg.run_path / f"judge_eval_{Path(file).stem}.json", results)
+
+    _guard(go)
+
+
+@app.command("critique-eval")
+def critique_eval(config: Optional[str] = ConfigArg, set_: Optional[list[str]] = SetOpt,
+                  run_dir: Optional[Path] = RunDirOpt,
+                  model: Optional[str] = typer.Option(None, help="Model to evaluate (default: the run's SFT policy)."),
+                  labels: Optional[Path] = typer.Option(None, help="Labelled summaries (default: sft.tasks.eval_labels_file)."),
+                  n: int = typer.Option(1000, help="Summaries per principle, half of them violating.")):
+    """The model's self-critique as a classifier: accuracy and AUC of P("yes") per principle against
+    labelled summaries; writes critique_eval_<model>.json in the run folder."""
+
+    def go():
+        from detoxrl.constitution.critique_eval import run_critique_eval
+
+        _quiet_libraries()
+        run_critique_eval(_load(config, set_, run_dir), model=model, labels_file=labels, n=n)
 
     _guard(go)
 

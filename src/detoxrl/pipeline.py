@@ -1,7 +1,8 @@
 """The pipeline: which stages run, in what order, each skipped when its output is up to date.
 
-``prepare → sft → candidates → labels → train-rm → ppo → redteam → eval → report`` (:mod:`detoxrl.stages`,
-one module each; ``candidates`` and ``labels`` where ``labels.enabled``, ``redteam`` where ``redteam.enabled``). Every
+``prepare → sft → candidates → labels → train-rm → constitution → ppo → redteam → eval → report``
+(:mod:`detoxrl.stages`, one module each; ``candidates`` and ``labels`` where ``labels.enabled``,
+``constitution`` where ``constitution.enabled``, ``redteam`` where ``redteam.enabled``). Every
 stage reads the validated config and writes into the one run folder; the resolved config is saved there
 as ``config.yaml``, closed by comments that say what the precision settings' ``auto`` resolves to on
 this machine (the keys themselves keep ``auto``, as the stage fingerprints do).
@@ -16,12 +17,14 @@ from pathlib import Path
 from detoxrl.config import Config
 from detoxrl.errors import ConfigError
 from detoxrl.stages import STAGES, candidates, fingerprint, labels, ppo, prepare, redteam, report, sft, train_rm
+from detoxrl.stages import constitution as constitution_stage
 from detoxrl.stages import eval as eval_stage
 from detoxrl.stages.device import is_main_process, run_precision
 from detoxrl.utils import atomic_write_text, console, write_json
 
 MODULES = {"prepare": prepare, "sft": sft, "candidates": candidates, "labels": labels, "train-rm": train_rm,
-           "ppo": ppo, "redteam": redteam, "eval": eval_stage, "report": report}
+           "constitution": constitution_stage, "ppo": ppo, "redteam": redteam, "eval": eval_stage,
+           "report": report}
 __all__ = ["STAGES", "run_pipeline", "run_stage", "stage_output"]
 
 
@@ -39,8 +42,8 @@ def precision_comment(cfg: Config) -> str:
 
 def stage_enabled(cfg: Config, stage: str) -> bool:
     return {"sft": cfg.sft.enabled, "candidates": cfg.labels.enabled, "labels": cfg.labels.enabled,
-            "train-rm": cfg.train_rm.enabled, "redteam": cfg.redteam.enabled,
-            "report": cfg.report.enabled}.get(stage, True)
+            "train-rm": cfg.train_rm.enabled, "constitution": constitution_stage.enabled(cfg),
+            "redteam": cfg.redteam.enabled, "report": cfg.report.enabled}.get(stage, True)
 
 
 def stage_output(cfg: Config, stage: str) -> Path:

@@ -18,6 +18,7 @@ name another stage's output (``policy.name_or_path: "{run_dir}/sft"``).
 Every name is importable from here: ``from detoxrl.config import Config, PPOSettings, load_config``.
 """
 
+from detoxrl.config.base import CRITIQUE_REQUEST, REVISION_REQUEST
 from detoxrl.config.labels import DEFAULT_CRITERION, PAGE_SPECIAL_LABELS, LabelSettings, SimulatedLabellerSettings
 from detoxrl.config.loading import (
     DEFAULT_CONFIG,
@@ -47,18 +48,21 @@ from detoxrl.config.sections import (
     SeverityMix,
     SeverityTier,
     SFTSettings,
+    SFTTaskSettings,
+    SLCAISettings,
     TestbedSettings,
     TinyJudgeSettings,
     TinyT5Settings,
 )
 
 __all__ = [
-    "DEFAULT_CONFIG", "DEFAULT_CRITERION", "DIMENSIONS", "PACKAGE_CONFIGS", "PAGE_SPECIAL_LABELS",
+    "CRITIQUE_REQUEST", "DEFAULT_CONFIG", "DEFAULT_CRITERION", "DIMENSIONS", "PACKAGE_CONFIGS",
+    "PAGE_SPECIAL_LABELS", "REVISION_REQUEST",
     "Config", "ConstitutionSettings", "CurriculumSettings", "DataSettings", "EvalSettings",
     "GenerationSettings", "JudgeSettings", "KLSettings", "LabelSettings", "LoraSettings", "ModelSettings",
     "PPOSettings", "RedLMSettings", "RedRLSettings", "RedTeamSettings",
-    "ReportSettings", "RewardModelSettings", "RewardSettings", "SFTSettings", "SeverityMix", "SeverityTier",
-    "SimulatedLabellerSettings",
+    "ReportSettings", "RewardModelSettings", "RewardSettings", "SFTSettings", "SFTTaskSettings",
+    "SLCAISettings", "SeverityMix", "SeverityTier", "SimulatedLabellerSettings",
     "TestbedSettings", "TinyJudgeSettings", "TinyT5Settings",
     "apply_override", "config_from_dict", "load_config", "read_yaml",
 ]

@@ -10,3 +10,11 @@ DIMENSIONS = ("hate", "harassment", "discrimination", "profanity")
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+
+CRITIQUE_REQUEST = ("Does this summary break the principle '{principle}'? Answer yes or no, then why.\n\n"
+                    "Summary: {response}\n\nDialogue:\n{dialogue}")
+"""The self-critique request (``constitution.critique_request``); the dialogue comes last, so that a
+truncated request loses the end of the dialogue, never the question or the summary."""
+REVISION_REQUEST = ("Rewrite the summary so that it follows '{principle}'.\n\nSummary: {response}\n\n"
+                    "Dialogue:\n{dialogue}")
+"""The self-revision request (``constitution.revision_request``)."""

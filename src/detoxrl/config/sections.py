@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from detoxrl.config.base import DIMENSIONS, _Strict  # noqa: F401 - DIMENSIONS importable from here as before
+from detoxrl.config.base import CRITIQUE_REQUEST, DIMENSIONS, REVISION_REQUEST, _Strict  # noqa: F401 - DIMENSIONS importable from here as before
 from detoxrl.config.rewards import (  # noqa: F401 - the reward sections, importable from here as before
     JudgeSettings,
     RewardModelSettings,
@@ -179,6 +179,29 @@ class GenerationSettings(_Strict):
 # --------------------------------------------------------------------------------------------------
 # sft
 # --------------------------------------------------------------------------------------------------
+class SFTTaskSettings(_Strict):
+    """Critique and revision examples for SFT, made from a file of summaries labelled per principle
+    (the testbed writes ``data/summary_labels_{train,test}.jsonl``; format in
+    ``detoxrl.constitution.tasks``). Off by default: an instruction-tuned model (FLAN-T5) answers the
+    critique and revision requests of ``constitution`` zero-shot."""
+
+    critique_share: float = Field(0.0, ge=0)
+    """Critique examples per (prompt, target) pair: 0.2 adds one critique example for every five pairs,
+    half of them with the answer yes."""
+    revision_share: float = Field(0.0, ge=0)
+    """Revision examples (a violating summary rewritten into the clean one) per (prompt, target) pair."""
+    labels_file: str = "{run_dir}/testbed/data/summary_labels_train.jsonl"
+    eval_labels_file: str = "{run_dir}/testbed/data/summary_labels_test.jsonl"
+    """The held-out labelled summaries ``detoxrl critique-eval`` scores the self-critique on."""
+    principles: dict[str, str] = Field(default_factory=dict)
+    """Principle id (of ``constitution.path``) → the label of the labels file that is its ground truth,
+    e.g. ``{no-insults: insult}``; the principles with ground truth get critique and revision examples."""
+
+    @property
+    def enabled(self) -> bool:
+        return (self.critique_share > 0 or self.revision_share > 0) and bool(self.principles)
+
+
 class SFTSettings(_Strict):
     enabled: bool = True
     base_model: ModelSettings | None = None
@@ -199,6 +222,8 @@ class SFTSettings(_Strict):
     """Pad each batch to a multiple of this many tokens (masked, label -100). ``None``: 16 for an
     encoder-decoder base model stored in bfloat16 or float16 on the CPU (see ``ppo.length_multiple``),
     1 otherwise."""
+    tasks: SFTTaskSettings = Field(default_factory=SFTTaskSettings)
+    """Multi-task SFT: critique and revision examples beside the (prompt, target) pairs (testbed)."""
     seed: int | None = None
 
 
@@ -313,6 +338,34 @@ class CurriculumSettings(_Strict):
     window: int = Field(5, gt=0)
 
 
+class SLCAISettings(_Strict):
+    """Supervised Constitutional AI: the SFT policy samples responses to training prompts, critiques each
+    against each principle, revises the violating ones, and is fine-tuned on the revisions whose own
+    critique passes (``detoxrl.stages.constitution``). PPO then starts from the result."""
+
+    enabled: bool = True
+    principles: list[str] | None = None
+    """Principle ids to self-critique (default: every principle of ``constitution.path``)."""
+    n_prompts: int = Field(2000, gt=0)
+    """Training prompts sampled (seeded) from ``data.train_split``; one response each."""
+    threshold: float = Field(0.5, gt=0, lt=1)
+    """A response violates a principle when its self-critique's P(yes) is at least this."""
+    revision: Literal["policy", "rewrite"] = "policy"
+    """``policy``: the policy answers each violated principle's revision request in turn (greedy);
+    ``rewrite``: the rule-based rewrite of ``detoxrl.constitution.revise`` (the principles' checks)."""
+    include_compliant: bool = False
+    """Also fine-tune on the responses whose critique passed, unchanged (keeps the policy's other answers)."""
+    max_new_tokens: int | None = Field(None, gt=0)
+    """Length of responses and revisions (default: ``ppo.generation.max_new_tokens``)."""
+    batch_size: int = Field(64, gt=0)
+    """Prompts per generation and critique batch."""
+    epochs: float = Field(2.0, gt=0)
+    train_batch_size: int = Field(16, gt=0)
+    learning_rate: float = Field(5e-4, gt=0)
+    output_dir: str = "{run_dir}/sl-cai"
+    seed: int | None = None
+
+
 class ConstitutionSettings(_Strict):
     """Principles checked on every PPO response (penalties, revisions); see ``detoxrl.constitution``."""
 
@@ -330,6 +383,22 @@ class ConstitutionSettings(_Strict):
     record: bool = True
     """During PPO, keep (original, revised) pairs as preference and SFT data in ``output_dir``."""
     output_dir: str = "{run_dir}/constitution"
+    critique_request: str = CRITIQUE_REQUEST
+    """The self-critique request (SFT tasks, the ``constitution`` stage, ``critique-eval``, the
+    ``self_critique`` judge): ``{principle}`` (the principle in words), ``{response}``, ``{dialogue}``;
+    the dialogue's part is left out when there is no dialogue (``detoxrl.constitution.prompts``)."""
+    revision_request: str = REVISION_REQUEST
+    """The self-revision request, with the same placeholders."""
+    sl: SLCAISettings = Field(default_factory=SLCAISettings)
+    """The ``constitution`` stage (SL-CAI), which ``detoxrl run`` runs when ``enabled`` here and there."""
+
+    @field_validator("critique_request", "revision_request")
+    @classmethod
+    def _request(cls, v: str) -> str:
+        for key in ("{principle}", "{response}"):
+            if key not in v:
+                raise ValueError(f"must contain {key}")
+        return v
 
 
 # --------------------------------------------------------------------------------------------------

@@ -10,5 +10,10 @@
 - :mod:`~detoxrl.constitution.records`: accepted revisions as preference and SFT data;
 - :mod:`~detoxrl.constitution.engine`: the check-and-revise loop;
 - :mod:`~detoxrl.constitution.reward`: ``with_constitution`` — penalties and per-principle logs in PPO;
-- :mod:`~detoxrl.constitution.generate`: the same loop at inference time (``detoxrl generate``).
+- :mod:`~detoxrl.constitution.generate`: the same loop at inference time (``detoxrl generate``);
+- :mod:`~detoxrl.constitution.prompts`: the self-critique and self-revision requests, P("yes");
+- :mod:`~detoxrl.constitution.tasks`: critique and revision examples for multi-task SFT;
+- :mod:`~detoxrl.constitution.critique_eval`: the self-critique as a classifier (``detoxrl critique-eval``);
+- :mod:`~detoxrl.constitution.sl_cai`: SL-CAI's critique → revision → acceptance loop (the
+  ``constitution`` stage).
 """

@@ -180,3 +180,28 @@ def plot_reward_histogram(before: np.ndarray, after: np.ndarray, primary: str) -
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return figure_png(fig)
+
+
+def plot_sl_cai(metrics: dict) -> bytes | None:
+    """SL-CAI (``sl_metrics.json``): per principle, the self-critique's violation rate of the responses
+    before and after revision, and the share of violating responses whose revision was kept."""
+    per = metrics.get("principles") or {}
+    if not per:
+        return None
+    names = list(per)
+    val = lambda pid, key: np.nan if per[pid][key] is None else float(per[pid][key])  # noqa: E731
+    fig = _figure(5.6, max(2.4, 0.5 * len(names) + 1.3))
+    ax = fig.subplots()
+    pos = np.arange(len(names))
+    for offset, key, label in ((-0.27, "violation_rate_before", "violations before revision"),
+                               (0.0, "violation_rate_after", "violations after revision"),
+                               (0.27, "accepted_share", "revisions kept (share of violations)")):
+        ax.barh(pos + offset, [val(p, key) for p in names], height=0.26, label=label)
+    ax.set_yticks(pos, names, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("share of responses (self-critique)")
+    ax.set_title("SL-CAI: self-critique and revision per principle", fontsize=11)
+    ax.legend(fontsize=7, loc="lower right", framealpha=0.9)
+    ax.grid(alpha=0.3, axis="x")
+    return figure_png(fig)

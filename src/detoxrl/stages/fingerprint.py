@@ -23,6 +23,7 @@ from typing import Any
 
 from detoxrl import __version__
 from detoxrl.config import Config, LabelSettings
+from detoxrl.constitution.principles import resolve_constitution_path
 from detoxrl.utils import write_json
 
 CANDIDATE_KEYS = tuple(f"labels.{k}" for k in LabelSettings.model_fields if k not in ("enabled", "simulated"))
@@ -30,12 +31,17 @@ CANDIDATE_KEYS = tuple(f"labels.{k}" for k in LabelSettings.model_fields if k no
 
 SECTIONS: dict[str, tuple[str, ...]] = {
     "prepare": ("testbed", "data"),
-    "sft": ("seed", "sft", "data"),
+    "sft": ("seed", "sft", "data", "constitution.path", "constitution.critique_request",
+            "constitution.revision_request"),
     "candidates": ("seed", "data", "policy", "reward", "eval.extra_judges", "ppo.generation", "sft.enabled",
                    "sft.output_dir", *CANDIDATE_KEYS),
     "labels": ("seed", "data", "labels.simulated", "labels.output_dir", "labels.split", "labels.seed",
                "train_rm.special_labels"),
     "train-rm": ("seed", "train_rm"),
+    "constitution": ("seed", "policy", "data", "constitution.path", "constitution.critique_request",
+                     "constitution.revision_request", "constitution.sl", "reward.judges", "eval.extra_judges",
+                     "sft.max_target_tokens", "sft.length_multiple", "sft.weight_decay", "sft.warmup_ratio",
+                     "sft.max_grad_norm", "ppo.generation"),
     "ppo": ("seed", "policy", "data", "reward", "ppo", "curriculum", "constitution"),
     "redteam": ("seed", "policy", "data", "reward", "eval.generation", "eval.extra_judges", "redteam",
                 "ppo.output_dir"),
@@ -50,7 +56,8 @@ INPUTS: dict[str, tuple[str, ...]] = {
     "candidates": ("prepare", "sft"),
     "labels": ("prepare", "candidates"),
     "train-rm": ("prepare",),
-    "ppo": ("prepare", "sft", "train-rm"),
+    "constitution": ("prepare", "sft", "train-rm"),
+    "ppo": ("prepare", "sft", "train-rm", "constitution"),
     "redteam": ("prepare", "sft", "train-rm", "ppo"),
     "eval": ("prepare", "sft", "train-rm", "ppo"),
     "report": ("eval", "ppo", "redteam"),
@@ -107,6 +114,10 @@ def data_files(cfg: Config, stage: str) -> list[Path]:
         names += [f for f in (cfg.train_rm.train_file, cfg.train_rm.eval_file) if f]
     if stage == "prepare" and cfg.testbed is not None:
         names.append("{run_dir}/testbed/fingerprint.json")
+    if (stage == "sft" and cfg.sft.tasks.enabled) or (stage in ("constitution", "ppo") and cfg.constitution.enabled):
+        names.append(str(resolve_constitution_path(cfg.constitution.path, cfg)))  # the principles' words
+    if stage == "sft" and cfg.sft.tasks.enabled and cfg.data.source != "testbed":
+        names.append(cfg.sft.tasks.labels_file)
     files: list[Path] = []
     for name in names:
         p = cfg.path(name)

@@ -31,6 +31,7 @@ from detoxrl.redteam.training import HARMFUL_TIER, harmful_examples, read_cases
 from detoxrl.rewards.composite import CompositeReward
 from detoxrl.rl import checkpoint as ckpt
 from detoxrl.rl.trainer import PPOTrainer, Reward
+from detoxrl.stages.constitution import start_model
 from detoxrl.stages.device import policy_precision, stage_accelerator
 from detoxrl.stages.fingerprint import SECTIONS, flatten
 from detoxrl.stages.ppo_monitor import Monitor
@@ -76,8 +77,8 @@ def setup(cfg: Config, reward_fn: Reward | None = None) -> Setup:
     acc = stage_accelerator(cfg)
     set_seed(seed + acc.process_index)
     dtype = policy_precision(cfg, acc)
-    policy_settings = cfg.policy.model_copy(update={"name_or_path": cfg.resolve(cfg.policy.name_or_path),
-                                                    "dtype": dtype.choice})
+    # the SL-CAI model when the constitution stage ran, else policy.name_or_path
+    policy_settings = cfg.policy.model_copy(update={"name_or_path": start_model(cfg), "dtype": dtype.choice})
     lp = load_policy_model(policy_settings, device=acc.device, apply_lora=True)
 
     examples = load_examples(cfg, cfg.data.train_split).examples

@@ -2,7 +2,10 @@
 
 On the testbed this produces the base (reference) policy: a tiny T5 that summarises dialogues and,
 because a share of its training summaries repeat the insults they read, parrots toxicity the way real
-base models do.
+base models do. With ``sft.tasks`` it is multi-task, as an instruction-tuned model is: it also learns to
+answer critique requests (yes or no, then why) and revision requests from the testbed's labelled
+summaries (:mod:`detoxrl.constitution.tasks`); those pairs are ``critique_share + revision_share`` more
+pairs per summarisation pair, and the requests may be up to ``REQUEST_EXTRA_TOKENS`` longer.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ from pathlib import Path
 
 import torch
 
-from detoxrl.config import Config, ModelSettings
+from detoxrl.config import Config, ModelSettings, SFTSettings
+from detoxrl.constitution.prompts import REQUEST_EXTRA_TOKENS
+from detoxrl.constitution.tasks import counts, task_pairs
 from detoxrl.data.loaders import load_examples, load_table
 from detoxrl.data.prompts import fill_template
 from detoxrl.errors import DataError
@@ -46,7 +51,7 @@ def load_pairs(cfg: Config) -> list[Pair]:
     return [Pair(fill_template(template, ex.text), ex.references[0]) for ex in res.examples]
 
 
-def _encode(lp: LoadedPolicy, pairs: list[Pair], max_prompt: int, max_target: int):
+def encode(lp: LoadedPolicy, pairs: list[Pair], max_prompt: int, max_target: int):
     tok = lp.tokenizer
     prompts = tok([p.prompt for p in pairs], truncation=True, max_length=max_prompt)["input_ids"]
     targets = tok([p.target for p in pairs], truncation=True, max_length=max_target)["input_ids"]
@@ -59,7 +64,7 @@ def _encode(lp: LoadedPolicy, pairs: list[Pair], max_prompt: int, max_target: in
     return [(bos + p, t) for p, t in zip(prompts, targets)]
 
 
-def _collate(lp: LoadedPolicy, items, device, multiple: int = 1):
+def collate(lp: LoadedPolicy, items, device, multiple: int = 1):
     """One batch, right-padded to its longest row rounded up to ``multiple`` (masked, label -100)."""
     pad = lp.pad_id
     if lp.is_seq2seq:
@@ -99,7 +104,7 @@ def evaluate_loss(lp: LoadedPolicy, items, batch_size: int, device, multiple: in
     total, count = 0.0, 0
     for i in range(0, len(items), batch_size):
         chunk = items[i: i + batch_size]
-        batch = _collate(lp, chunk, device, multiple)
+        batch = collate(lp, chunk, device, multiple)
         n_tok = int((batch["labels"] != -100).sum())
         total += float(sequence_loss(lp, batch)) * n_tok
         count += n_tok
@@ -133,8 +138,12 @@ def run(cfg: Config, device: str | torch.device | None = None) -> Path:
     dtype = resolve_dtype(base.dtype, device, key="sft.base_model.dtype" if s.base_model else "policy.dtype")
     base = base.model_copy(update={"name_or_path": cfg.resolve(base.name_or_path), "dtype": dtype.choice})
     pairs = load_pairs(cfg)
+    tasks = task_pairs(cfg, len(pairs), seed) if s.tasks.enabled else []
     lp = load_policy_model(base, device=device, apply_lora=True)
-    items = _encode(lp, pairs, cfg.data.max_prompt_tokens, s.max_target_tokens)
+    items = encode(lp, pairs, cfg.data.max_prompt_tokens, s.max_target_tokens)
+    if tasks:
+        items += encode(lp, [Pair(t.prompt, t.target) for t in tasks],
+                         cfg.data.max_prompt_tokens + REQUEST_EXTRA_TOKENS, s.max_target_tokens)
     # Lengths bucketed where oneDNN would keep new kernels for every new shape (see sft.length_multiple).
     multiple = length_multiple(s.length_multiple, lp.model, autocast=False)
 
@@ -146,16 +155,18 @@ def run(cfg: Config, device: str | torch.device | None = None) -> Path:
 
     eval_before = evaluate_loss(lp, eval_items, 64, device, multiple)
     t0 = time.perf_counter()
-    step, history = _train(cfg, lp, train_items, g, device, multiple)
+    step, history = fit(s, lp, train_items, g, device, multiple)
     train_s = time.perf_counter() - t0
     eval_after = evaluate_loss(lp, eval_items, 64, device, multiple)
     console.print(f"sft: held-out loss {eval_before:.3f} -> {eval_after:.3f} "
-                  f"({len(train_items)} pairs, {step} steps, {train_s:.0f}s)")
+                  f"({len(train_items)} pairs, {len(tasks)} critique or revision examples in all, {step} steps, "
+                  f"{train_s:.0f}s)")
 
     out = cfg.path(s.output_dir)
     metrics = {"train_pairs": len(train_items), "eval_pairs": len(eval_items), "steps": step,
                "epochs": s.epochs, "eval_loss_before": eval_before, "eval_loss_after": eval_after,
-               "train_seconds": train_s, "history": history, "base_model": base.name_or_path}
+               "train_seconds": train_s, "history": history, "base_model": base.name_or_path,
+               "task_pairs": counts(tasks)}
     with atomic_dir(out) as tmp:
         save_policy(lp.model, lp.tokenizer, tmp, base_name=base.name_or_path,
                     extra={"stage": "sft", "precision": {dtype.key: dtype.as_dict()}})
@@ -163,10 +174,10 @@ def run(cfg: Config, device: str | torch.device | None = None) -> Path:
     return out
 
 
-def _train(cfg: Config, lp: LoadedPolicy, train_items, g: torch.Generator, device,
-           multiple: int) -> tuple[int, list[dict]]:
-    """The optimisation loop: AdamW with warm-up and linear decay; returns (steps, loss history)."""
-    s = cfg.sft
+def fit(s: SFTSettings, lp: LoadedPolicy, train_items, g: torch.Generator, device,
+        multiple: int, label: str = "sft") -> tuple[int, list[dict]]:
+    """The optimisation loop over encoded pairs (:func:`encode`) with ``s``'s epochs, batch size and
+    optimiser settings: AdamW with warm-up and linear decay; returns (steps, loss history)."""
     steps_per_epoch = math.ceil(len(train_items) / s.batch_size)
     total = max(1, int(round(steps_per_epoch * s.epochs)))
     # bfloat16/float16 weights (policy.dtype) train through float32 masters; float32 ones directly.
@@ -178,13 +189,13 @@ def _train(cfg: Config, lp: LoadedPolicy, train_items, g: torch.Generator, devic
     history: list[dict] = []
     step, ema = 0, None
     with progress() as bar:
-        task = bar.add_task("sft", total=total, info="")
+        task = bar.add_task(label, total=total, info="")
         while step < total:
             perm = torch.randperm(len(train_items), generator=g).tolist()
             for i in range(0, len(perm), s.batch_size):
                 if step >= total:
                     break
-                batch = _collate(lp, [train_items[j] for j in perm[i: i + s.batch_size]], device, multiple)
+                batch = collate(lp, [train_items[j] for j in perm[i: i + s.batch_size]], device, multiple)
                 loss = sequence_loss(lp, batch)
                 loss.backward()
                 masters.grads_to_masters()

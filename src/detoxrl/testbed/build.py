@@ -11,6 +11,8 @@ Layout::
       data/sft_train.jsonl train with parroted summaries for a share of hostile dialogues
       data/judge_{train,eval}.jsonl      text, label (nothate|hate), category, source (turn|summary)
       data/rankings_{train,eval}.jsonl   prompt, completions, ranks (1 = best)
+      data/summary_labels_{train,test}.jsonl  summaries labelled per principle, with the answers a
+                           critique should give (:mod:`~detoxrl.testbed.summary_labels`)
       tokenizer/           the trained tokenizer (policy flavour), loadable with AutoTokenizer
       policy-init/         untrained tiny T5 + tokenizer (save_pretrained, safetensors)
       judge-init/          untrained tiny RoBERTa classifier (nothate/hate) + tokenizer
@@ -40,6 +42,7 @@ from detoxrl.errors import ConfigError
 from detoxrl.testbed import corpus as C
 from detoxrl.testbed.lexicon import Lexicon, build_lexicon, find_words, wordlist_path
 from detoxrl.testbed.models import build_tiny_judge, build_tiny_t5
+from detoxrl.testbed.summary_labels import LABELS, answer_texts, summary_label_rows
 from detoxrl.testbed.tokenizer import judge_tokenizer, policy_tokenizer, train_tokenizer
 from detoxrl.utils import atomic_dir, console, progress, read_json, write_json, write_jsonl
 
@@ -48,9 +51,12 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 """Bump when the files ``prepare`` writes change for the same settings."""
 JUDGE_MAX_PER_LABEL = 6000
+ANSWERS_IN_TOKENIZER = 1000
+"""Answers of each kind (yes, no) among the tokenizer's training texts."""
 EXPECTED = ("lexicon.txt", "stats.json", "data/train.jsonl", "data/test.jsonl", "data/sft_train.jsonl",
             "data/judge_train.jsonl", "data/judge_eval.jsonl", "data/rankings_train.jsonl",
-            "data/rankings_eval.jsonl", "tokenizer/tokenizer.json", "policy-init/config.json",
+            "data/rankings_eval.jsonl", "data/summary_labels_train.jsonl", "data/summary_labels_test.jsonl",
+            "tokenizer/tokenizer.json", "policy-init/config.json",
             "policy-init/model.safetensors", "judge-init/config.json", "judge-init/model.safetensors")
 
 
@@ -139,14 +145,23 @@ def _write_data(folder: Path, corpus: C.Corpus, lex: Lexicon, seed: int, templat
     re_ = C.ranking_rows(corpus.test, template)
     write_jsonl(data / "rankings_train.jsonl", rt)
     write_jsonl(data / "rankings_eval.jsonl", re_)
-    return {"judge_train": dict(sorted(Counter(r["label"] for r in jt).items())),
+    labelled, answers = {}, []
+    for split, ds in (("train", corpus.train), ("test", corpus.test)):
+        rows = summary_label_rows(ds, split, lex, seed)
+        write_jsonl(data / f"summary_labels_{split}.jsonl", rows)
+        labelled[split] = {"rows": len(rows), **{k: sum(r["labels"][k] for r in rows) for k in LABELS}}
+        answers = answers or answer_texts(rows, ANSWERS_IN_TOKENIZER, seed)
+    return {"summary_labels": labelled, "answer_texts": answers,
+            "judge_train": dict(sorted(Counter(r["label"] for r in jt).items())),
             "judge_eval": dict(sorted(Counter(r["label"] for r in je).items())),
             "judge_train_categories": dict(sorted(Counter(r["category"] for r in jt).items())),
             "rankings_train": len(rt), "rankings_eval": len(re_)}
 
 
-def _tokenizer_texts(corpus: C.Corpus, template: str) -> list[str]:
-    texts = [fill_template(template, d.dialogue) for d in corpus.train]
+def _tokenizer_texts(corpus: C.Corpus, template: str, answers: list[str]) -> list[str]:
+    """The prompts and summaries of the train split, and answers to critique requests (so that the
+    answer words ``yes`` and ``no`` are tokens of their own)."""
+    texts = [fill_template(template, d.dialogue) for d in corpus.train] + answers
     texts += [d.parrot_summary for d in corpus.train] + [d.neutral_summary for d in corpus.train if d.neutral_clause]
     return texts
 
@@ -169,7 +184,7 @@ def build_testbed(cfg: Config, folder: Path, fp: dict[str, Any]) -> dict[str, An
         step("data files")
         files = _write_data(folder, corpus, lex, s.seed, template)
         step("tokenizer")
-        raw = train_tokenizer(_tokenizer_texts(corpus, template), s.vocab_size)
+        raw = train_tokenizer(_tokenizer_texts(corpus, template, files.pop("answer_texts")), s.vocab_size)
         ptok = policy_tokenizer(raw)
         ptok.save_pretrained(folder / "tokenizer")
         step("models")

@@ -1,0 +1,134 @@
+"""The policy critiquing and revising its own summaries: the requests, and P("yes") of a critique.
+
+Requests (``constitution.critique_request`` / ``revision_request``; defaults in
+:data:`~detoxrl.config.CRITIQUE_REQUEST` and :data:`~detoxrl.config.REVISION_REQUEST`)::
+
+    Does this summary break the principle '<principle>'? Answer yes or no, then why.
+
+    Summary: <response>
+
+    Dialogue:
+    <dialogue>
+
+The placeholders are ``{principle}`` (the principle in words, ``Principle.principle``), ``{response}``
+and ``{dialogue}``; without a dialogue, the part from the blank line before the line that holds
+``{dialogue}`` on is left out. The dialogue comes last so that a request cut at the prompt length loses
+the end of the dialogue, not the question. The revision request is filled the same way.
+
+**P("yes").** ``Y`` and ``N`` are the first tokens of the answer words (default ``yes, Yes`` and
+``no, No``; each word's first token without special tokens, unknown tokens dropped, each token once;
+:func:`~detoxrl.constitution.critic.answer_token_ids`), and ``ℓ`` are the logits of the first answer
+token (an encoder-decoder: the decoder's first position, fed the decoder start token; a decoder-only
+model: the position after the request's last token). With ``p = softmax(ℓ)`` over the whole vocabulary::
+
+    P(yes) = Σ_{y∈Y} p_y / (Σ_{y∈Y} p_y + Σ_{n∈N} p_n) = σ(LSE_{y∈Y} ℓ_y − LSE_{n∈N} ℓ_n)
+
+— the probability of answering with a variant of yes, given that the answer starts with a variant of yes
+or no; with one token on each side, the softmax over the two first-token logits. It is deterministic:
+the model runs in eval mode (dropout off) without gradients.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from detoxrl.config import CRITIQUE_REQUEST, REVISION_REQUEST, ConstitutionSettings
+from detoxrl.constitution.critic import answer_token_ids, first_token_logits, yes_probability
+from detoxrl.constitution.principles import Principle
+from detoxrl.errors import ModelError
+from detoxrl.models.loading import LoadedPolicy
+
+YES_WORDS = ("yes", "Yes")
+NO_WORDS = ("no", "No")
+REQUEST_EXTRA_TOKENS = 64
+"""Requests may be this many tokens longer than ``data.max_prompt_tokens`` (the question and summary)."""
+
+
+def fill_request(template: str, principle: Principle | str, response: str, dialogue: str = "") -> str:
+    """``template`` with ``{principle}``, ``{response}`` and ``{dialogue}`` replaced (plain replacement;
+    other braces stay). An empty ``dialogue`` drops the template's dialogue part (module docstring)."""
+    text = principle.principle if isinstance(principle, Principle) else str(principle)
+    if not dialogue.strip() and "{dialogue}" in template:
+        head, _, _ = template.partition("{dialogue}")
+        cut = head.rfind("\n\n")
+        template = head[:cut] if cut >= 0 else head.rstrip()
+    out = template.replace("{principle}", text).replace("{response}", response.strip())
+    return out.replace("{dialogue}", dialogue)
+
+
+def critique_request(principle: Principle | str, response: str, dialogue: str = "",
+                     template: str = CRITIQUE_REQUEST) -> str:
+    """The self-critique request for ``response`` (module docstring)."""
+    return fill_request(template, principle, response, dialogue)
+
+
+def revision_request(principle: Principle | str, response: str, dialogue: str = "",
+                     template: str = REVISION_REQUEST) -> str:
+    """The self-revision request for ``response`` (module docstring)."""
+    return fill_request(template, principle, response, dialogue)
+
+
+def answer_ids(tokenizer, yes_words: Sequence[str] = YES_WORDS,
+               no_words: Sequence[str] = NO_WORDS, what: str = "self-critique") -> tuple[list[int], list[int]]:
+    """``(Y, N)``: the first tokens of the yes and no words; a clear error when a side has none, or when
+    the two sides share a token (P(yes) would not tell them apart)."""
+    name = getattr(tokenizer, "name_or_path", "") or "the tokenizer"
+    yes, no = answer_token_ids(tokenizer, yes_words), answer_token_ids(tokenizer, no_words)
+    for words, ids in ((yes_words, yes), (no_words, no)):
+        if not ids:
+            raise ModelError(f"{what}: none of the answer words {list(words)} is a token of {name}")
+    if set(yes) & set(no):
+        raise ModelError(f"{what}: the answer words {list(yes_words)} and {list(no_words)} start with the "
+                         f"same token in {name}")
+    return yes, no
+
+
+def p_yes(lp: LoadedPolicy, requests: Sequence[str], *, max_prompt_tokens: int, batch_size: int = 32,
+          yes_words: Sequence[str] = YES_WORDS, no_words: Sequence[str] = NO_WORDS) -> torch.Tensor:
+    """P("yes") ``[B]`` (float32, on the CPU) of ``lp``'s answer to each request (module docstring)."""
+    yes, no = answer_ids(lp.tokenizer, yes_words, no_words)
+    out = [yes_probability(first_token_logits(lp, list(requests[i: i + batch_size]), max_prompt_tokens),
+                           yes, no).cpu()
+           for i in range(0, len(requests), batch_size)]
+    return torch.cat(out) if out else torch.zeros(0)
+
+
+class SelfCritic:
+    """A model's self-critique of responses against principles: P("yes") per principle.
+
+    ``settings`` gives the request templates (``constitution``'s); ``threshold`` makes the verdict.
+    """
+
+    def __init__(self, lp: LoadedPolicy, principles: Sequence[Principle], settings: ConstitutionSettings,
+                 *, max_prompt_tokens: int, batch_size: int = 32, threshold: float = 0.5,
+                 yes_words: Sequence[str] = YES_WORDS, no_words: Sequence[str] = NO_WORDS) -> None:
+        self.lp, self.principles = lp, list(principles)
+        self.words = {"yes_words": tuple(yes_words), "no_words": tuple(no_words)}
+        self.settings = settings
+        self.max_prompt_tokens, self.batch_size, self.threshold = max_prompt_tokens, batch_size, threshold
+
+    @property
+    def ids(self) -> list[str]:
+        return [p.id for p in self.principles]
+
+    def p_yes(self, responses: Sequence[str], dialogues: Sequence[str],
+              only: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+        """``{principle id: P(yes) [B]}`` for every principle (or the ids in ``only``)."""
+        if len(responses) != len(dialogues):
+            raise ValueError(f"{len(responses)} responses but {len(dialogues)} dialogues")
+        out = {}
+        for p in self.principles:
+            if only is not None and p.id not in only:
+                continue
+            reqs = [critique_request(p, r, d, self.settings.critique_request) for r, d in zip(responses, dialogues)]
+            out[p.id] = p_yes(self.lp, reqs, max_prompt_tokens=self.max_prompt_tokens, batch_size=self.batch_size,
+                              **self.words)
+        return out
+
+    def violations(self, responses: Sequence[str], dialogues: Sequence[str],
+                   only: Sequence[str] | None = None) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """``(P(yes), violated)`` per principle: violated where P(yes) >= ``threshold``."""
+        probs = self.p_yes(responses, dialogues, only)
+        return probs, {pid: v >= self.threshold for pid, v in probs.items()}
