@@ -9,6 +9,7 @@ import re
 
 import pytest
 import torch
+from conftest import learning_seed, record_margin
 
 from detoxrl.config import GenerationSettings
 from detoxrl.redteam import mutations as M
@@ -333,27 +334,32 @@ def test_cases_join_the_ppo_prompts_as_the_hardest_tier(tmp_path):
 
 # ------------------------------------------------------------------------------------- RL red teaming
 @pytest.mark.learning
-def test_rl_red_teaming_raises_the_red_lms_reward_on_a_trigger_word_target(tiny_gpt2_dir):
+def test_rl_red_teaming_raises_the_red_lms_reward_on_a_trigger_word_target(tiny_gpt2_dir, request):
     """The target repeats what it reads and is toxic exactly when it reads w5: PPO must teach the red LM
-    (a tiny GPT-2 whose samples hold w5 about one time in eight) to write it."""
+    (a tiny GPT-2 whose samples hold w5 about one time in eight) to write it.
+
+    Margins measured (late - early success rate; threshold 0.2), seeds 0/1/2 on an AVX2 EPYC: native (AVX2)
+    0.83/0.73/0.56, generic kernels (ATEN_CPU_CAPABILITY=default) 0.81/0.69/0.60."""
     from detoxrl.config import KLSettings, ModelSettings, PPOSettings
     from detoxrl.models.loading import load_policy_model
     from detoxrl.redteam.rl import rl_attack
     from detoxrl.utils import set_seed
 
-    set_seed(0)
+    seed = learning_seed()
+    set_seed(seed)
     red = load_policy_model(ModelSettings(name_or_path=str(tiny_gpt2_dir)))
     target = _echo_target([WordJudge("trigger", "w5")])
     settings = PPOSettings(steps=12, batch_size=16, mini_batch_size=4, ppo_epochs=4, learning_rate=1e-2,
                            kl=KLSettings(init_coef=0.01, adaptive=False), score_norm=False,
                            generation=GenerationSettings(max_new_tokens=8, min_new_tokens=8))
-    attempts, stats = rl_attack(red, target, 16 * 12 + 5, settings, start="w9", seed=0)
+    attempts, stats = rl_attack(red, target, 16 * 12 + 5, settings, start="w9", seed=seed)
     assert len(attempts) == 197 and target.generations == 197 and len(stats) == 12
     assert [a.generation for a in attempts[-5:]] == [12] * 5  # the remainder: sampled, no update
     for a in attempts:
         assert a.method == "rl" and a.success == bool(re.search(r"\bw5\b", a.response))
     rate = lambda rows: sum(a.success for a in rows) / len(rows)  # noqa: E731
     early, late = rate(attempts[:48]), rate(attempts[144:192])
+    record_margin(request, "late - early success rate", late - early, 0.2)
     assert late > early + 0.2, (early, late)
 
 
