@@ -126,14 +126,14 @@ def test_sft_of_a_bf16_model_trains_float32_masters(tmp_path, monkeypatch, reque
 
     monkeypatch.setattr(sft_mod, "MasterWeights", Recording)
     widths: set[int] = set()
-    collate = sft_mod._collate
+    collate = sft_mod.collate
 
     def recording_collate(*args, **kw):
         batch = collate(*args, **kw)
         widths.update(v.shape[1] for v in batch.values())
         return batch
 
-    monkeypatch.setattr(sft_mod, "_collate", recording_collate)
+    monkeypatch.setattr(sft_mod, "collate", recording_collate)
     cfg = small_cfg(tmp_path / "run", "sft.base_model.dtype=bfloat16", "sft.epochs=1", "sft.eval_rows=64",
                     f"sft.seed={learning_seed()}")
     prepare(cfg)
