@@ -8,6 +8,15 @@ DIMENSIONS = ("hate", "harassment", "discrimination", "profanity")
 """The toxicity dimensions a judge can report. ``severity`` is reported beside them."""
 
 
+def require_placeholders(template: str, *keys: str) -> str:
+    """``template`` unchanged, or ``ValueError("must contain {key}")`` for the first ``key`` it lacks (a
+    pydantic validator's check of a request or template's placeholders)."""
+    for key in keys:
+        if key not in template:
+            raise ValueError(f"must contain {key}")
+    return template
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
 

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from detoxrl.config.base import CRITIQUE_REQUEST, DIMENSIONS, REVISION_REQUEST, _Strict  # noqa: F401 - DIMENSIONS importable from here as before
+from detoxrl.config.base import CRITIQUE_REQUEST, DIMENSIONS, REVISION_REQUEST, _Strict, require_placeholders  # noqa: F401 - DIMENSIONS importable from here as before
 from detoxrl.config.rewards import (  # noqa: F401 - the reward sections, importable from here as before
     JudgeSettings,
     RewardModelSettings,
@@ -395,10 +395,7 @@ class ConstitutionSettings(_Strict):
     @field_validator("critique_request", "revision_request")
     @classmethod
     def _request(cls, v: str) -> str:
-        for key in ("{principle}", "{response}"):
-            if key not in v:
-                raise ValueError(f"must contain {key}")
-        return v
+        return require_placeholders(v, "{principle}", "{response}")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -43,6 +43,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from detoxrl.config import DIMENSIONS, PACKAGE_CONFIGS, Config, JudgeSettings, read_yaml
+from detoxrl.config.base import require_placeholders
 from detoxrl.errors import ConfigError
 
 DEFAULT_CRITIQUE_TEMPLATE = "{critique}\n\nResponse: {response}\n\nAnswer yes or no."
@@ -177,18 +178,12 @@ class Constitution(_Strict):
     @field_validator("critique_template")
     @classmethod
     def _critique(cls, v: str) -> str:
-        for key in ("{critique}", "{response}"):
-            if key not in v:
-                raise ValueError(f"must contain {key}")
-        return v
+        return require_placeholders(v, "{critique}", "{response}")
 
     @field_validator("revision_template")
     @classmethod
     def _revision(cls, v: str) -> str:
-        for key in ("{revision}", "{response}"):
-            if key not in v:
-                raise ValueError(f"must contain {key}")
-        return v
+        return require_placeholders(v, "{revision}", "{response}")
 
     @property
     def ids(self) -> list[str]:
