@@ -86,6 +86,15 @@ def yes_probability(logits: torch.Tensor, yes_ids: Sequence[int], no_ids: Sequen
     return torch.sigmoid(lse_yes - lse_no)
 
 
+def batched_p_yes(lp: LoadedPolicy, prompts: Sequence[str], yes_ids: Sequence[int], no_ids: Sequence[int],
+                  max_prompt_tokens: int, batch_size: int) -> torch.Tensor:
+    """``P(yes)`` ``[B]`` (float32, on the CPU) for each prompt, ``batch_size`` prompts per forward pass."""
+    out = [yes_probability(first_token_logits(lp, list(prompts[i: i + batch_size]), max_prompt_tokens),
+                           yes_ids, no_ids).cpu()
+           for i in range(0, len(prompts), batch_size)]
+    return torch.cat(out) if out else torch.zeros(0)
+
+
 class CriticModel:
     """The model that critiques and revises: a loaded policy, or one loaded on first use.
 
@@ -135,11 +144,7 @@ class CriticModel:
 
     def p_yes(self, prompts: list[str], yes_ids: Sequence[int], no_ids: Sequence[int]) -> torch.Tensor:
         """``P(yes)`` for each prompt, in batches (module docstring)."""
-        out = []
-        for i in range(0, len(prompts), self.batch_size):
-            logits = first_token_logits(self.lp, prompts[i: i + self.batch_size], self.max_prompt_tokens)
-            out.append(yes_probability(logits, yes_ids, no_ids).cpu())
-        return torch.cat(out) if out else torch.zeros(0)
+        return batched_p_yes(self.lp, prompts, yes_ids, no_ids, self.max_prompt_tokens, self.batch_size)
 
     def generate(self, prompts: list[str], gen: GenerationSettings, *, seed: int | None = None,
                  max_new_tokens: int | None = None) -> list[str]:

@@ -35,7 +35,7 @@ from collections.abc import Sequence
 import torch
 
 from detoxrl.config import CRITIQUE_REQUEST, REVISION_REQUEST, ConstitutionSettings
-from detoxrl.constitution.critic import answer_token_ids, first_token_logits, yes_probability
+from detoxrl.constitution.critic import answer_token_ids, batched_p_yes
 from detoxrl.constitution.principles import Principle
 from detoxrl.errors import ModelError
 from detoxrl.models.loading import LoadedPolicy
@@ -89,10 +89,7 @@ def p_yes(lp: LoadedPolicy, requests: Sequence[str], *, max_prompt_tokens: int, 
           yes_words: Sequence[str] = YES_WORDS, no_words: Sequence[str] = NO_WORDS) -> torch.Tensor:
     """P("yes") ``[B]`` (float32, on the CPU) of ``lp``'s answer to each request (module docstring)."""
     yes, no = answer_ids(lp.tokenizer, yes_words, no_words)
-    out = [yes_probability(first_token_logits(lp, list(requests[i: i + batch_size]), max_prompt_tokens),
-                           yes, no).cpu()
-           for i in range(0, len(requests), batch_size)]
-    return torch.cat(out) if out else torch.zeros(0)
+    return batched_p_yes(lp, requests, yes, no, max_prompt_tokens, batch_size)
 
 
 class SelfCritic:
