@@ -178,3 +178,25 @@ def test_lexicon_and_profanity_judges_penalise_their_dimensions():
 def test_empty_batch():
     out = CompositeReward([HATE], [1.0], settings())([])
     assert out.total.shape == (0,) and out.n_nonfinite == 0
+
+
+def test_judges_that_grade_severity_decide_the_tier():
+    """A graded judge (toxic-bert's severity labels) decides the tier; a single-label judge's p(hate) then
+    does not count as severity, and with no graded judge every judge's severity counts (the max)."""
+    class Graded(TableJudge):
+        def _score_batch(self, texts, prompts):
+            r = super()._score_batch(texts, prompts)
+            r.graded = True
+            return r
+
+    graded = Graded("graded", {t: (0.0, 0.0, {}, sev) for t, sev in
+                               (("clean", 0.0), ("hateful", 0.5), ("rude", 0.2), ("swear", 0.9))}, ())
+    tiers = [SeverityTier(name="mild", min_severity=0.3, penalty=0.25),
+             SeverityTier(name="severe", min_severity=0.75, penalty=1.0)]
+    out = CompositeReward([HATE, graded], settings=settings(severity_tiers=tiers))(TEXTS)
+    # HATE's severities 0.1, 0.9, 0.3, 0.2 are ignored: the graded judge's 0, 0.5, 0.2, 0.9 decide.
+    torch.testing.assert_close(out.severity, torch.tensor([0.0, 0.5, 0.2, 0.9]))
+    assert out.tiers == [None, "mild", None, "severe"]
+    torch.testing.assert_close(out.components["severity_penalty"], torch.tensor([0.0, -0.25, 0.0, -1.0]))
+    ungraded = CompositeReward([HATE, MULTI], settings=settings(severity_tiers=tiers))(TEXTS)
+    torch.testing.assert_close(ungraded.severity, torch.tensor([0.1, 0.9, 0.55, 0.85]))  # max of both

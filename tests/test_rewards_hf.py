@@ -54,14 +54,16 @@ def make_roberta_dir(path: Path, labels=("nothate", "hate"), seed: int = 0, word
     return path
 
 
-def make_bert_multilabel_dir(path: Path, labels=TOXIC_BERT_LABELS, seed: int = 0) -> Path:
+def make_bert_multilabel_dir(path: Path, labels=TOXIC_BERT_LABELS, seed: int = 0, words=WORDS,
+                             hidden: int = 16, init_range: float = 0.5) -> Path:
     """A tiny random BertForSequenceClassification with toxic-bert's six labels (multi-label)."""
     from transformers import BertConfig, BertForSequenceClassification
 
     torch.manual_seed(seed)
-    tok = make_word_tokenizer()
-    cfg = BertConfig(vocab_size=len(tok), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                     intermediate_size=32, max_position_embeddings=64, pad_token_id=1, initializer_range=0.5,
+    tok = make_word_tokenizer(words)
+    cfg = BertConfig(vocab_size=len(tok), hidden_size=hidden, num_hidden_layers=1, num_attention_heads=2,
+                     intermediate_size=2 * hidden, max_position_embeddings=64, pad_token_id=1,
+                     initializer_range=init_range,
                      id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)},
                      problem_type="multi_label_classification")
     BertForSequenceClassification(cfg).save_pretrained(path)

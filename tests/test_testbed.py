@@ -15,6 +15,7 @@ from detoxrl.config import TestbedSettings as Settings
 from detoxrl.config import load_config
 from detoxrl.errors import ConfigError
 from detoxrl.testbed import corpus as C
+from detoxrl.testbed import kinds as K
 from detoxrl.testbed.build import prepare
 from detoxrl.testbed.lexicon import (
     FICTIONAL_GROUPS,
@@ -160,8 +161,8 @@ def test_offensive_words_meta_and_hostile_turns(built, lexicon_words):
     for row in read_rows(built, "train"):
         found = find_words(row["dialogue"], lexicon_words)
         assert row["offensive_words"] == found
-        if row["severity"] in C.OFFENSIVE_TIERS:
-            assert found
+        if row["severity"] in C.OFFENSIVE_TIERS or row["ambiguous"] in ("negated", "counter", "reported"):
+            assert found  # ambiguous sentences name an insult without meaning it
         else:
             assert not found
         if row["severity"] == "identity":
@@ -256,9 +257,9 @@ def test_judge_files_are_labelled_and_balanced(built, lexicon_words):
         inserted = Counter(r["label"] for r in rows if r["category"] == "inserted")
         assert inserted["hate"] > 0 and inserted["nothate"] > 0  # one word put into a gold summary
         for r in rows:
-            assert r["category"] in {"clean", "rude", "insulting", "profane", "identity", "inserted"}
-            hateful = bool(find_words(r["text"], lexicon_words))
-            assert (r["label"] == "hate") == hateful, r
+            assert r["category"] in {"clean", "rude", "insulting", "profane", "identity", "inserted", "ambiguous"}
+            hateful = bool(find_words(r["text"], lexicon_words)) and r["category"] != "ambiguous"
+            assert (r["label"] == "hate") == hateful, r  # an ambiguous sentence names a word, means no harm
             if r["category"] != "inserted":
                 assert (r["label"] == "hate") == (r["category"] in C.OFFENSIVE_TIERS)
             if r["category"] == "identity":
@@ -348,3 +349,69 @@ def test_source_has_no_word_of_the_profanity_list():
             for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
                 hits += [(str(path.relative_to(SRC)), i, w) for w in re.findall(r"[A-Za-z]+", line) if w.lower() in words]
     assert hits == []
+
+
+# ------------------------------------------------------------------ kinds, grades, ambiguous, tiers
+def test_severe_grades_ambiguous_kinds_and_tiers_follow_the_config(built, built_cfg):
+    s = built_cfg.testbed
+    assert s.severe_share > 0 and s.ambiguous_share > 0  # the default's, which SMALL keeps
+    for name, n in (("train", 480), ("test", 120)):
+        rows = read_rows(built, name)
+        for kind in K.SEVERE_KINDS:
+            of_kind = [r for r in rows if r["severity"] == kind]
+            assert sum(r["grade"] == "severe" for r in of_kind) == round(s.severe_share * len(of_kind))
+        ambiguous = Counter(r["ambiguous"] for r in rows if r["ambiguous"])
+        assert sum(ambiguous.values()) == round(n * s.ambiguous_share)
+        assert max(ambiguous.values()) - min(ambiguous.values()) <= 1 and set(ambiguous) == set(K.AMBIGUOUS_KINDS)
+        for r in rows:
+            hostile = r["severity"] in C.OFFENSIVE_TIERS
+            assert r["tier"] == ("harmful" if hostile else "ambiguous" if r["ambiguous"] or r["severity"] == "rude"
+                                 else "clean")
+            assert (r["grade"] != "none") == (r["severity"] != "none")
+            assert not (r["ambiguous"] and r["severity"] != "none")  # never both
+            assert r["labels"] == K.label_vector(r["severity"], r["grade"])
+
+
+def test_label_vectors_by_hand():
+    assert K.label_vector("insulting") == {"toxic": 1, "severe_toxic": 0, "obscene": 0, "threat": 0, "insult": 1,
+                                           "identity_hate": 0}
+    assert K.label_vector("identity", "severe") == {"toxic": 1, "severe_toxic": 1, "obscene": 0, "threat": 1,
+                                                    "insult": 1, "identity_hate": 1}
+    assert K.label_vector("profane", "mild") == {"toxic": 1, "severe_toxic": 0, "obscene": 1, "threat": 0,
+                                                 "insult": 0, "identity_hate": 0}
+    assert set(K.label_vector("rude").values()) == set(K.label_vector("negated").values()) == {0}
+    assert K.word_labels("dummy", {"dummy"})["insult"] == 1 and K.word_labels("x", {"dummy"})["obscene"] == 1
+
+
+def test_severe_dialogues_threaten_and_their_parrots_repeat_it(built):
+    severe = [r for r in read_rows(built, "sft_train") if r["grade"] == "severe"]
+    assert severe
+    for r in severe:
+        assert any(t in r["dialogue"] for t in K.THREATS)
+        if r["parroted"]:
+            assert any(t[:1].lower() + t[1:] in r["summary"] for t in K.THREATS)
+
+
+def test_mentions_stay_in_gold_summaries_and_ambiguous_text_trains_judges_as_clean(built):
+    groups = [s for s, _ in FICTIONAL_GROUPS]
+    for r in read_rows(built, "train"):
+        if r["ambiguous"] == "mention":
+            named = [g for g in groups if g in r["dialogue"]]
+            assert named and any(g in r["summary"] for g in named)
+        elif r["ambiguous"]:
+            assert not any(g in r["summary"] for g in groups)
+    judge = read_rows(built, "judge_train")
+    unclear = [r for r in judge if r["category"] == "ambiguous"]
+    assert unclear and all(r["label"] == "nothate" for r in unclear)
+    assert all(r[lab] == 0 for r in unclear for lab in K.TOXIC_BERT_LABELS)
+    assert {r["source"] for r in unclear} == {"turn", "summary"}
+    for r in judge:  # toxic-bert's columns agree with Meta's label
+        assert set(K.TOXIC_BERT_LABELS) <= set(r) and r["toxic"] == int(r["label"] == "hate")
+
+
+def test_the_multilabel_judge_init_has_toxic_berts_labels(built):
+    from transformers import AutoConfig
+
+    c = AutoConfig.from_pretrained(built / "judge-multi-init")
+    assert c.model_type == "bert" and c.problem_type == "multi_label_classification"
+    assert [c.id2label[i] for i in range(6)] == list(K.TOXIC_BERT_LABELS)

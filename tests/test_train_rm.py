@@ -252,3 +252,86 @@ def test_consistent_rankings_over_several_rows_make_every_pair():
             {"prompt": "p", "completions": ["b", "c"], "ranks": [1, 2]},
             {"prompt": "p", "completions": ["a", "c"], "ranks": [1, 2]}]
     assert rankings_to_pairs(rows) == [Pair("p", "a", "b"), Pair("p", "b", "c"), Pair("p", "a", "c")]
+
+
+# ------------------------------------------------------------------------------------- multi-label
+def multilabel_rows(rng: random.Random, n: int) -> list[dict]:
+    """Texts with a 'zorp' (label a) and/or a 'blarg' (label b): two independent sigmoid labels."""
+    out = []
+    for _ in range(n):
+        a, b = rng.random() < 0.4, rng.random() < 0.3
+        words = [rng.choice(CLEAN) for _ in range(rng.randint(4, 8))]
+        for bad, on in (("zorp", a), ("blarg", b)):
+            if on:
+                words.insert(rng.randrange(len(words) + 1), bad)
+        out.append({"text": " ".join(words), "a": int(a), "b": int(b)})
+    return out
+
+
+def test_multilabel_targets_read_one_binary_column_per_label_and_name_bad_rows():
+    from detoxrl.rewards.rm_data import multilabel_targets
+
+    rows = [{"_row": 1, "a": 1, "b": "0"}, {"_row": 2, "a": True, "b": 0.0}]
+    assert multilabel_targets(rows, ["a", "b"], "f.jsonl") == [[1.0, 0.0], [1.0, 0.0]]
+    with pytest.raises(DataError, match=r"f.jsonl row 3: no column 'b'"):
+        multilabel_targets([{"_row": 3, "a": 1}], ["a", "b"], "f.jsonl")
+    with pytest.raises(DataError, match=r"f.jsonl row 4: column 'a' is 2, not 0 or 1"):
+        multilabel_targets([{"_row": 4, "a": 2, "b": 0}], ["a", "b"], "f.jsonl")
+
+
+def test_multilabel_metrics_by_hand():
+    from detoxrl.rewards.train import multilabel_metrics
+
+    logits = torch.tensor([[2.0, -1.0], [-3.0, 1.0], [1.0, -2.0], [-1.0, -1.0]])
+    y = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0], [0.0, 1.0]])
+    m = multilabel_metrics(logits, y, ["a", "b"])
+    # label a: predictions (σ ≥ 0.5) 1,0,1,0 vs truth 1,0,0,0 → accuracy 3/4; AUC: the positive (2.0)
+    # outranks all three negatives → 1. label b: predictions 0,1,0,0 vs 0,1,0,1 → 3/4; AUC: positives
+    # 1.0 and −1.0 against negatives −1.0 and −2.0: (1 + 1 + 0.5 + 1) / 4 = 0.875.
+    assert m["per_label"]["a"]["accuracy"] == 0.75 and m["per_label"]["b"]["accuracy"] == 0.75
+    assert m["per_label"]["a"]["auc"] == 1.0 and m["per_label"]["b"]["auc"] == pytest.approx(0.875)
+    assert m["accuracy"] == 0.75 and m["auc"] == pytest.approx(0.9375)
+    assert m["loss"] == pytest.approx(float(torch.nn.functional.binary_cross_entropy_with_logits(logits, y)))
+
+
+@pytest.mark.slow
+@pytest.mark.learning
+def test_train_multilabel_learns_each_label_and_extra_models_train_first(tmp_path, request):
+    """Measured on an AVX2 EPYC, seeds 0/1/2: mean AUC 0.966/0.960/1.000, AUC of b 0.932/0.920/1.000;
+    the threshold 0.8 is well below both (chance is 0.5)."""
+    from test_rewards_hf import make_bert_multilabel_dir
+
+    from detoxrl.rewards.hf import HFClassifierJudge
+
+    rng = random.Random(1)
+    train = write_jsonl(tmp_path / "ml_train.jsonl", multilabel_rows(rng, 640))
+    ev = write_jsonl(tmp_path / "ml_eval.jsonl", multilabel_rows(rng, 200))
+    base = make_bert_multilabel_dir(tmp_path / "bert-init", labels=("a", "b"), words=CLEAN + BAD, hidden=32,
+                                    init_range=0.02)
+    labelled = write_jsonl(tmp_path / "l.jsonl", [{"text": r["text"], "label": "hate" if r["a"] else "nothate"}
+                                                  for r in multilabel_rows(rng, 64)])
+    extra = {"mode": "multilabel", "train_file": str(train), "eval_file": str(ev), "base_model": str(base),
+             "labels": ["a", "b"], "output_dir": "{run_dir}/multi", "epochs": 12, "batch_size": 32,
+             "learning_rate": 3e-3, "seed": learning_seed()}
+    cfg = make_cfg(tmp_path, mode="labels", train_file=str(labelled), epochs=0.5, extra=[extra])
+    out = train_rm(cfg)
+    multi = cfg.path("{run_dir}/multi")
+    assert out == cfg.path("{run_dir}/judge") and (multi / "model.safetensors").exists()
+    assert (multi / "config.json").stat().st_mtime_ns <= (out / "config.json").stat().st_mtime_ns
+    m = json.loads((multi / "train_metrics.json").read_text())
+    assert m["mode"] == "multilabel" and m["labels"] == ["a", "b"]
+    record_margin(request, "mean AUC", m["eval"]["auc"], 0.8)
+    record_margin(request, "AUC of b", m["eval"]["per_label"]["b"]["auc"], 0.8)
+    assert m["eval"]["auc"] > 0.8 and m["eval"]["per_label"]["b"]["auc"] > 0.8
+    judge = HFClassifierJudge("m", str(multi), label="a", label_is_good=False, activation="sigmoid",
+                              dimensions={"a": "harassment", "b": "profanity"})
+    res = judge.score(["you are a kind friend blarg", "you are a kind friend"])
+    assert res.dimensions["profanity"][0] > 0.5 > res.dimensions["profanity"][1]
+
+
+def test_train_rm_extra_needs_own_output_dirs_and_no_nesting(tmp_path):
+    with pytest.raises(ConfigError, match="its own output_dir"):
+        make_cfg(tmp_path, train_file="x.jsonl", extra=[{"train_file": "y.jsonl", "output_dir": "{run_dir}/judge"}])
+    with pytest.raises(ConfigError, match="cannot have extras"):
+        make_cfg(tmp_path, train_file="x.jsonl",
+                 extra=[{"output_dir": "{run_dir}/a", "extra": [{"output_dir": "{run_dir}/b"}]}])

@@ -104,7 +104,9 @@ class RewardSettings(_Strict):
 
 class RewardModelSettings(_Strict):
     enabled: bool = True
-    mode: Literal["labels", "rankings"] = "labels"
+    mode: Literal["labels", "multilabel", "rankings"] = "labels"
+    """``labels``: one label per row (column ``label``), softmax; ``multilabel``: a 0/1 column per label of
+    ``labels`` (toxic-bert's layout), a sigmoid per label; ``rankings``: a reward model from rankings."""
     train_file: str | None = None
     """jsonl/csv of (text, label) or of rankings; on the testbed the file ``prepare`` writes."""
     eval_file: str | None = None
@@ -123,6 +125,18 @@ class RewardModelSettings(_Strict):
     """Rankings mode: special labels a rankings file may carry besides ``all_unusable``, ``prompt_unsafe``
     and ``skip`` (``detoxrl.data.rankings``); such rows make no pairs and are counted."""
     seed: int | None = None
+    extra: list[RewardModelSettings] = Field(default_factory=list)
+    """More models the ``train-rm`` stage trains, each with its own settings and ``output_dir`` (the
+    embedded default's second judge, with toxic-bert's labels). They are trained first, this one last."""
+
+    @model_validator(mode="after")
+    def _flat_extra(self) -> RewardModelSettings:
+        outs = [self.output_dir] + [e.output_dir for e in self.extra]
+        if any(e.extra for e in self.extra):
+            raise ValueError("train_rm.extra: an extra model cannot have extras of its own")
+        if len(set(outs)) != len(outs):
+            raise ValueError(f"train_rm.extra: every model needs its own output_dir, got {outs}")
+        return self
 
     @field_validator("special_labels")
     @classmethod

@@ -142,9 +142,23 @@ class TestbedSettings(_Strict):
     parrot_share: float = Field(1.0, ge=0, le=1)
     """Share of hostile dialogues whose SFT summary repeats the insult (the toxicity to unlearn)."""
     severity: SeverityMix = Field(default_factory=SeverityMix)
+    severe_share: float = Field(0.0, ge=0, le=1)
+    """Share of the insulting and identity dialogues whose hostile sentence also threatens (grade
+    ``severe``: toxic-bert's ``threat`` and ``severe_toxic``); the others are grade ``mild``."""
+    ambiguous_share: float = Field(0.0, ge=0, le=1)
+    """Share of the dialogues (taken from the non-hostile ones) with a sentence that looks hostile and is
+    not: a negated insult, counter-speech, reported hostility, or a neutral mention of an invented people
+    that the gold summary keeps (``detoxrl.testbed.corpus``). Prompt tier ``ambiguous``."""
     vocab_size: int = Field(3000, ge=100)
     policy: TinyT5Settings = Field(default_factory=TinyT5Settings)
     judge: TinyJudgeSettings = Field(default_factory=TinyJudgeSettings)
+
+    @model_validator(mode="after")
+    def _room_for_ambiguous(self) -> TestbedSettings:
+        if self.hostile_share + self.ambiguous_share > 1:
+            raise ValueError(f"testbed.hostile_share + testbed.ambiguous_share must be at most 1, got "
+                             f"{self.hostile_share} + {self.ambiguous_share}")
+        return self
 
 
 # --------------------------------------------------------------------------------------------------

@@ -37,6 +37,9 @@ class JudgeResult:
     dimensions: dict[str, Tensor] = field(default_factory=dict)
     severity: Tensor | None = None
     threshold: float = 0.5
+    graded: bool = False
+    """True when ``severity`` is the judge's own grade (severity labels such as toxic-bert's
+    ``severe_toxic``), not its toxicity repeated: graded judges decide a response's severity tier."""
 
     def __post_init__(self) -> None:
         if self.severity is None:
@@ -69,12 +72,13 @@ class JudgeResult:
             dimensions={d: torch.cat([p.dimensions[d] for p in parts]) for d in first.dimensions},
             severity=torch.cat([p.severity for p in parts]),
             threshold=first.threshold,
+            graded=first.graded,
         )
 
     @staticmethod
-    def empty(judge: str, dimensions: Sequence[str], threshold: float = 0.5) -> JudgeResult:
+    def empty(judge: str, dimensions: Sequence[str], threshold: float = 0.5, graded: bool = False) -> JudgeResult:
         z = torch.zeros(0)
-        return JudgeResult(judge, z, z.clone(), {d: z.clone() for d in dimensions}, z.clone(), threshold)
+        return JudgeResult(judge, z, z.clone(), {d: z.clone() for d in dimensions}, z.clone(), threshold, graded)
 
 
 def prob_score(p_good: Tensor, kind: str, eps: float = 1e-6) -> Tensor:

@@ -15,15 +15,19 @@ For response ``i``, judges ``j`` (weight ``w_j`` = ``JudgeSettings.weight``), di
   dimension are combined by ``max`` (the most alarmed judge decides). Judges with weight 0 still
   count here: a lexicon or profanity judge can penalise its dimension without adding a score.
 - ``tier(v)`` is the tier with the largest ``min_severity ≤ v`` (none: no penalty); ``sev_{j,i}`` is
-  judge ``j``'s severity in [0, 1].
+  judge ``j``'s severity in [0, 1], and the ``max`` runs over the judges that *grade* severity (their
+  own severity labels, such as toxic-bert's ``severe_toxic``: ``JudgeResult.graded``) when any does,
+  else over every judge (whose severity is then its toxicity). A single-label judge such as Meta's
+  model says *whether* a text is hateful, not how badly; letting its ``p(hate) ≈ 1`` count as
+  severity would put every hit in the top tier (:func:`response_severity`).
 
 The named terms are returned in ``components`` and add up to ``total``.
 
 Defaults (``RewardSettings``): every dimension weight 1, no severity tiers, no normalisation. So a
 single judge of weight 1 gives ``total = score − Σ_d tox_d``; with Meta's model (``dimensions: {hate:
 hate}``) that is ``logit(nothate) − p(hate)``. Setting ``dimension_weights`` to 0 (and no tiers)
-gives exactly the seed recipe's reward, the ``nothate`` logit. :data:`SUGGESTED_SEVERITY_TIERS` are
-tiers for multi-judge setups (mild ≥ 0.5: −0.5, severe ≥ 0.8: −1.5).
+gives exactly the seed recipe's reward, the ``nothate`` logit. The embedded default
+(``configs/default.yaml``) sets weights and tiers for its two judges and says why.
 
 Non-finite judge outputs are never hidden: such a response's ``total`` is NaN (the PPO trainer skips
 the step) and ``n_nonfinite`` counts them.
@@ -43,11 +47,6 @@ from detoxrl.rewards.base import Judge, JudgeResult
 from detoxrl.rewards.build import build_judges
 from detoxrl.stats import RunningMoments, normalize_scores
 
-SUGGESTED_SEVERITY_TIERS = [
-    SeverityTier(name="mild", min_severity=0.5, penalty=0.5),
-    SeverityTier(name="severe", min_severity=0.8, penalty=1.5),
-]
-
 
 # ---------------------------------------------------------------------------------- pure functions
 def combine_dimensions(results: Sequence[JudgeResult]) -> dict[str, Tensor]:
@@ -58,6 +57,13 @@ def combine_dimensions(results: Sequence[JudgeResult]) -> dict[str, Tensor]:
         if cols:
             out[d] = torch.stack(cols, 0).amax(0)
     return out
+
+
+def response_severity(results: Sequence[JudgeResult]) -> Tensor:
+    """Severity of each response: ``max`` over the judges that grade severity (``graded``), or over
+    every judge when none does (NaN propagates)."""
+    graded = [r for r in results if r.graded] or list(results)
+    return torch.stack([r.severity for r in graded], 0).amax(0)
 
 
 def severity_tier(severity: Tensor, tiers: Sequence[SeverityTier]) -> tuple[list[str | None], Tensor]:
@@ -165,7 +171,7 @@ class CompositeReward:
         dims = combine_dimensions(list(results.values()))
         for d, v in dims.items():
             components[f"dim/{d}"] = (-self.dimension_weights[d] * v + 0.0).float()  # + 0.0: no "-0.000"
-        severity = torch.stack([r.severity for r in results.values()], 0).amax(0)
+        severity = response_severity(list(results.values()))
         tiers, penalty = severity_tier(severity, self.settings.severity_tiers)
         components["severity_penalty"] = -penalty + 0.0
         total = torch.stack(list(components.values()), 0).sum(0).float()

@@ -224,7 +224,7 @@ class HFClassifierJudge(Judge):
             cols = [(1 - p[:, k]) if (k == c and good) else p[:, k] for k in self.dimension_cols[d]]
             dims[d] = torch.stack(cols, 0).amax(0)
         severity = p[:, self.severity_cols].mean(1) if self.severity_cols else toxicity
-        return JudgeResult(self.name, score, toxicity, dims, severity, self.threshold)
+        return JudgeResult(self.name, score, toxicity, dims, severity, self.threshold, bool(self.severity_cols))
 
     def __repr__(self) -> str:
         return (f"HFClassifierJudge(name={self.name!r}, model={self.source!r}, label={self.label!r}, "

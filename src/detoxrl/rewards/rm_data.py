@@ -184,6 +184,29 @@ def label_ids(values: Sequence, labels: Sequence[str], rows: Sequence[dict], sou
     return out
 
 
+_BINARY = {"0": 0.0, "1": 1.0, "false": 0.0, "true": 1.0, "0.0": 0.0, "1.0": 1.0}
+
+
+def multilabel_targets(rows: Sequence[dict], labels: Sequence[str], source: str) -> list[list[float]]:
+    """Per row, one 0/1 target per label from the label's own column (the Jigsaw/toxic-bert layout:
+    ``text, toxic, severe_toxic, ...``); DataError naming the first row with a missing or non-binary value."""
+    out = []
+    for row in rows:
+        target = []
+        for lab in labels:
+            if lab not in row or row[lab] is None:
+                cols = sorted(k for k in row if k != "_row")
+                raise DataError(f"{source} row {row.get('_row', '?')}: no column {lab!r} (multilabel mode needs a "
+                                f"0/1 column per label of train_rm.labels; columns: {cols})")
+            v = row[lab]
+            key = str(int(v)) if isinstance(v, bool) else str(v).strip().lower()
+            if key not in _BINARY:
+                raise DataError(f"{source} row {row.get('_row', '?')}: column {lab!r} is {v!r}, not 0 or 1")
+            target.append(_BINARY[key])
+        out.append(target)
+    return out
+
+
 def positive_index(labels: Sequence[str]) -> int | None:
     """The toxic class for F1/AUC: a label named like hate/toxic/1/true, else class 1 of two."""
     for i, name in enumerate(labels):

@@ -11,6 +11,10 @@
 - ``mode: labels`` — rows ``{"text", "label"}`` train a cross-entropy classifier whose
   ``id2label`` are ``train_rm.labels`` (``nothate``/``hate`` by default, the labels of Meta's model,
   so the result is scored by exactly the same code path). Metrics: held-out accuracy, F1, AUC.
+- ``mode: multilabel`` — rows ``{"text", <label>: 0|1, ...}`` (one column per label of
+  ``train_rm.labels``, toxic-bert's layout) train a sigmoid per label with binary cross-entropy
+  (``problem_type: multi_label_classification``, as ``unitary/toxic-bert``). Metrics per label:
+  accuracy, F1 and AUC at 0.5; ``accuracy`` and ``auc`` are their means over the labels.
 
 The output is a plain Hugging Face folder (safetensors + tokenizer + ``train_metrics.json``) written
 atomically to ``train_rm.output_dir``; ``AutoModelForSequenceClassification.from_pretrained`` loads
@@ -46,6 +50,7 @@ from detoxrl.rewards.rm_data import (
     format_rankings_summary,
     item_length,
     label_ids,
+    multilabel_targets,
     pad_fill_ids,
     pairs_of,
     positive_index,
@@ -68,9 +73,9 @@ def lr_at(step: int, total: int, warmup: int) -> float:
     return max(0.0, (total - step) / max(1, total - warmup))
 
 
-def load_base(base: str, labels: Sequence[str] | None):
+def load_base(base: str, labels: Sequence[str] | None, multilabel: bool = False):
     """Tokenizer, sequence classifier and its label names: one output (``reward``) when ``labels`` is
-    None (rankings), else one per label.
+    None (rankings), else one per label (a sigmoid each when ``multilabel``).
 
     In ``labels`` mode a base model that already has exactly these label names keeps its column
     order (and head); otherwise the head is (re)made with ``id2label`` = ``labels`` in order.
@@ -87,7 +92,7 @@ def load_base(base: str, labels: Sequence[str] | None):
     else:
         existing = [str(config.id2label.get(i, "")) for i in range(config.num_labels)] if config.id2label else []
         names = existing if sorted(existing) == sorted(labels) else list(labels)
-        problem = "single_label_classification"
+        problem = "multi_label_classification" if multilabel else "single_label_classification"
     id2label = {i: n for i, n in enumerate(names)}
     try:
         model = AutoModelForSequenceClassification.from_pretrained(
@@ -129,6 +134,22 @@ def classifier_metrics(logits: Tensor, y: Tensor, labels: Sequence[str]) -> dict
     return out
 
 
+def multilabel_metrics(logits: Tensor, y: Tensor, labels: Sequence[str]) -> dict:
+    """Per label (sigmoid at 0.5): accuracy, F1, AUC (None where the held-out rows have one class only);
+    ``accuracy``, ``auc`` (over the labels that have one) and ``loss`` (binary cross-entropy) overall."""
+    p = torch.sigmoid(logits)
+    per = {}
+    for k, name in enumerate(labels):
+        truth = (y[:, k] > 0.5).numpy()
+        pred = (p[:, k] >= 0.5).numpy()
+        per[name] = {"positives": int(truth.sum()), "accuracy": float((pred == truth).mean()),
+                     "f1": f1_score(pred, truth), "auc": roc_auc(p[:, k].numpy(), truth)}
+    aucs = [v["auc"] for v in per.values() if v["auc"] is not None]
+    return {"n": int(len(y)), "accuracy": sum(v["accuracy"] for v in per.values()) / len(per),
+            "auc": sum(aucs) / len(aucs) if aucs else None,
+            "loss": float(F.binary_cross_entropy_with_logits(logits, y)), "per_label": per}
+
+
 def pair_metrics(r_chosen: Tensor, r_rejected: Tensor) -> dict:
     """Pair accuracy (``r_chosen > r_rejected``), pairwise loss and mean margin."""
     return {"n_pairs": int(len(r_chosen)), "pair_accuracy": float((r_chosen > r_rejected).float().mean()),
@@ -145,9 +166,11 @@ class _Data(NamedTuple):
 
 
 def _labels_data(s: RewardModelSettings, cfg: Config, tokenizer, names, max_len, seed) -> _Data:
-    def load(path: str) -> tuple[list[str], list[int]]:
+    def load(path: str) -> tuple[list[str], list]:
         rows = read_rows(cfg.path(path))
         texts = [str(t) for t in column(rows, "text", cfg.path(path))]
+        if s.mode == "multilabel":  # a 0/1 target per label
+            return texts, multilabel_targets(rows, names, str(cfg.path(path)))
         return texts, label_ids(column(rows, "label", cfg.path(path)), names, rows, str(cfg.path(path)))
 
     texts, ys = load(s.train_file)
@@ -156,16 +179,19 @@ def _labels_data(s: RewardModelSettings, cfg: Config, tokenizer, names, max_len,
         ev = list(zip(*load(s.eval_file)))
     else:
         train, ev = split_heldout(list(zip(texts, ys)), s.heldout_share, seed)
-    missing = sorted(set(range(len(names))) - {y for _, y in train})
+    seen = ({k for _, y in train for k, v in enumerate(y) if v} if s.mode == "multilabel"
+            else {y for _, y in train})
+    missing = sorted(set(range(len(names))) - seen)
     if missing:
         console.print(f"[yellow]train-rm: no training rows with label(s) {[names[i] for i in missing]}")
     tr_feats = encode(tokenizer, [t for t, _ in train], max_len)
     ev_feats = encode(tokenizer, [t for t, _ in ev], max_len)
     ev_y = torch.tensor([y for _, y in ev])
     pad, fill = pad_fill_ids(tokenizer)
+    metric = multilabel_metrics if s.mode == "multilabel" else classifier_metrics
 
     def evaluate(m) -> dict:
-        return classifier_metrics(_forward_batches(m, ev_feats, 256, pad, fill), ev_y, names)
+        return metric(_forward_batches(m, ev_feats, 256, pad, fill), ev_y, names)
 
     return _Data(list(zip(tr_feats, [y for _, y in train])), list(zip(ev_feats, ev_y.tolist())), evaluate)
 
@@ -217,10 +243,11 @@ def rm_file(model, data: _Data, pad: int, fill: int) -> dict:
 
 
 def _batch_loss(model, batch: list, mode: str, pad: int, fill: int) -> Tensor:
-    if mode == "labels":
+    if mode in ("labels", "multilabel"):
         inputs = collate([f for f, _ in batch], pad, fill)
         y = torch.tensor([y for _, y in batch])
-        return F.cross_entropy(model(**inputs).logits.float(), y)
+        logits = model(**inputs).logits.float()
+        return F.binary_cross_entropy_with_logits(logits, y) if mode == "multilabel" else F.cross_entropy(logits, y)
     n = len(batch)
     inputs = collate([c for c, _ in batch] + [r for _, r in batch], pad, fill)
     r = model(**inputs).logits.float()[:, 0]
@@ -265,20 +292,27 @@ def fit(model, data: _Data, s: RewardModelSettings, seed: int, pad: int, fill: i
 
 
 def train_rm(cfg: Config) -> Path:
-    """Train the reward model / judge that ``cfg.train_rm`` describes; return its output folder."""
-    s = cfg.train_rm
+    """Train every model of ``train_rm.extra``, then the reward model / judge that ``cfg.train_rm``
+    describes (last, so that its folder existing means the stage finished); return its output folder."""
+    for extra in cfg.train_rm.extra:
+        train_one(cfg, extra)
+    return train_one(cfg, cfg.train_rm)
+
+
+def train_one(cfg: Config, s: RewardModelSettings) -> Path:
+    """Train the one reward model / judge that ``s`` describes; return its output folder."""
     if not s.train_file:
         raise ConfigError("train_rm.train_file: set the jsonl/csv file to train on")
     if not s.base_model:
         raise ConfigError("train_rm.base_model: set the model to start from (a hub id or a folder)")
-    labels_mode = s.mode == "labels"
+    labels_mode = s.mode in ("labels", "multilabel")
     if labels_mode and (len(set(s.labels)) != len(s.labels) or len(s.labels) < 2):
         raise ConfigError(f"train_rm.labels: need at least two distinct labels, got {s.labels}")
     seed = cfg.seed_for(s.seed)
     configure_threads()
     set_seed(seed)
     base = cfg.resolve(s.base_model)
-    tokenizer, model, names = load_base(base, s.labels if labels_mode else None)
+    tokenizer, model, names = load_base(base, s.labels if labels_mode else None, s.mode == "multilabel")
     max_len = classifier_max_length(model, tokenizer, s.max_length)
     data = (_labels_data(s, cfg, tokenizer, names, max_len, seed) if labels_mode
             else _rankings_data(s, cfg, tokenizer, max_len, seed))

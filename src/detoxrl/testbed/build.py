@@ -9,13 +9,15 @@ Layout::
       data/train.jsonl     DialogSum schema (fname, dialogue, summary, topic) + severity, offensive_words, combo
       data/test.jsonl      the same; only (topic, template, key value) combinations unseen in train
       data/sft_train.jsonl train with parroted summaries for a share of hostile dialogues
-      data/judge_{train,eval}.jsonl      text, label (nothate|hate), category, source (turn|summary)
+      data/judge_{train,eval}.jsonl      text, label (nothate|hate), category, source (turn|summary),
+                           and toxic-bert's six labels as 0/1 columns (the multi-label judge's file)
       data/rankings_{train,eval}.jsonl   prompt, completions, ranks (1 = best)
       data/summary_labels_{train,test}.jsonl  summaries labelled per principle, with the answers a
                            critique should give (:mod:`~detoxrl.testbed.summary_labels`)
       tokenizer/           the trained tokenizer (policy flavour), loadable with AutoTokenizer
       policy-init/         untrained tiny T5 + tokenizer (save_pretrained, safetensors)
       judge-init/          untrained tiny RoBERTa classifier (nothate/hate) + tokenizer
+      judge-multi-init/    untrained tiny BERT with toxic-bert's six sigmoid labels + tokenizer
 
 The folder is built in a temporary sibling and renamed into place, so it is either complete or absent.
 The same settings give the same files byte for byte; a second ``prepare`` with the same fingerprint
@@ -41,7 +43,7 @@ from detoxrl.data.prompts import fill_template
 from detoxrl.errors import ConfigError
 from detoxrl.testbed import corpus as C
 from detoxrl.testbed.lexicon import Lexicon, build_lexicon, find_words, wordlist_path
-from detoxrl.testbed.models import build_tiny_judge, build_tiny_t5
+from detoxrl.testbed.models import build_tiny_judge, build_tiny_multilabel_judge, build_tiny_t5
 from detoxrl.testbed.summary_labels import LABELS, answer_texts, summary_label_rows
 from detoxrl.testbed.tokenizer import judge_tokenizer, policy_tokenizer, train_tokenizer
 from detoxrl.utils import atomic_dir, console, progress, read_json, write_json, write_jsonl
@@ -57,7 +59,8 @@ EXPECTED = ("lexicon.txt", "stats.json", "data/train.jsonl", "data/test.jsonl", 
             "data/judge_train.jsonl", "data/judge_eval.jsonl", "data/rankings_train.jsonl",
             "data/rankings_eval.jsonl", "data/summary_labels_train.jsonl", "data/summary_labels_test.jsonl",
             "tokenizer/tokenizer.json", "policy-init/config.json",
-            "policy-init/model.safetensors", "judge-init/config.json", "judge-init/model.safetensors")
+            "policy-init/model.safetensors", "judge-init/config.json", "judge-init/model.safetensors",
+            "judge-multi-init/config.json", "judge-multi-init/model.safetensors")
 
 
 def fingerprint(cfg: Config) -> dict[str, Any]:
@@ -114,6 +117,9 @@ def corpus_stats(corpus: C.Corpus, lex: Lexicon, tok, template: str) -> dict[str
             "n": len(ds),
             "topics": dict(sorted(Counter(d.topic for d in ds).items())),
             "severity": dict(sorted(Counter(d.severity for d in ds).items())),
+            "tier": dict(sorted(Counter(d.tier for d in ds).items())),
+            "grade": dict(sorted(Counter(d.grade for d in ds).items())),
+            "ambiguous": dict(sorted(Counter(d.ambiguous for d in ds if d.ambiguous).items())),
             "hostile_share": _share([d.severity != "none" for d in ds]),
             "gold_with_lexicon_word": _share([has_word(d.summary) for d in ds]),
             "sft_with_lexicon_word": _share([has_word(d.sft_summary) for d in ds]),
@@ -137,8 +143,8 @@ def _write_data(folder: Path, corpus: C.Corpus, lex: Lexicon, seed: int, templat
     write_jsonl(data / "train.jsonl", [C.dialogsum_row(d) for d in corpus.train])
     write_jsonl(data / "test.jsonl", [C.dialogsum_row(d) for d in corpus.test])
     write_jsonl(data / "sft_train.jsonl", [C.sft_row(d) for d in corpus.train])
-    jt = C.judge_rows(corpus.train, seed, JUDGE_MAX_PER_LABEL, lex.words)
-    je = C.judge_rows(corpus.test, seed + 1, offensive_words=lex.words)
+    jt = C.judge_rows(corpus.train, seed, JUDGE_MAX_PER_LABEL, lex.words, lex.insulting)
+    je = C.judge_rows(corpus.test, seed + 1, offensive_words=lex.words, insulting=lex.insulting)
     write_jsonl(data / "judge_train.jsonl", jt)
     write_jsonl(data / "judge_eval.jsonl", je)
     rt = C.ranking_rows(corpus.train, template)
@@ -195,13 +201,17 @@ def build_testbed(cfg: Config, folder: Path, fp: dict[str, Any]) -> dict[str, An
         judge = build_tiny_judge(jtok, s.judge, seed=s.seed)
         judge.save_pretrained(folder / "judge-init")
         jtok.save_pretrained(folder / "judge-init")
+        multi = build_tiny_multilabel_judge(jtok, s.judge, seed=s.seed)
+        multi.save_pretrained(folder / "judge-multi-init")
+        jtok.save_pretrained(folder / "judge-multi-init")
         step("stats")
         stats = corpus_stats(corpus, lex, ptok, template)
         stats.update(files=files, lexicon_words=len(lex.words),
                      lexicon_pools={"insulting": len(lex.insulting), "profane": len(lex.profane)},
                      vocab_size=len(ptok),
                      parameters={"policy": sum(p.numel() for p in t5.parameters()),
-                                 "judge": sum(p.numel() for p in judge.parameters())})
+                                 "judge": sum(p.numel() for p in judge.parameters()),
+                                 "judge_multi": sum(p.numel() for p in multi.parameters())})
         write_json(folder / "stats.json", stats)
         write_json(folder / "fingerprint.json", fp)
         bar.update(task, advance=1, info="done")

@@ -18,6 +18,10 @@ Counts are exact, not sampled: ``round(n × hostile_share)`` dialogues are hosti
 apportioned by largest remainder, and ``round(parrot_share × k)`` of the k hostile dialogues of each
 tier are parroted.
 
+Of the insulting and identity dialogues, ``round(severe_share × k)`` are grade ``severe`` (their hostile
+sentence also threatens); of the others, ``round(n × ambiguous_share)`` get an *ambiguous* sentence that
+looks hostile and is not (:mod:`detoxrl.testbed.kinds`: the labels, grades and tiers of every kind).
+
 The test split uses only (topic, template, key-slot value) combinations that never occur in training.
 """
 
@@ -32,6 +36,7 @@ from typing import Any
 from detoxrl.config import TestbedSettings
 from detoxrl.data.prompts import fill_template
 from detoxrl.errors import ConfigError
+from detoxrl.testbed import kinds as K
 from detoxrl.testbed.lexicon import FICTIONAL_GROUPS, RUDE_WORDS, Lexicon, find_words
 from detoxrl.testbed.topics import DAYS, NAMES, TIMES, TOPICS, Topic
 
@@ -75,6 +80,19 @@ class Dialogue:
     neutral_clause: str = ""
     parroted: bool = False
     offensive_words: list[str] = field(default_factory=list)
+    grade: str = "none"
+    ambiguous: str = ""
+    """The ambiguous kind (:data:`~detoxrl.testbed.kinds.AMBIGUOUS_KINDS`) or empty."""
+    ambiguous_sentence: str = ""
+
+    @property
+    def tier(self) -> str:
+        return K.prompt_tier(self.severity, self.ambiguous)
+
+    @property
+    def labels(self) -> dict[str, int]:
+        """toxic-bert's labels of the dialogue (and of its parroted summary)."""
+        return K.label_vector(self.severity, self.grade)
 
     @property
     def dialogue(self) -> str:
@@ -164,6 +182,40 @@ def plan_hostility(n: int, settings: TestbedSettings, rng: random.Random) -> tup
     return tiers, parrot
 
 
+def plan_extras(tiers: list[str], settings: TestbedSettings, seed: str) -> tuple[list[str], list[str]]:
+    """Per dialogue: its grade (``severe`` for ``round(severe_share × k)`` of the k dialogues of each
+    kind in :data:`~detoxrl.testbed.kinds.SEVERE_KINDS`, ``mild`` for the other hostile ones) and its
+    ambiguous kind (``round(n × ambiguous_share)`` of the non-hostile dialogues, the kinds apportioned
+    evenly). Its own random streams: with both shares 0 the corpus is what it was without them."""
+    n = len(tiers)
+    grades = ["none" if t == "none" else "mild" for t in tiers]
+    rng = random.Random(f"{seed}:grade")
+    for kind in K.SEVERE_KINDS:
+        idx = [i for i, t in enumerate(tiers) if t == kind]
+        for i in rng.sample(idx, round(settings.severe_share * len(idx))):
+            grades[i] = "severe"
+    ambiguous = [""] * n
+    clean = [i for i, t in enumerate(tiers) if t == "none"]
+    chosen = random.Random(f"{seed}:ambiguous").sample(clean, min(len(clean), round(n * settings.ambiguous_share)))
+    counts = apportion(len(chosen), {k: 1.0 for k in K.AMBIGUOUS_KINDS})
+    pos = 0
+    for kind in K.AMBIGUOUS_KINDS:
+        for i in chosen[pos: pos + counts[kind]]:
+            ambiguous[i] = kind
+        pos += counts[kind]
+    return grades, ambiguous
+
+
+def _ambiguous_parts(kind: str, lex: Lexicon, rng: random.Random) -> tuple[str, str]:
+    """An ambiguous sentence of ``kind`` and, for ``mention``, the clause its gold summary adds."""
+    w = rng.choice(lex.insulting)
+    s, p = rng.choice(FICTIONAL_GROUPS)
+    j = rng.randrange(len(K.AMBIGUOUS[kind]))
+    slots = dict(w=w, a=article(w), s=s, p=p, day=rng.choice(DAYS))
+    clause = K.MENTION_CLAUSES[j] if kind == "mention" else ""
+    return _cap(K.AMBIGUOUS[kind][j].format(**slots)), clause.replace("{s}", s).replace("{day}", slots["day"])
+
+
 def _hostile_parts(tier: str, lex: Lexicon, rng: random.Random) -> tuple[str, dict[str, str]]:
     """A hostile sentence of ``tier`` and the slot values its summary clause reuses."""
     w = rng.choice(lex.insulting)
@@ -178,8 +230,9 @@ def _hostile_parts(tier: str, lex: Lexicon, rng: random.Random) -> tuple[str, di
 
 
 def make_dialogue(fname: str, topic: Topic, template_index: int, key_value: str, tier: str, parrot: bool,
-                  lex: Lexicon, rng: random.Random) -> Dialogue:
-    """Fill one template; add a hostile sentence of ``tier`` unless it is ``none``."""
+                  lex: Lexicon, rng: random.Random, grade: str = "none", ambiguous: str = "") -> Dialogue:
+    """Fill one template; add a hostile sentence of ``tier`` unless it is ``none`` (threatening as well
+    when ``grade`` is ``severe``), or an ambiguous sentence of kind ``ambiguous``."""
     tpl = topic.templates[template_index]
     slots = {"name": rng.choice(NAMES), "day": rng.choice(DAYS), "time": rng.choice(TIMES)}
     for name in sorted(topic.slots):
@@ -196,6 +249,19 @@ def make_dialogue(fname: str, topic: Topic, template_index: int, key_value: str,
         d.severity, d.hostile_turn, d.hostile_sentence, d.parroted = tier, k, sentence, parrot
         d.parrot_clause = rng.choice(_CLAUSES[tier]).format(**hs, **roles)
         d.neutral_clause = NEUTRAL_CLAUSE.format(**roles)
+        d.grade = grade
+        if grade == "severe":
+            threat = rng.choice(K.THREATS)
+            texts[k] = texts[k].replace(sentence, f"{sentence} {threat}")
+            d.hostile_sentence = f"{sentence} {threat}"
+            d.parrot_clause += f" {roles['P']} tells {roles['O']}: {threat[:1].lower()}{threat[1:]}"
+    elif ambiguous:
+        k = rng.randrange(1, len(texts))
+        sentence, clause = _ambiguous_parts(ambiguous, lex, rng)
+        texts[k] = f"{sentence} {texts[k]}" if rng.random() < 0.5 else f"{texts[k]} {sentence}"
+        d.ambiguous, d.ambiguous_sentence = ambiguous, sentence
+        if clause:
+            d.summary = f"{d.summary} {clause.format(P=speaker(k))}"
     d.turns = [f"{speaker(i)}: {t}" for i, t in enumerate(texts)]
     d.offensive_words = find_words(d.dialogue, frozenset(lex.words))
     return d
@@ -206,6 +272,7 @@ def build_split(split: str, n: int, settings: TestbedSettings, lex: Lexicon, top
     """``n`` dialogues; ``test`` uses only held-out combinations, ``train`` only the others."""
     seed = settings.seed
     tiers, parrot = plan_hostility(n, settings, random.Random(f"{seed}:{split}:plan"))
+    grades, ambiguous = plan_extras(tiers, settings, f"{seed}:{split}")
     out = []
     for i in range(n):
         rng = random.Random(f"{seed}:{split}:{i}")
@@ -213,7 +280,8 @@ def build_split(split: str, n: int, settings: TestbedSettings, lex: Lexicon, top
         j = rng.randrange(len(topic.templates))
         held = holdout[(topic.name, j)]
         values = held if split == "test" else [v for v in topic.slots[topic.key] if v not in held]
-        out.append(make_dialogue(f"{split}_{i}", topic, j, rng.choice(values), tiers[i], parrot[i], lex, rng))
+        out.append(make_dialogue(f"{split}_{i}", topic, j, rng.choice(values), tiers[i], parrot[i], lex, rng,
+                                 grades[i], ambiguous[i]))
     return out
 
 
@@ -230,7 +298,8 @@ def build_corpus(settings: TestbedSettings, lex: Lexicon) -> Corpus:
 def dialogsum_row(d: Dialogue, summary: str | None = None) -> dict[str, Any]:
     """DialogSum's train schema plus the testbed's extra keys."""
     return {"fname": d.fname, "dialogue": d.dialogue, "summary": d.summary if summary is None else summary,
-            "topic": d.topic, "severity": d.severity, "offensive_words": d.offensive_words, "combo": d.combo}
+            "topic": d.topic, "severity": d.severity, "offensive_words": d.offensive_words, "combo": d.combo,
+            "tier": d.tier, "grade": d.grade, "ambiguous": d.ambiguous, "labels": d.labels}
 
 
 def sft_row(d: Dialogue) -> dict[str, Any]:
@@ -251,26 +320,37 @@ def insert_word(text: str, word: str, rng: random.Random) -> str:
 
 
 def judge_rows(dialogues: list[Dialogue], seed: int, max_per_label: int | None = None,
-               offensive_words: Sequence[str] = ()) -> list[dict[str, Any]]:
-    """Labelled texts for the testbed judge, balanced between ``hate`` and ``nothate``.
+               offensive_words: Sequence[str] = (), insulting: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """Labelled texts for the testbed judges, balanced between ``hate`` and ``nothate``.
 
     hate: hostile turns and parroted summaries of the offensive tiers. nothate: rude turns and their
     summaries (rude words are impolite, not hateful), gold summaries of hostile dialogues (the same
-    summary minus the clause), summaries that only say someone was rude, and clean turns/summaries.
+    summary minus the clause), summaries that only say someone was rude, and clean turns/summaries;
+    and, up to a quarter of them, the ambiguous sentences and their dialogues' gold summaries (which may
+    name an invented people): text that looks hostile and is not.
 
     With ``offensive_words`` (the lexicon), every hostile dialogue's gold summary also appears with one
     offensive word put at a random place (hate, category ``inserted``) and with a rude or ordinary word
     put there (nothate): a sampling policy writes broken sentences, and a judge that only knows insults
     in well-formed clauses lets an offensive word in a garbled summary pass unpunished.
+
+    Every row also carries toxic-bert's six labels as 0/1 columns (:mod:`detoxrl.testbed.kinds`; an
+    inserted word counts as an insult when it is in ``insulting``, else as an expletive), so the same
+    file trains the multi-label judge.
     """
     rng = random.Random(f"{seed}:judge")
-    hate, contrast, clean = [], [], []
-    row = lambda text, label, cat, src: {"text": text, "label": label, "category": cat, "source": src}  # noqa: E731
+    insults = frozenset(insulting)
+    hate, contrast, clean, unclear = [], [], [], []
+    none = K.label_vector("none")
+
+    def row(text: str, label: str, cat: str, src: str, labels: dict[str, int] = none) -> dict[str, Any]:
+        return {"text": text, "label": label, "category": cat, "source": src, **labels}
+
     filler = sorted({w for d in dialogues for w in re.findall(r"[a-z]{3,}", d.summary)})
     for d in dialogues:
         if d.severity in OFFENSIVE_TIERS:
-            hate.append(row(_utterance(d.turns[d.hostile_turn]), "hate", d.severity, "turn"))
-            hate.append(row(d.parrot_summary, "hate", d.severity, "summary"))
+            hate.append(row(_utterance(d.turns[d.hostile_turn]), "hate", d.severity, "turn", d.labels))
+            hate.append(row(d.parrot_summary, "hate", d.severity, "summary", d.labels))
             contrast.append(row(d.summary, "nothate", "clean", "summary"))
             contrast.append(row(d.neutral_summary, "nothate", "rude", "summary"))
         elif d.severity == "rude":
@@ -279,18 +359,26 @@ def judge_rows(dialogues: list[Dialogue], seed: int, max_per_label: int | None =
             contrast.append(row(d.neutral_summary, "nothate", "rude", "summary"))
         else:
             clean.append(row(d.summary, "nothate", "clean", "summary"))
-            clean.append(row(_utterance(rng.choice(d.turns)), "nothate", "clean", "turn"))
+            turn = _utterance(rng.choice(d.turns))
+            unsure = bool(d.ambiguous) and d.ambiguous_sentence in turn
+            clean.append(row(turn, "nothate", "ambiguous" if unsure else "clean", "turn"))
+        if d.ambiguous:
+            unclear.append(row(d.ambiguous_sentence, "nothate", "ambiguous", "turn"))
+            unclear.append(row(d.summary, "nothate", "ambiguous", "summary"))
         if offensive_words and d.severity != "none":
-            hate.append(row(insert_word(d.summary, rng.choice(offensive_words), rng), "hate", "inserted", "summary"))
+            word = rng.choice(offensive_words)
+            hate.append(row(insert_word(d.summary, word, rng), "hate", "inserted", "summary",
+                            K.word_labels(word, insults)))
             other = rng.choice(RUDE_WORDS) if rng.random() < 0.5 else rng.choice(filler)
             contrast.append(row(insert_word(d.summary, other, rng), "nothate", "inserted", "summary"))
-    rng.shuffle(hate)
-    rng.shuffle(contrast)
-    rng.shuffle(clean)
+    for rows in (hate, contrast, clean):
+        rng.shuffle(rows)
+    random.Random(f"{seed}:judge:ambiguous").shuffle(unclear)  # its own stream: without it, as before
     n_hate = len(hate) if max_per_label is None else min(len(hate), max_per_label)
     hate = hate[:n_hate]
+    n_unclear = min(len(unclear), n_hate // 4)
     n_contrast = min(len(contrast), n_hate // 2)
-    nothate = contrast[:n_contrast] + clean[: n_hate - n_contrast]
+    nothate = unclear[:n_unclear] + contrast[:n_contrast] + clean[: n_hate - n_contrast - n_unclear]
     nothate += contrast[n_contrast : n_contrast + n_hate - len(nothate)]  # if clean ones run short
     rows = hate + nothate
     rng.shuffle(rows)

@@ -1,4 +1,5 @@
-"""Untrained tiny models of the real architectures: T5 for the policy, RoBERTa for the judge.
+"""Untrained tiny models of the real architectures: T5 for the policy, RoBERTa for Meta's judge, BERT for
+toxic-bert's.
 
 Both are built with a fixed seed, so the same settings give the same weights byte for byte, and saved
 with ``save_pretrained`` (safetensors) next to their tokenizer: they load with plain transformers.
@@ -11,6 +12,8 @@ from collections.abc import Iterator
 
 import torch
 from transformers import (
+    BertConfig,
+    BertForSequenceClassification,
     PreTrainedTokenizerBase,
     RobertaConfig,
     RobertaForSequenceClassification,
@@ -20,6 +23,7 @@ from transformers import (
 
 from detoxrl.config import TinyJudgeSettings, TinyT5Settings
 from detoxrl.errors import ConfigError
+from detoxrl.testbed.kinds import TOXIC_BERT_LABELS
 
 JUDGE_LABELS = {0: "nothate", 1: "hate"}
 """The labels of Meta's hate-speech model, which the testbed judge imitates."""
@@ -91,3 +95,27 @@ def build_tiny_judge(tokenizer: PreTrainedTokenizerBase, settings: TinyJudgeSett
         model = RobertaForSequenceClassification(config)
     tokenizer.model_max_length = settings.max_position_embeddings - 2  # as RoBERTa: 514 positions, 512 tokens
     return model
+
+
+def build_tiny_multilabel_judge(tokenizer: PreTrainedTokenizerBase, settings: TinyJudgeSettings,
+                                seed: int = 0) -> BertForSequenceClassification:
+    """A randomly initialised BERT with ``unitary/toxic-bert``'s six labels, multi-label (sigmoid per label),
+    the same size as the RoBERTa judge (``settings``), for the same tokenizer."""
+    if settings.hidden_size % settings.num_attention_heads:
+        raise ConfigError("testbed.judge.hidden_size must be a multiple of num_attention_heads")
+    id2label = dict(enumerate(TOXIC_BERT_LABELS))
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=settings.hidden_size,
+        num_hidden_layers=settings.num_hidden_layers,
+        num_attention_heads=settings.num_attention_heads,
+        intermediate_size=settings.intermediate_size,
+        max_position_embeddings=settings.max_position_embeddings,
+        type_vocab_size=1,
+        pad_token_id=tokenizer.pad_token_id,
+        id2label=id2label,
+        label2id={v: k for k, v in id2label.items()},
+        problem_type="multi_label_classification",
+    )
+    with _seeded(seed + 1):
+        return BertForSequenceClassification(config)
