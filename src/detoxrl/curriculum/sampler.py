@@ -228,7 +228,7 @@ class CurriculumSampler:
         (with the ``tier`` difficulty: clean, then ambiguous, harmful mild, harmful severe), so the last
         stage (everything) starts at ``T``; ``start_competence`` and ``n_stages`` play no part. With
         another difficulty the levels are its distinct values (a column of a few integer levels
-        stages naturally; a continuous score gives one prompt per stage);
+        stages naturally; a continuous score gives one stage per distinct value);
       - a callable ``(t, T, c0) -> c``.
 
     ``tiers`` (optional, one name per prompt) adds the tier shares and the open level to

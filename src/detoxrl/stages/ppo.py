@@ -33,7 +33,7 @@ from detoxrl.rl import checkpoint as ckpt
 from detoxrl.rl.trainer import PPOTrainer, Reward
 from detoxrl.stages.constitution import start_model
 from detoxrl.stages.device import policy_precision, stage_accelerator
-from detoxrl.stages.fingerprint import SECTIONS, flatten
+from detoxrl.stages.fingerprint import SECTIONS, default_left_out, flatten
 from detoxrl.stages.ppo_monitor import Monitor
 from detoxrl.utils import atomic_dir, console, progress, set_seed
 
@@ -133,7 +133,7 @@ def run_config(cfg: Config) -> dict:
     """The settings a PPO run is made from (flattened), as its checkpoints record them."""
     full = flatten(cfg.model_dump(mode="json"))
     return {k: v for k, v in sorted(full.items())
-            if any(k == s or k.startswith(s + ".") for s in SECTIONS["ppo"])}
+            if any(k == s or k.startswith(s + ".") for s in SECTIONS["ppo"]) and not default_left_out(k, v)}
 
 
 def check_resume_config(cfg: Config, saved: dict | None, checkpoint: Path, allow: bool) -> list[str]:
