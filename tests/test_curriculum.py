@@ -1,4 +1,4 @@
-"""Curriculum: pacing by hand, samplers' coverage and eligibility, self-paced stages, exact resumption."""
+"""Curriculum: pacing by hand, samplers' coverage and eligibility, self-paced stages, exact resumption, tiers."""
 
 from __future__ import annotations
 
@@ -11,9 +11,17 @@ import pytest
 import torch
 
 from detoxrl.config import CurriculumSettings, config_from_dict
-from detoxrl.curriculum.difficulty import difficulty_for, from_column, from_judge, from_rewards, rank_normalize
+from detoxrl.curriculum.difficulty import (
+    curriculum_scores,
+    difficulty_for,
+    from_column,
+    from_judge,
+    from_rewards,
+    rank_normalize,
+)
 from detoxrl.curriculum.pacing import linear, sqrt_competence, stage_at, stage_competence, step_stages
 from detoxrl.curriculum.sampler import CurriculumSampler, PromptSampler, UniformSampler, make_sampler
+from detoxrl.curriculum.tiers import REDTEAM_MARK, prompt_tiers, tier_levels, tiers_from_toxicity
 from detoxrl.errors import CheckpointError, ConfigError, DataError
 
 
@@ -322,3 +330,205 @@ def test_make_sampler():
         make_sampler(CurriculumSettings(enabled=True), 8, 10, 0)
     with pytest.raises(ValueError, match="7 difficulty scores for 8"):
         make_sampler(CurriculumSettings(enabled=True), 8, 10, 0, difficulty=[0.0] * 7)
+
+
+# ------------------------------------------------------------------------------------ three tiers
+class TierJudge:
+    """A judge with known toxicity and severity per text."""
+
+    def __init__(self, name, tox: dict[str, float], sev: dict[str, float]):
+        self.name, self.tox, self.sev = name, tox, sev
+        self.calls = 0
+
+    def score(self, texts):
+        self.calls += 1
+        return SimpleNamespace(toxicity=torch.tensor([self.tox[t] for t in texts], dtype=torch.float64),
+                               severity=torch.tensor([self.sev[t] for t in texts], dtype=torch.float64))
+
+
+def test_tier_settings_defaults_and_validation():
+    c = CurriculumSettings()
+    assert (c.tier_column, c.grade_column, c.tier_thresholds, c.severe_at) == ("tier", "grade", [0.1, 0.5], 0.8)
+    base = {"policy": {"name_or_path": "x"}, "data": {"source": "prompts.jsonl"},
+            "reward": {"judges": [{"name": "j", "type": "lexicon"}]}}
+    for bad in ([0.5, 0.1], [0.3, 0.3], [0.0, 0.5], [0.2, 1.0], [0.2]):
+        with pytest.raises(ConfigError, match=r"tier_thresholds must be two increasing values in \(0, 1\)"):
+            config_from_dict({**base, "curriculum": {"tier_thresholds": bad}})
+    with pytest.raises(ConfigError, match="severe_at"):
+        config_from_dict({**base, "curriculum": {"severe_at": 0}})
+    ok = config_from_dict({**base, "curriculum": {"difficulty": "tier", "pacing": "tiers"}}).curriculum
+    assert (ok.difficulty, ok.pacing) == ("tier", "tiers")
+
+
+def test_tier_levels_and_thresholds_by_hand():
+    assert tier_levels(["clean", "ambiguous", "harmful", "harmful", "harmful"],
+                       ["none", "none", "mild", "severe", "none"]).tolist() == [0, 1, 2, 3, 2]
+    # below the first threshold clean, below the second ambiguous, from the second on harmful
+    assert tiers_from_toxicity([0.0999, 0.1, 0.4999, 0.5, 1.0], [0.1, 0.5]) == [
+        "clean", "ambiguous", "ambiguous", "harmful", "harmful"]
+
+
+def test_prompt_tiers_from_the_column_with_grades(tmp_path):
+    metas = [{"tier": "clean"}, {"tier": "Ambiguous"}, {"tier": 2, "grade": "severe"}, {"tier": "2", "grade": "mild"},
+             {"tier": 0, "grade": "none"}, {"tier": "harmful", "grade": None}]
+    tiers, grades, source = prompt_tiers(_cfg(tmp_path, difficulty="tier"), _prompts(list("abcdef"), metas), None)
+    assert source == "column"
+    assert tiers == ["clean", "ambiguous", "harmful", "harmful", "clean", "harmful"]
+    assert grades == ["none", "none", "severe", "mild", "none", "none"]
+    assert tier_levels(tiers, grades).tolist() == [0, 1, 3, 2, 0, 2]
+
+
+def test_prompt_tiers_refuses_bad_values_and_a_partial_column(tmp_path):
+    cfg = _cfg(tmp_path, difficulty="tier")
+    with pytest.raises(DataError, match=r"prompt p1 \(row 1\) has the value 'toxic'"):
+        prompt_tiers(cfg, _prompts(["a", "b"], [{"tier": "clean"}, {"tier": "toxic"}]), None)
+    with pytest.raises(DataError, match=r"prompt p0 \(row 0\) has the value 3"):
+        prompt_tiers(cfg, _prompts(["a"], [{"tier": 3}]), None)
+    with pytest.raises(DataError, match=r"tier_column 'tier': prompt p2 \(row 2\) has no such column, but 2 of 4"):
+        prompt_tiers(cfg, _prompts(list("abcd"), [{"tier": "clean"}, {"tier": 1}, {}, {}]), None)
+    # the grade column: every harmful prompt or none; other tiers need not have it
+    with pytest.raises(DataError, match=r"grade_column 'grade': prompt p2 \(row 2\) has no such column"):
+        prompt_tiers(cfg, _prompts(list("abc"), [{"tier": "clean"}, {"tier": 2, "grade": "mild"}, {"tier": 2}]), None)
+    with pytest.raises(DataError, match=r"prompt p0 \(row 0\) has the value 'extreme'"):
+        prompt_tiers(cfg, _prompts(["a"], [{"tier": 2, "grade": "extreme"}]), None)
+    # no column and no judges to apply the thresholds with
+    with pytest.raises(ConfigError, match="no column 'tier'.*no judges"):
+        prompt_tiers(cfg, _prompts(["a"]), SimpleNamespace())
+
+
+TIER_TEXTS = ["a", "b", "c", "d", "e"]
+# judge 1 (weight 1) and judge 2 (weight 3): weighted toxicity (t1 + 3 t2) / 4 = 0.06, 0.275, 0.45, 0.85, 0.55
+TOX1 = {"a": 0.0, "b": 0.2, "c": 0.6, "d": 1.0, "e": 0.4}
+TOX2 = {"a": 0.08, "b": 0.3, "c": 0.4, "d": 0.8, "e": 0.6}
+# severity, max over judges: d 0.9 (severe at 0.8), e 0.6 (mild)
+SEV1 = {"a": 0.0, "b": 0.1, "c": 0.3, "d": 0.7, "e": 0.5}
+SEV2 = {"a": 0.0, "b": 0.0, "c": 0.95, "d": 0.9, "e": 0.6}
+
+
+def _tier_reward():
+    return SimpleNamespace(judges=[TierJudge("j1", TOX1, SEV1), TierJudge("j2", TOX2, SEV2)], weights=[1.0, 3.0])
+
+
+def test_difficulty_for_tier_from_thresholds_by_hand_and_cached(tmp_path):
+    reward_fn = _tier_reward()
+    cfg = _cfg(tmp_path, difficulty="tier")
+    prompts = _prompts(TIER_TEXTS)
+    tiers, grades, source = prompt_tiers(cfg, prompts, reward_fn)
+    assert source == "thresholds"
+    assert tiers == ["clean", "ambiguous", "ambiguous", "harmful", "harmful"]
+    assert grades == ["none", "none", "none", "severe", "mild"]  # c is severe by its severity, but ambiguous
+    d, names = curriculum_scores(cfg, prompts, reward_fn, None)
+    assert d.tolist() == [0, 1, 1, 3, 2] and names == tiers
+    calls = [j.calls for j in reward_fn.judges]
+    assert difficulty_for(cfg, prompts, reward_fn, None).tolist() == [0, 1, 1, 3, 2]
+    assert [j.calls for j in reward_fn.judges] == calls  # from ppo/difficulty.json
+    saved = json.loads((tmp_path / "run" / "ppo" / "difficulty.json").read_text())
+    assert saved["tiers"] == tiers and saved["grades"] == grades and saved["tier_source"] == "thresholds"
+    # other thresholds are another cache key: b (0.275) becomes clean
+    cfg2 = _cfg(tmp_path, difficulty="tier", tier_thresholds=[0.3, 0.5], severe_at=0.95)
+    d2, names2 = curriculum_scores(cfg2, prompts, reward_fn, None)
+    assert names2 == ["clean", "clean", "ambiguous", "harmful", "harmful"] and d2.tolist() == [0, 0, 1, 2, 2]
+
+
+def test_redteam_prompts_are_harmful_and_graded_by_severity(tmp_path):
+    cfg = _cfg(tmp_path, difficulty="tier")
+    metas = [{"tier": "clean"}, {"tier": "ambiguous"}, {"tier": "clean"},
+             {"tier": "harmful", REDTEAM_MARK: True}, {"tier": "harmful", REDTEAM_MARK: True}]
+    tiers, grades, source = prompt_tiers(cfg, _prompts(TIER_TEXTS, metas), _tier_reward())
+    assert (tiers, grades, source) == (["clean", "ambiguous", "clean", "harmful", "harmful"],
+                                       ["none", "none", "none", "severe", "mild"], "column")
+    # the data has no tier column: the red team's rows do not make it a partial one
+    metas = [{}, {}, {}, {"tier": "harmful", REDTEAM_MARK: True}, {"tier": "harmful", REDTEAM_MARK: True}]
+    tiers, grades, source = prompt_tiers(cfg, _prompts(["a", "a", "a", "a", "e"], metas), _tier_reward())
+    assert (tiers, grades, source) == (["clean"] * 3 + ["harmful"] * 2, ["none"] * 3 + ["mild"] * 2, "thresholds")
+    # without judges a harmful prompt stays ungraded: level 2
+    tiers, grades, _ = prompt_tiers(cfg, _prompts(["a", "b"], [{"tier": 0}, {"tier": 2}]), SimpleNamespace())
+    assert grades == ["none", "none"] and tier_levels(tiers, grades).tolist() == [0, 2]
+
+
+def test_harmful_examples_carry_the_redteam_mark():
+    from detoxrl.redteam.training import harmful_examples
+
+    ex = harmful_examples([{"text": "x", "prompt": "p", "response": "r"}])
+    assert ex[0].meta == {"tier": "harmful", REDTEAM_MARK: True}
+
+
+# levels 0 ×4, 1 ×3, 2 ×2, 3 ×1, shuffled
+TIER_LEVELS = np.random.default_rng(4).permutation([0] * 4 + [1] * 3 + [2] * 2 + [3])
+TIER_NAMES = [("clean", "ambiguous", "harmful", "harmful")[int(v)] for v in TIER_LEVELS]
+
+
+def test_tiers_pacing_opens_one_level_per_stage_by_hand():
+    # T = 0.6 × 10 = 6 steps, L = 4 levels: stage k(t) = floor(3 t / 6); eligible 4, 7, 9, 10 (levels <= k)
+    s = CurriculumSampler(TIER_LEVELS, "tiers", total_steps=10, seed=0, full_at=0.6, tiers=TIER_NAMES)
+    assert s.level_counts.tolist() == [4, 7, 9, 10]
+    expected = {0: 4, 1: 4, 2: 7, 3: 7, 4: 9, 5: 9, 6: 10, 7: 10}
+    for t, k_eligible in expected.items():
+        batch = s.next_batch(6)
+        stats = s.log_stats()
+        stage = [4, 7, 9, 10].index(k_eligible)
+        assert stats["curriculum/eligible"] == k_eligible and stats["curriculum/stage"] == stage, t
+        assert stats["curriculum/competence"] == pytest.approx(k_eligible / 10)
+        assert stats["curriculum/open_level"] == stage and isinstance(stats["curriculum/open_level"], int)
+        assert max(TIER_LEVELS[batch]) <= stage
+        if k_eligible >= 6:  # without replacement: a draw of 6 from 7 or more prompts has no repeat
+            assert len(set(batch)) == 6
+    # a level missing (no ambiguous prompt): three stages, the open level jumps 0 → 2 → 3
+    s = CurriculumSampler([3, 0, 2, 0, 2], "tiers", total_steps=4, seed=0, full_at=1.0,
+                          tiers=["harmful", "clean", "harmful", "clean", "harmful"])
+    seen = []
+    for _ in range(5):  # stage floor(2 t / 4): 0, 0, 1, 1, 2
+        s.next_batch(2)
+        st = s.log_stats()
+        seen.append((st["curriculum/eligible"], st["curriculum/open_level"]))
+    assert seen == [(2, 0), (2, 0), (4, 2), (4, 2), (5, 3)]
+
+
+def test_tier_shares_by_hand():
+    levels = [0, 0, 1, 3]
+    names = ["clean", "clean", "ambiguous", "harmful"]
+    u = UniformSampler(4, seed=0, difficulty=levels, tiers=names)
+    u.next_batch(4)  # one whole pass: each prompt once
+    st = u.log_stats()
+    assert (st["curriculum/share_clean"], st["curriculum/share_ambiguous"], st["curriculum/share_harmful"]) == (0.5, 0.25, 0.25)
+    assert st["curriculum/open_level"] == 3
+    c = make_sampler(CurriculumSettings(enabled=True, pacing="tiers", full_at=0.5), 4, 10, 0,
+                     difficulty=levels, tiers=names)
+    c.next_batch(8)  # stage 0: only the two clean prompts
+    st = c.log_stats()
+    assert (st["curriculum/share_clean"], st["curriculum/share_ambiguous"], st["curriculum/share_harmful"]) == (1.0, 0.0, 0.0)
+    # T = 5, three levels: stage floor(2 t / 5) is 1 at t = 3, a batch of 5 from the clean and ambiguous prompts
+    for _ in range(3):
+        batch = c.next_batch(5)
+    st = c.log_stats()
+    assert st["curriculum/open_level"] == 1 and st["curriculum/eligible"] == 3
+    assert st["curriculum/share_ambiguous"] == pytest.approx(sum(i == 2 for i in batch) / 5)
+    assert st["curriculum/share_clean"] + st["curriculum/share_ambiguous"] == 1.0
+    assert "curriculum/share_clean" not in UniformSampler(4, 0, difficulty=levels).log_stats()
+    with pytest.raises(ValueError, match="unknown tier 'toxic'"):
+        make_sampler(CurriculumSettings(enabled=True), 2, 10, 0, difficulty=[0, 1], tiers=["clean", "toxic"])
+    with pytest.raises(ValueError, match="1 tiers for 2 prompts"):
+        make_sampler(CurriculumSettings(enabled=False), 2, 10, 0, difficulty=[0, 1], tiers=["clean"])
+
+
+def test_tiers_pacing_resumes_exactly_and_refuses_other_tiers():
+    settings = CurriculumSettings(enabled=True, pacing="tiers", full_at=0.5)
+
+    def make(levels=TIER_LEVELS):
+        return make_sampler(settings, 10, total_steps=12, seed=3, difficulty=levels, tiers=TIER_NAMES)
+
+    straight = _run(make(), 10)
+    first = make()
+    head = _run(first, 4)
+    state = json.loads(json.dumps(first.state_dict()))
+    resumed = make()
+    resumed.load_state_dict(state)
+    tail = _run(resumed, 6, start=4)
+    assert [b for b, _ in head + tail] == [b for b, _ in straight]
+    assert [s for _, s in head + tail] == [s for _, s in straight]
+    assert straight[-1][1]["curriculum/open_level"] == 3 and straight[0][1]["curriculum/open_level"] == 0
+    # the same order but other levels (a severe prompt became mild): other stages, refused
+    other = TIER_LEVELS.copy()
+    other[other == 3] = 2
+    with pytest.raises(CheckpointError, match="tiers changed"):
+        make(other).load_state_dict(state)

@@ -176,6 +176,17 @@ def test_red_team_keys_enter_the_fingerprints_only_when_set(tmp_path):
     assert fingerprint.stage_config(cfg, "eval")["eval.redteam_replay"] == "cases.jsonl"
 
 
+def test_tier_curriculum_keys_enter_the_fingerprint_and_checkpoints_only_when_changed(tmp_path):
+    from detoxrl.stages import ppo
+
+    keys = ("curriculum.tier_column", "curriculum.grade_column", "curriculum.tier_thresholds", "curriculum.severe_at")
+    cfg = _cfg(tmp_path)
+    assert not set(keys) & set(fingerprint.stage_config(cfg, "ppo")) and not set(keys) & set(ppo.run_config(cfg))
+    cfg = _cfg(tmp_path, "curriculum.tier_thresholds=[0.2,0.6]", "curriculum.severe_at=0.9")
+    assert fingerprint.stage_config(cfg, "ppo")["curriculum.tier_thresholds"] == [0.2, 0.6]
+    assert ppo.run_config(cfg)["curriculum.severe_at"] == 0.9 and "curriculum.tier_column" not in ppo.run_config(cfg)
+
+
 @pytest.mark.parametrize("override, expected", [
     ("labels.simulated.noise=0.3", ["labels", "train-rm", "ppo", "eval", "report"]),  # rerank, no resampling
     # the stand-in labels stage writes the same rankings for the new batch: train-rm, which reads them by

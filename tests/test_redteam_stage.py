@@ -74,6 +74,16 @@ def test_found_prompts_join_ppo_training(tmp_path, tiny_t5_dir):
     st = ppo.setup(cfg)
     assert len(st.texts) == 64 + len(found) and st.texts[64:] == [cfg.data.prompt_template.format(text=t) for t in found]
     assert list(st.sampler.difficulty[64:]) == [1.0] * len(found)  # the curriculum's hardest tier
+    # the tier curriculum: the found prompts are harmful (level 2 or 3) although the data has no tier column
+    tier = load_config(str(tmp_path / "tiny.yaml"), [f"ppo.redteam_prompts={out.parent / CASES}",
+                                                    "curriculum.enabled=true", "curriculum.difficulty=tier",
+                                                    "curriculum.pacing=tiers"])
+    st = ppo.setup(tier)
+    assert set(st.sampler.difficulty[64:].tolist()) <= {2.0, 3.0}
+    saved = json.loads((tier.run_path / "ppo" / "difficulty.json").read_text())
+    assert saved["tier_source"] == "thresholds" and saved["tiers"][64:] == ["harmful"] * len(found)
+    st.sampler.next_batch(8)
+    assert st.sampler.log_stats()["curriculum/open_level"] == int(st.sampler.difficulty.min())
 
 
 def test_red_lm_methods_in_the_stage(tmp_path, tiny_t5_dir, tiny_gpt2_dir):

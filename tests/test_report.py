@@ -201,6 +201,38 @@ def test_report_uniform_sampler_keys_without_curriculum(tmp_path):
     assert "Curriculum: not run" not in build_report(cfg_on).read_text(encoding="utf-8")
 
 
+def _with_tier_shares(path: Path) -> None:
+    """Add the tier shares a tier curriculum logs: clean only, then ambiguous joining, then harmful."""
+    rows, _ = read_metrics(path)
+    for r in rows:
+        s = r["step"]
+        harmful = 0.0 if s < 20 else 0.25
+        ambiguous = 0.0 if s < 10 else 0.25
+        r.update({"curriculum/share_clean": 1.0 - harmful - ambiguous, "curriculum/share_ambiguous": ambiguous,
+                  "curriculum/share_harmful": harmful, "curriculum/open_level": int(s // 10)})
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+
+
+def test_report_plots_the_tier_mix(tmp_path):
+    from detoxrl.evaluation.report_sections import curriculum_section
+
+    cfg = make_cfg(tmp_path / "run", curriculum={"enabled": True, "difficulty": "tier", "pacing": "tiers"})
+    path = write_metrics(cfg.run_path, constitution=False, probes=False)
+    rows, _ = read_metrics(path)
+    assert "tier mix" not in curriculum_section(rows)  # no shares logged: no figure
+    _with_tier_shares(path)
+    rows, _ = read_metrics(path)
+    html = curriculum_section(rows)
+    assert len(_images(html)) == 2 and 'alt="tier mix per PPO step"' in html
+    # the uniform arm of an ablation (curriculum off, tiers known) shows its tier mix, not "not run"
+    off = curriculum_section([{k: v for k, v in r.items() if k != "curriculum/stage"} for r in rows], enabled=False)
+    assert "Curriculum: not run" not in off and len(_images(off)) == 1 and "enabled is false" in off
+    card = write_model_card(cfg, cfg.path(cfg.ppo.output_dir), None).read_text(encoding="utf-8")
+    assert ("- **Curriculum:** on (tiers pacing) over three tiers clean → ambiguous → harmful (mild, then severe): "
+            "from the data's `tier` and `grade` columns where present, else by the judges' toxicity of the prompt "
+            "(clean below 0.1, ambiguous below 0.5) and severity (severe from 0.8)") in card
+
+
 def test_report_survives_a_corrupt_eval_json(tmp_path):
     cfg = make_cfg(tmp_path / "run")
     (cfg.run_path).mkdir(parents=True)

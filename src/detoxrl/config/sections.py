@@ -341,15 +341,32 @@ class PPOSettings(_Strict):
 # --------------------------------------------------------------------------------------------------
 class CurriculumSettings(_Strict):
     enabled: bool = False
-    difficulty: Literal["judge", "base_reward", "column"] = "judge"
+    difficulty: Literal["judge", "base_reward", "column", "tier"] = "judge"
+    """``tier``: level 0 clean, 1 ambiguous, 2 harmful (mild), 3 harmful severe (``detoxrl.curriculum.tiers``)."""
     difficulty_column: str | None = None
-    pacing: Literal["linear", "sqrt", "step", "self_paced"] = "sqrt"
+    pacing: Literal["linear", "sqrt", "step", "self_paced", "tiers"] = "sqrt"
+    """``tiers``: one stage per difficulty level present, each opening the next level (evenly up to ``full_at``)."""
+    tier_column: str = "tier"
+    """Column holding each prompt's tier: clean, ambiguous or harmful"""
+    grade_column: str = "grade"
+    """Column holding the severity inside the harmful tier: mild, severe (or none)."""
+    tier_thresholds: list[float] = Field(default_factory=lambda: [0.1, 0.5])
+    """Without the tier column: judges' toxicity of the prompt below the first is clean, below the second ambiguous."""
+    severe_at: float = Field(0.8, gt=0, le=1)
+    """Without the grade column: a harmful prompt is severe when the judges' severity of it is at least this."""
     start_competence: float = Field(0.2, gt=0, le=1)
     full_at: float = Field(0.8, gt=0, le=1)
     """Fraction of training after which all prompts are available."""
     stages: int = Field(3, gt=0)
     reward_threshold: float = 0.0
     window: int = Field(5, gt=0)
+
+    @field_validator("tier_thresholds")
+    @classmethod
+    def _thresholds(cls, v: list[float]) -> list[float]:
+        if len(v) != 2 or not 0 < v[0] < v[1] < 1:
+            raise ValueError(f"curriculum.tier_thresholds must be two increasing values in (0, 1), got {v}")
+        return v
 
 
 class SLCAISettings(_Strict):

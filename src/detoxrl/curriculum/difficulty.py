@@ -6,7 +6,9 @@ Sources (``curriculum.difficulty``):
   prompt: the policy is tempted to repeat what it reads);
 - ``base_reward`` — the reward the base policy earns on the prompt, measured once before training
   (lower reward = harder);
-- ``column``      — a numeric column of the dataset (``curriculum.difficulty_column``), higher = harder.
+- ``column``      — a numeric column of the dataset (``curriculum.difficulty_column``), higher = harder;
+- ``tier``        — the prompt's tier and grade (:mod:`detoxrl.curriculum.tiers`) as its level: 0 clean,
+  1 ambiguous, 2 harmful mild, 3 harmful severe (the levels themselves, not ranks).
 
 Rank normalisation makes the sources comparable and the pacing independent of the raw scale: with
 ``n`` prompts the ``i``-th easiest gets ``i / (n - 1)``; tied values share their average rank.
@@ -19,40 +21,15 @@ import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
+from detoxrl.curriculum.judging import ToxicityJudge, finite_array, judge_toxicity, prompt_scores, to_list
+from detoxrl.curriculum.tiers import REDTEAM_MARK, prompt_tiers, tier_levels
 from detoxrl.errors import ConfigError, DataError
 from detoxrl.models.generation import generate_responses
 from detoxrl.utils import progress, read_json, write_json
-
-
-class _HasToxicity(Protocol):
-    toxicity: Any
-
-
-class ToxicityJudge(Protocol):
-    """Anything with ``score(texts) -> result`` whose ``result.toxicity`` is a ``[B]`` tensor in [0, 1]."""
-
-    def score(self, texts: Sequence[str]) -> _HasToxicity: ...
-
-
-def _finite_array(values: Sequence[float], what: str) -> np.ndarray:
-    try:
-        arr = np.asarray([float(v) for v in values], dtype=np.float64)
-    except (TypeError, ValueError):
-        for i, v in enumerate(values):
-            try:
-                float(v)
-            except (TypeError, ValueError):
-                raise DataError(f"{what}: row {i} has the non-numeric value {v!r}") from None
-        raise
-    bad = np.flatnonzero(~np.isfinite(arr))
-    if bad.size:
-        raise DataError(f"{what}: row {int(bad[0])} has the non-finite value {arr[bad[0]]} "
-                        f"({bad.size} such rows)")
-    return arr
 
 
 def rank_normalize(values: Sequence[float]) -> np.ndarray:
@@ -60,7 +37,7 @@ def rank_normalize(values: Sequence[float]) -> np.ndarray:
 
     A single value maps to 0. Raises :class:`DataError` for non-finite values.
     """
-    v = _finite_array(values, "difficulty")
+    v = finite_array(values, "difficulty")
     n = v.size
     if n <= 1:
         return np.zeros(n)
@@ -73,19 +50,6 @@ def rank_normalize(values: Sequence[float]) -> np.ndarray:
     return avg[inverse] / (n - 1)
 
 
-def judge_toxicity(texts: Sequence[str], judge: ToxicityJudge, batch_size: int = 256) -> np.ndarray:
-    """The judge's toxicity of each text (``[N]``, raw scale), scored in chunks under a progress bar."""
-    tox: list[float] = []
-    name = getattr(judge, "name", type(judge).__name__)
-    with progress() as bar:
-        task = bar.add_task(f"difficulty ({name})", total=len(texts), info="")
-        for i in range(0, len(texts), batch_size):
-            res = judge.score(list(texts[i: i + batch_size]))
-            tox.extend(float(x) for x in _to_list(res.toxicity))
-            bar.update(task, completed=min(i + batch_size, len(texts)))
-    return _finite_array(tox, f"toxicity of the prompts by judge {name}")
-
-
 def from_judge(texts: Sequence[str], judge: ToxicityJudge, batch_size: int = 256) -> np.ndarray:
     """Difficulty = rank of the judge's toxicity of each text (more toxic = harder)."""
     return rank_normalize(judge_toxicity(texts, judge, batch_size))
@@ -93,19 +57,13 @@ def from_judge(texts: Sequence[str], judge: ToxicityJudge, batch_size: int = 256
 
 def from_rewards(rewards: Sequence[float]) -> np.ndarray:
     """Difficulty = rank of the negated reward (a lower base-policy reward = harder)."""
-    r = _finite_array(rewards, "base-policy reward of the prompts")
+    r = finite_array(rewards, "base-policy reward of the prompts")
     return rank_normalize(-r)
 
 
 def from_column(values: Sequence[Any], name: str = "difficulty column") -> np.ndarray:
     """Difficulty = rank of a numeric column (higher = harder)."""
-    return rank_normalize(_finite_array(values, name))
-
-
-def _to_list(x: Any) -> list[float]:
-    if hasattr(x, "detach"):
-        return x.detach().float().cpu().reshape(-1).tolist()
-    return list(np.asarray(x, dtype=np.float64).reshape(-1))
+    return rank_normalize(finite_array(values, name))
 
 
 # ------------------------------------------------------------------------------ for the PPO stage
@@ -160,20 +118,6 @@ def _models_stamp(cfg: Any, source: str) -> Any:
     return json.loads(json.dumps(stamp))
 
 
-def _judges_of(reward_fn: Any) -> list[Any]:
-    judges = getattr(reward_fn, "judges", None)
-    if judges is None:
-        return []
-    out = []
-    for j in judges:
-        j = getattr(j, "judge", j)  # (judge, weight) wrappers
-        if isinstance(j, tuple):
-            j = j[0]
-        if hasattr(j, "score"):
-            out.append(j)
-    return out
-
-
 def _base_rewards(cfg: Any, prompts: Sequence[Any], reward_fn: Any, lp: Any) -> list[float]:
     """Greedy responses of the (untrained) policy, scored once by the reward function."""
     gen = cfg.ppo.generation.model_copy(update={"do_sample": False})
@@ -188,7 +132,7 @@ def _base_rewards(cfg: Any, prompts: Sequence[Any], reward_fn: Any, lp: Any) -> 
             for i in range(0, len(prompt_texts), bs):
                 batch = prompt_texts[i: i + bs]
                 g = generate_responses(lp, batch, gen, max_prompt_tokens=cfg.data.max_prompt_tokens)
-                out.extend(_to_list(reward_fn(g.texts, batch).total))
+                out.extend(to_list(reward_fn(g.texts, batch).total))
                 bar.update(task, completed=min(i + bs, len(prompt_texts)))
     finally:
         lp.model.train(was_training)
@@ -203,51 +147,75 @@ def difficulty_for(cfg: Any, prompts: Sequence[Any], reward_fn: Any, lp: Any) ->
     ``reward_fn`` (the mean of their toxicities, weighted by ``reward_fn.weights`` if present) when it
     exposes ``judges``, and otherwise with ``reward_fn`` itself (lower reward = harder).
     ``base_reward`` generates one greedy response per prompt with ``lp`` and scores it with
-    ``reward_fn``.
+    ``reward_fn``. ``tier`` gives each prompt its tier level (:func:`curriculum_scores` also returns
+    the tiers).
 
     The result is cached in ``{run_dir}/ppo/difficulty.json`` with a fingerprint of the prompts and of
     the models it depends on (local folders by file sizes and times), so a resumed run reuses exactly
     the same ordering without scoring again, and a retrained judge or policy is scored afresh.
     """
+    return curriculum_scores(cfg, prompts, reward_fn, lp)[0]
+
+
+def _tier_stamp(cfg: Any, prompts: Sequence[Any]) -> dict | None:
+    """What the ``tier`` source depends on besides the texts and judges: its settings and columns."""
+    c = cfg.curriculum
+    if c.difficulty != "tier":
+        return None
+    cols = [[(getattr(p, "meta", None) or {}).get(k) for k in (c.tier_column, c.grade_column, REDTEAM_MARK)]
+            for p in prompts]
+    digest = hashlib.sha256(json.dumps(cols, default=str).encode()).hexdigest()[:32]
+    return {"tier_column": c.tier_column, "grade_column": c.grade_column, "thresholds": list(c.tier_thresholds),
+            "severe_at": c.severe_at, "columns": digest}
+
+
+def curriculum_scores(cfg: Any, prompts: Sequence[Any], reward_fn: Any, lp: Any) -> tuple[np.ndarray, list[str] | None]:
+    """``(difficulty, tiers)``: :func:`difficulty_for`'s scores and, for the ``tier`` source, each
+    prompt's tier name (``None`` for the other sources); cached together in ``ppo/difficulty.json``."""
     c = cfg.curriculum
     source = c.difficulty
-    texts = [_prompt_field(p, "text") if not isinstance(p, str) else p for p in prompts]
     key = {"source": source, "column": c.difficulty_column if source == "column" else None,
            "n": len(prompts), "fingerprint": _fingerprint([_prompt_field(p, "prompt") for p in prompts]),
-           "models": _models_stamp(cfg, source)}
+           "models": _models_stamp(cfg, source), "tier": _tier_stamp(cfg, prompts)}
     cache = cfg.run_path / "ppo" / "difficulty.json"
     if cache.exists():
         try:
             saved = read_json(cache)
             if all(saved.get(k) == v for k, v in key.items()) and len(saved["difficulty"]) == len(prompts):
-                return np.asarray(saved["difficulty"], dtype=np.float64)
+                tiers = saved.get("tiers") if source == "tier" else None
+                if source != "tier" or (isinstance(tiers, list) and len(tiers) == len(prompts)):
+                    return np.asarray(saved["difficulty"], dtype=np.float64), tiers
         except (ValueError, KeyError, TypeError, OSError):
             pass  # unreadable or stale: compute again
 
+    diff, raw, extra = _compute(cfg, prompts, reward_fn, lp)
+    write_json(cache, {**key, "difficulty": [float(x) for x in diff],
+                       "raw": [float(x) if _is_number(x) else None for x in raw], **extra})
+    return diff, extra.get("tiers")
+
+
+def _compute(cfg: Any, prompts: Sequence[Any], reward_fn: Any, lp: Any) -> tuple[np.ndarray, list, dict]:
+    """``(difficulty, raw scores, extra cache fields)`` for the source ``cfg.curriculum.difficulty``."""
+    c = cfg.curriculum
+    source = c.difficulty
+    texts = [_prompt_field(p, "text") if not isinstance(p, str) else p for p in prompts]
+    if source == "tier":
+        tiers, grades, tier_source = prompt_tiers(cfg, prompts, reward_fn)
+        diff = tier_levels(tiers, grades)
+        return diff, diff.tolist(), {"tiers": tiers, "grades": grades, "tier_source": tier_source}
     if source == "column":
         raw = [float(v) if _is_number(v) else v for v in _column_values(prompts, c.difficulty_column)]
-        diff = from_column(raw, f"curriculum.difficulty_column {c.difficulty_column!r}")
-    elif source == "judge":
-        judges = _judges_of(reward_fn)
-        if judges:
-            w = [abs(float(x)) for x in getattr(reward_fn, "weights", None) or [1.0] * len(judges)]
-            if len(w) != len(judges) or sum(w) == 0:
-                w = [1.0] * len(judges)
-            tox = sum(wi * judge_toxicity(texts, j) for wi, j in zip(w, judges)) / sum(w)
-            raw = tox.tolist()
-            diff = rank_normalize(tox)
-        else:
-            raw = _to_list(reward_fn(texts, texts).total)
-            diff = from_rewards(raw)
-    elif source == "base_reward":
+        return from_column(raw, f"curriculum.difficulty_column {c.difficulty_column!r}"), raw, {}
+    if source == "judge":
+        scores = prompt_scores(texts, reward_fn)
+        if scores is not None:
+            return rank_normalize(scores[0]), scores[0].tolist(), {}
+        raw = to_list(reward_fn(texts, texts).total)
+        return from_rewards(raw), raw, {}
+    if source == "base_reward":
         raw = _base_rewards(cfg, prompts, reward_fn, lp)
-        diff = from_rewards(raw)
-    else:  # pragma: no cover - the config validates the choice
-        raise ConfigError(f"curriculum.difficulty: unknown source {source!r}")
-
-    write_json(cache, {**key, "difficulty": [float(x) for x in diff],
-                       "raw": [float(x) if _is_number(x) else None for x in raw]})
-    return diff
+        return from_rewards(raw), raw, {}
+    raise ConfigError(f"curriculum.difficulty: unknown source {source!r}")  # pragma: no cover - validated
 
 
 def _is_number(v: Any) -> bool:
@@ -259,4 +227,5 @@ def _is_number(v: Any) -> bool:
         return False
 
 
-__all__ = ["rank_normalize", "judge_toxicity", "from_judge", "from_rewards", "from_column", "difficulty_for", "ToxicityJudge"]
+__all__ = ["rank_normalize", "judge_toxicity", "from_judge", "from_rewards", "from_column", "difficulty_for",
+           "curriculum_scores", "ToxicityJudge"]

@@ -11,7 +11,14 @@ The PPO loop talks to a :class:`PromptSampler` only:
 :class:`UniformSampler` shuffles the prompts once per pass (no curriculum). :class:`CurriculumSampler`
 orders them by difficulty and at step ``t`` draws only from the easiest share ``c(t)`` (the
 *competence*), which grows by a pacing function of the step or, in ``self_paced`` mode, by stages
-that advance when the policy's recent reward passes a threshold.
+that advance when the policy's recent reward passes a threshold; in ``tiers`` mode one difficulty level
+(tier) opens per stage.
+
+Both log, for the batch just drawn, its mean difficulty and the share of each difficulty bucket and,
+when the prompts' tiers are known (``curriculum.difficulty: tier``), ``curriculum/share_clean``,
+``curriculum/share_ambiguous``, ``curriculum/share_harmful`` and ``curriculum/open_level`` (the highest
+difficulty level among the eligible prompts: 0 clean … 3 harmful severe), so a uniform arm and a
+curriculum arm compare on the same figures.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import numpy as np
 from detoxrl.config import CurriculumSettings
 from detoxrl.curriculum import pacing as P
 from detoxrl.curriculum.difficulty import rank_normalize
+from detoxrl.curriculum.tiers import TIERS
 from detoxrl.errors import CheckpointError
 
 STATE_VERSION = 1
@@ -70,10 +78,12 @@ def _finite_mean(values: Sequence[float]) -> float | None:
 
 
 class _BatchStats:
-    """Difficulty statistics of a batch: mean and the share of each difficulty bucket (0 = easiest)."""
+    """Difficulty statistics of a batch: mean, the share of each difficulty bucket (0 = easiest) and,
+    with ``tiers``, the share of each tier."""
 
-    def __init__(self, difficulty: Sequence[float] | None, n_buckets: int) -> None:
+    def __init__(self, difficulty: Sequence[float] | None, n_buckets: int, tiers: Sequence[str] | None = None) -> None:
         self.n_buckets = n_buckets
+        self.tiers = _tier_codes(tiers, len(difficulty) if difficulty is not None else None)
         if difficulty is None:
             self.values = None
             return
@@ -82,14 +92,32 @@ class _BatchStats:
         self.bucket = np.minimum((level * n_buckets).astype(np.int64), n_buckets - 1)
 
     def __call__(self, batch: Sequence[int]) -> dict[str, float]:
-        if self.values is None or not len(batch):
+        if not len(batch):
             return {}
         idx = np.asarray(batch, dtype=np.int64)
-        out = {"curriculum/mean_difficulty": float(self.values[idx].mean())}
-        counts = np.bincount(self.bucket[idx], minlength=self.n_buckets)
-        for b in range(self.n_buckets):
-            out[f"curriculum/share_bucket{b}"] = float(counts[b] / len(idx))
+        out: dict[str, float] = {}
+        if self.values is not None:
+            out["curriculum/mean_difficulty"] = float(self.values[idx].mean())
+            counts = np.bincount(self.bucket[idx], minlength=self.n_buckets)
+            for b in range(self.n_buckets):
+                out[f"curriculum/share_bucket{b}"] = float(counts[b] / len(idx))
+        if self.tiers is not None:
+            counts = np.bincount(self.tiers[idx], minlength=len(TIERS))
+            for k, name in enumerate(TIERS):
+                out[f"curriculum/share_{name}"] = float(counts[k] / len(idx))
         return out
+
+
+def _tier_codes(tiers: Sequence[str] | None, n: int | None) -> np.ndarray | None:
+    """Tier names as codes 0, 1, 2 (:data:`~detoxrl.curriculum.tiers.TIERS`); checks the names and count."""
+    if tiers is None:
+        return None
+    if n is not None and len(tiers) != n:
+        raise ValueError(f"{len(tiers)} tiers for {n} prompts")
+    bad = [t for t in tiers if t not in TIERS]
+    if bad:
+        raise ValueError(f"unknown tier {bad[0]!r}; known: {list(TIERS)}")
+    return np.asarray([TIERS.index(t) for t in tiers], dtype=np.int64)
 
 
 def _check_state(state: dict, kind: str, n: int) -> None:
@@ -107,17 +135,22 @@ class UniformSampler:
     """Every prompt once per pass, in an order reshuffled at the start of each pass.
 
     A batch that crosses the end of a pass is completed from the next pass. Deterministic for a seed.
-    ``difficulty`` (optional) only feeds :meth:`log_stats`, so that runs with and without a
-    curriculum can be compared on the same figures.
+    ``difficulty`` and ``tiers`` (optional) only feed :meth:`log_stats`, so that runs with and without
+    a curriculum can be compared on the same figures.
     """
 
-    def __init__(self, n: int, seed: int, difficulty: Sequence[float] | None = None, n_buckets: int = 4) -> None:
+    def __init__(self, n: int, seed: int, difficulty: Sequence[float] | None = None, n_buckets: int = 4,
+                 tiers: Sequence[str] | None = None) -> None:
         if n <= 0:
             raise ValueError("UniformSampler needs at least one prompt")
+        if tiers is not None and len(tiers) != n:
+            raise ValueError(f"{len(tiers)} tiers for {n} prompts")
         self.n = int(n)
         self.seed = int(seed)
         self._rng = np.random.default_rng(self.seed)
-        self._stats = _BatchStats(difficulty, n_buckets)
+        self._stats = _BatchStats(difficulty, n_buckets, tiers)
+        # everything is open: the highest level present (with tiers known, the difficulty is the level)
+        self._open_level = (int(max(difficulty)) if difficulty is not None and tiers is not None else None)
         self.epoch = -1
         self.t = 0
         self.last_batch: list[int] = []
@@ -148,7 +181,10 @@ class UniformSampler:
             self.last_reward = m
 
     def log_stats(self) -> dict:
-        return {"curriculum/competence": 1.0, "curriculum/epoch": float(self.epoch), **self._stats(self.last_batch)}
+        out = {"curriculum/competence": 1.0, "curriculum/epoch": float(self.epoch), **self._stats(self.last_batch)}
+        if self._open_level is not None:
+            out["curriculum/open_level"] = self._open_level
+        return out
 
     def state_dict(self) -> dict:
         # The pass's order is re-derived from the generator state saved at the start of the pass.
@@ -168,7 +204,7 @@ class UniformSampler:
 
 
 # ---------------------------------------------------------------------------------- curriculum
-PACING_MODES = ("linear", "sqrt", "step", "self_paced")
+PACING_MODES = ("linear", "sqrt", "step", "self_paced", "tiers")
 
 
 class CurriculumSampler:
@@ -187,7 +223,16 @@ class CurriculumSampler:
       - ``self_paced`` — ``n_stages`` stages with the competences of ``step``; the sampler moves to
         the next stage when the mean reward of the last ``window`` observed steps (all within the
         current stage) is strictly greater than ``reward_threshold``;
+      - ``tiers`` — one stage per distinct difficulty value (level) present, ``L`` in all: stage
+        ``k = stage_at(t, T, L)`` makes eligible exactly the prompts of the ``k + 1`` lowest levels
+        (with the ``tier`` difficulty: clean, then ambiguous, harmful mild, harmful severe), so the last
+        stage (everything) starts at ``T``; ``start_competence`` and ``n_stages`` play no part. With
+        another difficulty the levels are its distinct values (a column of a few integer levels
+        stages naturally; a continuous score gives one stage per distinct value);
       - a callable ``(t, T, c0) -> c``.
+
+    ``tiers`` (optional, one name per prompt) adds the tier shares and the open level to
+    :meth:`log_stats`.
     """
 
     def __init__(
@@ -203,6 +248,7 @@ class CurriculumSampler:
         reward_threshold: float = 0.0,
         window: int = 5,
         n_buckets: int = 4,
+        tiers: Sequence[str] | None = None,
     ) -> None:
         diff = np.asarray([float(d) for d in difficulty], dtype=np.float64)
         if diff.size == 0:
@@ -229,29 +275,43 @@ class CurriculumSampler:
         self.order = np.lexsort((tiebreak, diff))
         self._order_digest = hashlib.sha256(self.order.astype("<i8").tobytes()).hexdigest()[:16]
         self._rng = np.random.default_rng(self.seed)
-        self._stats = _BatchStats(diff, n_buckets)
+        self._stats = _BatchStats(diff, n_buckets, tiers)
+        self.has_tiers = tiers is not None
+        # tiers pacing: prompts of level <= k, per stage k (a prefix of the order, which is sorted by level)
+        self.level_counts = np.searchsorted(np.sort(diff), np.unique(diff), side="right").astype(np.int64)
         self.t = 0  # batches drawn so far
         self.stage = 0  # self-paced stage
         self.history: list[float] = []  # recent step rewards (within the current stage when self-paced)
         self.advanced_at: list[int] = []  # steps at which a self-paced stage was passed
         self.last_batch: list[int] = []
         self.last_competence = self.competence(0)
+        self.last_eligible = self.eligible(0)
 
     # ------------------------------------------------------------------------------- schedule
     @property
     def staged(self) -> bool:
-        return self.pacing in ("step", "self_paced")
+        return self.pacing in ("step", "self_paced", "tiers")
 
     def current_stage(self, t: int) -> int:
         if self.pacing == "self_paced":
             return self.stage
         if self.pacing == "step":
             return P.stage_at(t, self.full_at_step, self.n_stages)
+        if self.pacing == "tiers":
+            return P.stage_at(t, self.full_at_step, len(self.level_counts))
         return 0
+
+    def eligible(self, t: int) -> int:
+        """Number of prompts (easiest first) eligible when drawing the batch after ``t`` batches."""
+        if self.pacing == "tiers":
+            return int(self.level_counts[self.current_stage(t)])
+        return self.n_eligible(self.competence(t))
 
     def competence(self, t: int) -> float:
         """Share of prompts (easiest first) eligible when drawing the batch after ``t`` batches."""
         T, c0 = self.full_at_step, self.c0
+        if self.pacing == "tiers":
+            return self.eligible(t) / self.n
         if callable(self.pacing):
             return float(min(1.0, max(0.0, self.pacing(t, T, c0))))
         if self.pacing == "linear":
@@ -268,12 +328,13 @@ class CurriculumSampler:
     # ------------------------------------------------------------------------------ protocol
     def next_batch(self, batch_size: int) -> list[int]:
         c = self.competence(self.t)
-        k = self.n_eligible(c)
+        k = self.eligible(self.t)
         picks = self._rng.choice(k, size=batch_size, replace=batch_size > k)
         out = [int(i) for i in self.order[picks]]
         self.t += 1
         self.last_batch = out
         self.last_competence = c
+        self.last_eligible = k
         return out
 
     def observe(self, step: int, rewards: Sequence[float]) -> None:
@@ -291,11 +352,12 @@ class CurriculumSampler:
     def log_stats(self) -> dict:
         out: dict[str, float] = {
             "curriculum/competence": float(self.last_competence),
-            "curriculum/eligible": float(self.n_eligible(self.last_competence)),
+            "curriculum/eligible": float(self.last_eligible),
         }
         if self.staged:
-            out["curriculum/stage"] = float(self.current_stage(max(self.t - 1, 0))
-                                            if self.pacing == "step" else self.stage)
+            out["curriculum/stage"] = float(self.current_stage(max(self.t - 1, 0)))
+        if self.has_tiers:  # the eligible prompts are a prefix of the order, sorted by level
+            out["curriculum/open_level"] = int(self.difficulty[self.order[self.last_eligible - 1]])
         if self.history:
             out["curriculum/recent_reward"] = float(sum(self.history) / len(self.history))
         out.update(self._stats(self.last_batch))
@@ -308,7 +370,8 @@ class CurriculumSampler:
             "order_digest": self._order_digest, "t": self.t, "stage": self.stage,
             "history": list(self.history), "advanced_at": list(self.advanced_at),
             "rng": _rng_state(self._rng), "last_batch": list(self.last_batch),
-            "last_competence": self.last_competence,
+            "last_competence": self.last_competence, "last_eligible": self.last_eligible,
+            "level_counts": self.level_counts.tolist(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -320,6 +383,9 @@ class CurriculumSampler:
         if state.get("order_digest") != self._order_digest:
             raise CheckpointError("sampler state was made with a different difficulty order of the prompts "
                                   "(the prompts or their difficulty scores changed since the checkpoint)")
+        if pacing == "tiers" and state.get("level_counts") != self.level_counts.tolist():
+            raise CheckpointError(f"sampler state has {state.get('level_counts')} prompts up to each level, this run "
+                                  f"{self.level_counts.tolist()} (the prompts' tiers changed since the checkpoint)")
         _set_rng_state(self._rng, state["rng"])
         self.t = int(state["t"])
         self.stage = int(state["stage"])
@@ -327,14 +393,17 @@ class CurriculumSampler:
         self.advanced_at = [int(x) for x in state.get("advanced_at", [])]
         self.last_batch = [int(i) for i in state.get("last_batch", [])]
         self.last_competence = float(state.get("last_competence", self.competence(self.t)))
+        self.last_eligible = int(state.get("last_eligible", self.n_eligible(self.last_competence)))
 
 
 # ------------------------------------------------------------------------------------- factory
 def make_sampler(settings: CurriculumSettings, n_prompts: int, total_steps: int, seed: int,
-                 difficulty: Sequence[float] | None = None) -> UniformSampler | CurriculumSampler:
-    """The sampler a :class:`~detoxrl.config.CurriculumSettings` describes (uniform when disabled)."""
+                 difficulty: Sequence[float] | None = None,
+                 tiers: Sequence[str] | None = None) -> UniformSampler | CurriculumSampler:
+    """The sampler a :class:`~detoxrl.config.CurriculumSettings` describes (uniform when disabled);
+    ``tiers`` (one name per prompt, when known) adds the tier shares to its figures."""
     if not settings.enabled:
-        return UniformSampler(n_prompts, seed, difficulty=difficulty)
+        return UniformSampler(n_prompts, seed, difficulty=difficulty, tiers=tiers)
     if difficulty is None:
         raise ValueError("curriculum.enabled needs a difficulty score per prompt (see detoxrl.curriculum.difficulty)")
     if len(difficulty) != n_prompts:
@@ -342,5 +411,5 @@ def make_sampler(settings: CurriculumSettings, n_prompts: int, total_steps: int,
     return CurriculumSampler(
         difficulty, settings.pacing, total_steps, seed,
         start_competence=settings.start_competence, full_at=settings.full_at, n_stages=settings.stages,
-        reward_threshold=settings.reward_threshold, window=settings.window,
+        reward_threshold=settings.reward_threshold, window=settings.window, tiers=tiers,
     )

@@ -178,6 +178,20 @@ def _stop_lines(cfg: Config, note: dict) -> list[str]:
     return lines
 
 
+def _curriculum_text(cfg: Config) -> str:
+    """``off``, or ``on`` with its pacing and difficulty; for the tier difficulty, how the tiers were set."""
+    c = cfg.curriculum
+    if not c.enabled:
+        return "off"
+    if c.difficulty != "tier":
+        return f"on ({c.pacing} pacing, {c.difficulty} difficulty)"
+    a, b = c.tier_thresholds
+    return (f"on ({c.pacing} pacing) over three tiers clean → ambiguous → harmful (mild, then severe): from the "
+            f"data's `{_md_cell(c.tier_column)}` and `{_md_cell(c.grade_column)}` columns where present, else by the "
+            f"judges' toxicity of the prompt (clean below {a:g}, ambiguous below {b:g}) and severity "
+            f"(severe from {c.severe_at:g})")
+
+
 def _training_markdown(cfg: Config, base: str, note: dict | None = None) -> list[str]:
     """The "Training" section: base model, prompts, PPO and KL settings, how PPO stopped, sampling, seed,
     judges (``note``: the policy's ``detoxrl.json``)."""
@@ -202,8 +216,7 @@ def _training_markdown(cfg: Config, base: str, note: dict | None = None) -> list
         *_stop_lines(cfg, note or {}),
         f"- **Sampling during training:** up to {p.generation.max_new_tokens} new tokens, temperature "
         f"{p.generation.temperature}, top-k {p.generation.top_k}, top-p {p.generation.top_p}",
-        f"- **Curriculum:** {'on (' + cfg.curriculum.pacing + ' pacing)' if cfg.curriculum.enabled else 'off'}; "
-        f"**constitution:** {'on' if cfg.constitution.enabled else 'off'}",
+        f"- **Curriculum:** {_curriculum_text(cfg)}; **constitution:** {'on' if cfg.constitution.enabled else 'off'}",
         f"- **Seed:** {cfg.seed}",
         "",
         "### Judges",

@@ -205,3 +205,31 @@ def plot_sl_cai(metrics: dict) -> bytes | None:
     ax.legend(fontsize=7, loc="lower right", framealpha=0.9)
     ax.grid(alpha=0.3, axis="x")
     return figure_png(fig)
+
+
+TIER_SHARES = ("curriculum/share_clean", "curriculum/share_ambiguous", "curriculum/share_harmful")
+"""The sampler's share of each tier in a PPO batch (``detoxrl.curriculum.sampler``)."""
+
+
+def plot_tier_mix(rows: Sequence[dict]) -> bytes | None:
+    """The tier mix of each PPO batch: the shares of clean, ambiguous and harmful prompts, stacked
+    (they sum to 1); ``None`` when no step logged them."""
+    steps = [r.get("step", i) for i, r in enumerate(rows)]
+    keep = [i for i, r in enumerate(rows)
+            if isinstance(steps[i], (int, float)) and all(len(series([r], k)[0]) for k in TIER_SHARES)]
+    if not keep:
+        return None
+    x = np.asarray([float(steps[i]) for i in keep])
+    ys = [np.asarray([float(rows[i][k]) for i in keep]) for k in TIER_SHARES]
+    fig = _figure()
+    ax = fig.subplots()
+    labels = [k.rsplit("_", 1)[1] for k in TIER_SHARES]
+    ax.stackplot(x, *ys, labels=labels, colors=("C2", "C1", "C3"), alpha=0.75, step="post")
+    ax.set_xlim(x.min(), x.max() if x.max() > x.min() else x.min() + 1)
+    ax.set_ylim(0, 1)
+    ax.set_title("Curriculum: tier mix per batch", fontsize=11)
+    ax.set_xlabel("PPO step")
+    ax.set_ylabel("share of the batch")
+    ax.legend(fontsize=7, loc="upper left", framealpha=0.9)
+    ax.grid(alpha=0.3)
+    return figure_png(fig)

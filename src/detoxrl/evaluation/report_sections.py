@@ -13,10 +13,12 @@ import numpy as np
 from detoxrl.evaluation.printing import format_p
 from detoxrl.evaluation.report_html import esc, figure, fmt, fmt_ci, html_table, not_run
 from detoxrl.evaluation.report_plots import (
+    TIER_SHARES,
     plot_constitution_bars,
     plot_histograms,
     plot_panel,
     plot_reward_histogram,
+    plot_tier_mix,
 )
 from detoxrl.evaluation.table import judge_columns, table_judges, to_float
 
@@ -198,18 +200,26 @@ def constitution_section(rows: list[dict] | None) -> str:
 
 def curriculum_section(rows: list[dict] | None, enabled: bool = True) -> str:
     """Curriculum figures over time; the uniform sampler of a run without curriculum also logs
-    ``curriculum/*`` keys (competence 1), so a disabled curriculum shows as not run."""
-    keys = metric_keys(rows or [], "curriculum/")
+    ``curriculum/*`` keys (competence 1), so a disabled curriculum shows as not run, unless the
+    prompts' tiers were known: then its tier mix is shown (the uniform arm of an ablation)."""
+    rows = rows or []
+    keys = metric_keys(rows, "curriculum/")
+    mix = plot_tier_mix(rows)
+    mix_fig = figure(mix, "tier mix per PPO step",
+                     "Share of clean, ambiguous and harmful prompts in each PPO batch (stacked)") if mix else ""
     if not enabled and "curriculum/stage" not in keys:
+        if mix:
+            return ("<p>curriculum.enabled is false in the config (prompts sampled uniformly); the prompts' tiers "
+                    'were known, so their mix per batch is shown.</p><div class="grid">' + mix_fig + "</div>")
         return not_run("Curriculum", "curriculum.enabled is false in the config (prompts sampled uniformly)")
     if not keys:
         return not_run("Curriculum", "no curriculum/* metrics were logged")
     stage = [k for k in keys if k == "curriculum/stage"]
-    others = [k for k in keys if k != "curriculum/stage"]
+    others = [k for k in keys if k != "curriculum/stage" and k not in TIER_SHARES]
     png = plot_panel(rows, "Curriculum over time", [], step_keys=stage, twin=others) if stage else \
         plot_panel(rows, "Curriculum over time", others)
     return '<div class="grid">' + figure(png, "curriculum over time",
-                                         "Curriculum stage (steps) and the other curriculum figures") + "</div>"
+                                         "Curriculum stage (steps) and the other curriculum figures") + mix_fig + "</div>"
 
 
 def _table_arrays(table: list[dict], judges: Sequence[str]) -> tuple[dict, dict]:

@@ -1,8 +1,10 @@
 """From red-team cases to training data ("then remove all harmful responses").
 
 - :func:`harmful_examples`: the distinct successful dialogues of a ``cases.jsonl`` as prompt examples for
-  PPO (``ppo.redteam_prompts``); they carry ``meta["tier"] = "harmful"`` and, with the curriculum on, the
-  highest difficulty, so the pacing brings them in last (the curriculum's harmful tier).
+  PPO (``ppo.redteam_prompts``); they carry ``meta["tier"] = "harmful"`` and ``meta["redteam"] = True`` and,
+  with the curriculum on, the highest difficulty, so the pacing brings them in last (the curriculum's harmful
+  tier; under ``curriculum.difficulty: tier`` harmful whatever the data's tier column, graded mild or severe
+  by their judge severity).
 - :func:`clean_responses`: for each harmful case, the target re-sampled on the same prompt (up to
   ``resamples`` times) until the judges call a response non-toxic by the same success rule; cases with
   no clean response within the tries make no pair.
@@ -18,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from detoxrl.curriculum.tiers import REDTEAM_MARK
 from detoxrl.data.files import read_utf8
 from detoxrl.data.loaders import Example
 from detoxrl.data.rankings import ranking_row
@@ -52,7 +55,7 @@ def read_cases(path: str | Path) -> list[dict]:
 def harmful_examples(cases: Sequence[dict]) -> list[Example]:
     """The distinct successful dialogues, in order, as examples (id ``redteam-<n>``, tier ``harmful``)."""
     texts = list(dict.fromkeys(c["text"] for c in cases if c.get("success", True) and c["text"].strip()))
-    return [Example(f"redteam-{i}", t, [], {"tier": HARMFUL_TIER}) for i, t in enumerate(texts)]
+    return [Example(f"redteam-{i}", t, [], {"tier": HARMFUL_TIER, REDTEAM_MARK: True}) for i, t in enumerate(texts)]
 
 
 @dataclass

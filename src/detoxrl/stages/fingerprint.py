@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from detoxrl import __version__
-from detoxrl.config import Config, LabelSettings
+from detoxrl.config import Config, CurriculumSettings, LabelSettings
 from detoxrl.constitution.principles import resolve_constitution_path
 from detoxrl.utils import write_json
 
@@ -74,6 +74,17 @@ IGNORED = frozenset({"ppo.checkpoint_every", "ppo.keep_checkpoints", "ppo.collec
 UNSET_LEFT_OUT = frozenset({"ppo.redteam_prompts", "eval.redteam_replay"})
 """Keys recorded only when set: runs made before they existed keep their fingerprints."""
 
+_CURRICULUM = CurriculumSettings().model_dump(mode="json")
+DEFAULT_LEFT_OUT: dict[str, Any] = {f"curriculum.{k}": _CURRICULUM[k]
+                                    for k in ("tier_column", "grade_column", "tier_thresholds", "severe_at")}
+"""Keys recorded only when changed from their default (here), so that runs and checkpoints made before
+they existed keep their fingerprints and resume."""
+
+
+def default_left_out(key: str, value: Any) -> bool:
+    """Whether ``key`` is one of :data:`DEFAULT_LEFT_OUT` and has its default ``value``."""
+    return key in DEFAULT_LEFT_OUT and value == DEFAULT_LEFT_OUT[key]
+
 HASH_LIMIT = 256 * 1024 * 1024
 
 
@@ -93,7 +104,7 @@ def stage_config(cfg: Config, stage: str) -> dict[str, Any]:
     sections = SECTIONS[stage] + (("policy",) if stage == "sft" and cfg.sft.base_model is None else ())
     keep = {k: v for k, v in full.items()
             if any(k == s or k.startswith(s + ".") for s in sections) and k not in IGNORED
-            and not (k in UNSET_LEFT_OUT and v is None)}
+            and not (k in UNSET_LEFT_OUT and v is None) and not default_left_out(k, v)}
     return dict(sorted(keep.items()))
 
 

@@ -21,7 +21,7 @@ from accelerate.utils import gather_object
 
 from detoxrl.config import Config
 from detoxrl.constitution.reward import with_constitution
-from detoxrl.curriculum.difficulty import difficulty_for
+from detoxrl.curriculum.difficulty import curriculum_scores
 from detoxrl.curriculum.sampler import make_sampler
 from detoxrl.data.loaders import load_examples
 from detoxrl.data.prompts import build_prompts, describe_prompt_stats
@@ -33,7 +33,7 @@ from detoxrl.rl import checkpoint as ckpt
 from detoxrl.rl.trainer import PPOTrainer, Reward
 from detoxrl.stages.constitution import start_model
 from detoxrl.stages.device import policy_precision, stage_accelerator
-from detoxrl.stages.fingerprint import SECTIONS, flatten
+from detoxrl.stages.fingerprint import SECTIONS, default_left_out, flatten
 from detoxrl.stages.ppo_monitor import Monitor
 from detoxrl.utils import atomic_dir, console, progress, set_seed
 
@@ -91,11 +91,8 @@ def setup(cfg: Config, reward_fn: Reward | None = None) -> Setup:
         console.print(note)
     reward_fn = reward_fn or build_reward_fn(cfg, acc.device, policy=lp)
     trainer = PPOTrainer(s, lp, reward_fn, accelerator=acc, seed=seed)
-    # Deterministic on every rank (judge scores, a column, or greedy responses): no collectives inside.
-    difficulty = difficulty_for(cfg, prompts, reward_fn, lp) if cfg.curriculum.enabled else None
-    if difficulty is not None:
-        difficulty = harmful_last(difficulty, prompts)
-    sampler = make_sampler(cfg.curriculum, len(prompts), s.steps, seed, difficulty=difficulty)
+    difficulty, tiers = curriculum_inputs(cfg, prompts, reward_fn, lp)
+    sampler = make_sampler(cfg.curriculum, len(prompts), s.steps, seed, difficulty=difficulty, tiers=tiers)
     return Setup(acc=acc, lp=lp, base_name=policy_settings.name_or_path, texts=[p.prompt for p in prompts],
                  trainer=trainer, sampler=sampler, gen_rng=torch.Generator().manual_seed(seed + 7),
                  ckpt_root=cfg.run_path / "ppo" / "checkpoints", run_config=run_config(cfg),
@@ -108,6 +105,19 @@ RESUMABLE_CHANGES = frozenset({"ppo.steps", "ppo.checkpoint_every", "ppo.keep_ch
                                "ppo.stop_at_probe_toxic_rate", "ppo.probe_every"})
 """Keys a resumed run may change: how long it runs (its steps, its stop targets), how often it probes
 (the probe's prompts and window stay) and how it checkpoints, not what it computes."""
+
+
+def curriculum_inputs(cfg: Config, prompts, reward_fn, lp) -> tuple[np.ndarray | None, list[str] | None]:
+    """``(difficulty, tiers)`` for the sampler. With the curriculum off both are ``None``, unless
+    ``curriculum.difficulty`` is ``tier``: then the uniform sampler also gets them, to log the same tier
+    shares as a curriculum arm. Under the ``tier`` source the red team's prompts are already harmful
+    (graded by their judge severity); under the others :func:`harmful_last` makes them the hardest.
+    Deterministic on every rank (judge scores, a column, or greedy responses): no collectives inside."""
+    c = cfg.curriculum
+    if not c.enabled and c.difficulty != "tier":
+        return None, None
+    difficulty, tiers = curriculum_scores(cfg, prompts, reward_fn, lp)
+    return (difficulty if c.difficulty == "tier" else harmful_last(difficulty, prompts)), tiers
 
 
 def harmful_last(difficulty, prompts) -> np.ndarray:
@@ -123,7 +133,7 @@ def run_config(cfg: Config) -> dict:
     """The settings a PPO run is made from (flattened), as its checkpoints record them."""
     full = flatten(cfg.model_dump(mode="json"))
     return {k: v for k, v in sorted(full.items())
-            if any(k == s or k.startswith(s + ".") for s in SECTIONS["ppo"])}
+            if any(k == s or k.startswith(s + ".") for s in SECTIONS["ppo"]) and not default_left_out(k, v)}
 
 
 def check_resume_config(cfg: Config, saved: dict | None, checkpoint: Path, allow: bool) -> list[str]:
