@@ -153,7 +153,7 @@ def test_report_has_every_section_and_plots(full_run):
     assert len(imgs) == 13
     assert all(b.startswith(b"\x89PNG\r\n\x1a\n") for b in imgs)
     assert "not run" not in page
-    for anchor in ("summary", "metrics", "training", "probes", "constitution", "curriculum", "distributions",
+    for anchor in ("summary", "metrics", "breakdown", "training", "probes", "constitution", "curriculum", "distributions",
                    "examples", "provenance", "config"):
         assert f'<section id="{anchor}">' in page
     # the metrics table shows the CIs from eval.json, the headline the verdict
@@ -175,7 +175,7 @@ def test_report_has_every_section_and_plots(full_run):
 def test_report_degrades_gracefully_without_inputs(tmp_path):
     cfg = make_cfg(tmp_path / "empty")
     page = build_report(cfg).read_text(encoding="utf-8")
-    assert page.count("not run") == 9 - 1  # every section but the configuration
+    assert page.count("not run") == 10 - 1  # every section but the configuration
     assert _images(page) == []
     assert "<pre>" in page
 

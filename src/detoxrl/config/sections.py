@@ -329,6 +329,8 @@ class CurriculumSettings(_Strict):
     enabled: bool = False
     difficulty: Literal["judge", "base_reward", "column"] = "judge"
     difficulty_column: str | None = None
+    tier_column: str = "tier"
+    """Column holding each prompt's tier: clean, ambiguous or harmful"""
     pacing: Literal["linear", "sqrt", "step", "self_paced"] = "sqrt"
     start_competence: float = Field(0.2, gt=0, le=1)
     full_at: float = Field(0.8, gt=0, le=1)
