@@ -228,7 +228,7 @@ def test_summarize_writes_the_breakdown_blocks(tmp_path):
     line = P.over_correction_line(res)
     assert "0.875 → 0.125" in line and "-0.750" in line
     html = breakdown_section(res)
-    assert "absent" in html and "<img" in html and "0.875 → 0.125" in html and "severe" in html
+    assert "Absent (no judge of the group" in html and "<img" in html and "0.875 → 0.125" in html and "severe" in html
     card = evaluation_markdown(res)
     assert "- **hate:** 0.7500" in card and "**profanity:**" in card and "**harassment:**" not in card
 

@@ -11,12 +11,13 @@ _GROUP_TITLES = {"reward": "reward judges (trained against)", "held_out": "held-
 
 
 def _dimension_table(per: dict) -> str:
-    rows = []
+    rows, absent = [], []
     for g, block in per.items():
+        missing = [dim for dim, c in block.items() if c.get("absent")]
+        if missing:
+            absent.append(f"{esc(_GROUP_TITLES.get(g, g))}: {esc(', '.join(missing))}")
         for dim, c in block.items():
             if c.get("absent"):
-                rows.append([esc(_GROUP_TITLES.get(g, g)), esc(dim), "absent: no judge of this group reports it",
-                             "", "", "", ""])
                 continue
             b, a, pr = c["before"], c["after"], c["paired"]
             rows.append([esc(_GROUP_TITLES.get(g, g)), esc(dim), esc(", ".join(c.get("judges", []))),
@@ -27,7 +28,9 @@ def _dimension_table(per: dict) -> str:
                          esc(pr.get("verdict", ""))])
     return '<div class="scroll">' + html_table(
         ["judges", "dimension", "reported by", "toxic rate before", "toxic rate after", "paired difference",
-         "verdict"], rows, "metrics") + "</div>"
+         "verdict"], rows, "metrics") + "</div>" + (
+        f"<p class=\"small\">Absent (no judge of the group reports the dimension): {'; '.join(absent)}.</p>"
+        if absent else "")
 
 
 def _severity_table(sev: dict) -> str:

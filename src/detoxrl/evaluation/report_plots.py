@@ -222,13 +222,17 @@ def plot_dimension_bars(per_dimension: dict) -> bytes | None:
     for ax, (g, block) in zip(axes, groups):
         dims = list(block)
         pos = np.arange(len(dims))
+        top = 0.05
         for offset, side in ((-0.2, "before"), (0.2, "after")):
             vals = np.array([num(block[d][side].get("toxic_rate")) for d in dims])
             cis = [block[d][side].get("toxic_rate_ci95") or [None, None] for d in dims]
-            err = np.array([[v - num(c[0]), num(c[1]) - v] for v, c in zip(vals, cis)]).T
-            ax.bar(pos + offset, vals, width=0.4, label=side, yerr=np.clip(np.nan_to_num(err), 0, None), capsize=3)
+            lo, hi = np.array([num(c[0]) for c in cis]), np.array([num(c[1]) for c in cis])
+            err = np.clip(np.nan_to_num(np.stack([vals - lo, hi - vals])), 0, None)
+            ax.bar(pos + offset, vals, width=0.4, label=side, yerr=err, capsize=3)
+            top = max(top, float(np.nanmax(np.concatenate([vals, hi, [0.0]]))))
         ax.set_xticks(pos, dims, fontsize=8)
         ax.set_ylabel("toxic rate")
+        ax.set_ylim(0, min(1.0, 1.1 * top) if top < 1 else 1.05)
         ax.set_title(f"per dimension: {titles[g]}", fontsize=10)
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3, axis="y")
