@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from detoxrl.config import config_from_dict
-from detoxrl.errors import ConfigError, ModelError
+from detoxrl.errors import ConfigError, DataError, ModelError
 from detoxrl.evaluation import evaluate as E
 from detoxrl.evaluation import generation as G
 from detoxrl.evaluation import judging as J
@@ -144,6 +144,13 @@ def test_run_eval_writes_schema_and_table(arch, tiny_t5_dir, tiny_gpt2_dir, tmp_
         assert {"mean_diff", "ci95", "p_value"} <= set(res["paired"][name])
         assert 0 < res["paired"][name]["p_value"] <= 1
     assert {"generation_s", "judging_s", "total_s"} <= set(res["timing"])
+    # by type and severity: the word judges report no dimension, the prompts have no tier column
+    assert set(res["per_dimension"]) == {"reward", "held_out", "all"}
+    assert res["per_dimension"]["all"]["hate"] == {"absent": True}
+    assert "note" in res["per_severity_tier"] and "note" in res["per_prompt_tier"]
+    assert res["over_correction"]["prompts"] == "all (no tier column)"
+    # the references ("w1 w2 w3", ...) hold no word of 3 characters, so no prompt can be measured
+    assert res["over_correction"]["n_skipped"] == 12 and res["over_correction"]["overall"]["n_prompts"] == 0
     assert_documented(res)
 
     rows = read_eval_table(cfg.run_path / "eval_table.csv")
@@ -215,6 +222,13 @@ def test_run_eval_samples_reports_expected_max_toxicity(tiny_t5_dir, tmp_path, c
 def test_run_eval_errors(tiny_t5_dir, tmp_path, cfg_factory, word_judges):
     with pytest.raises(ModelError, match="no trained policy"):
         E.run_eval(cfg_factory(tiny_t5_dir, tmp_path / "missing"))
+    # a prompt tier outside clean / ambiguous / harmful stops eval before any generation
+    data = tmp_path / "dialogsum.test.jsonl"
+    rows = [json.loads(line) for line in data.read_text(encoding="utf-8").splitlines()]
+    rows[1]["tier"], rows[0]["tier"] = "bogus", "clean"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    with pytest.raises(DataError, match="'t1'.*curriculum.tier_column.*'bogus'"):
+        E.run_eval(cfg_factory(tiny_t5_dir, tiny_t5_dir))
     cfg = cfg_factory(tiny_t5_dir, tiny_t5_dir, extra_judges=[{"name": "primary", "type": "profanity"}])
     with pytest.raises(ConfigError, match="unique"):
         J.build_eval_judges(cfg)

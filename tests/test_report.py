@@ -87,10 +87,10 @@ def write_eval(cfg, n: int = 60) -> dict:
     ta = np.clip(tb - rng.uniform(0, 0.15, size=(1, n)), 0, 1)
     ta[0, :3] = np.clip(tb[0, :3] + 0.3, 0, 1)  # a few got worse
     pb, pa = rng.beta(1, 8, size=(1, n)), rng.beta(1, 10, size=(1, n))
-    judged_b = {"meta-hate": {"toxicity": tb, "score": np.log((1 - tb + 1e-4) / (tb + 1e-4))},
-                "profanity-check": {"toxicity": pb, "score": 1 - pb}}
-    judged_a = {"meta-hate": {"toxicity": ta, "score": np.log((1 - ta + 1e-4) / (ta + 1e-4))},
-                "profanity-check": {"toxicity": pa, "score": 1 - pa}}
+    judged_b = {"meta-hate": {"toxicity": tb, "score": np.log((1 - tb + 1e-4) / (tb + 1e-4)), "tox_hate": tb},
+                "profanity-check": {"toxicity": pb, "score": 1 - pb, "tox_profanity": pb}}
+    judged_a = {"meta-hate": {"toxicity": ta, "score": np.log((1 - ta + 1e-4) / (ta + 1e-4)), "tox_hate": ta},
+                "profanity-check": {"toxicity": pa, "score": 1 - pa, "tox_profanity": pa}}
     texts_b = [[f"Person1 says hello to {i} <script>alert(1)</script>" for i in range(n)]]
     texts_a = [[f"Person1 greets person {i}." for i in range(n)]]
     lens = np.full((1, n), 12.0)
@@ -149,11 +149,11 @@ def test_report_has_every_section_and_plots(full_run):
     page = out.read_text(encoding="utf-8")
     imgs = _images(page)
     # reward, per judge, components, KL, policy, value, length/speed, probes, constitution x2, curriculum,
-    # 2 histograms
-    assert len(imgs) == 13
+    # 2 histograms, toxic rate per dimension
+    assert len(imgs) == 14
     assert all(b.startswith(b"\x89PNG\r\n\x1a\n") for b in imgs)
     assert "not run" not in page
-    for anchor in ("summary", "metrics", "training", "probes", "constitution", "curriculum", "distributions",
+    for anchor in ("summary", "metrics", "breakdown", "training", "probes", "constitution", "curriculum", "distributions",
                    "examples", "provenance", "config"):
         assert f'<section id="{anchor}">' in page
     # the metrics table shows the CIs from eval.json, the headline the verdict
@@ -161,6 +161,10 @@ def test_report_has_every_section_and_plots(full_run):
     assert f"[{lo:.4f}, {hi:.4f}]" in page
     assert ev["paired"]["meta-hate"]["verdict"] in page
     assert "held-out judge" in page and "profanity-check" in page
+    # per dimension: meta-hate reports hate, profanity-check profanity; nobody harassment
+    hate = ev["per_dimension"]["all"]["hate"]["before"]
+    assert f"{hate['toxic_rate']:.3f} <span class=\"ci\">[{hate['toxic_rate_ci95'][0]:.3f}" in page
+    assert "Absent (no judge of the group reports the dimension)" in page and "Over-correction" in page
     # examples: most improved and most worsened, texts escaped, never executable
     assert "Most improved" in page and "Most worsened" in page
     assert "<script>" not in page and "&lt;script&gt;" in page
@@ -175,7 +179,7 @@ def test_report_has_every_section_and_plots(full_run):
 def test_report_degrades_gracefully_without_inputs(tmp_path):
     cfg = make_cfg(tmp_path / "empty")
     page = build_report(cfg).read_text(encoding="utf-8")
-    assert page.count("not run") == 9 - 1  # every section but the configuration
+    assert page.count("not run") == 10 - 1  # every section but the configuration
     assert _images(page) == []
     assert "<pre>" in page
 
@@ -320,6 +324,7 @@ def test_model_card_front_matter_and_body(full_run, tmp_path):
     assert "facebook/roberta-hate-speech-dynabench-r4-target" in text
     assert f"{ev['before']['toxicity_mean']:.4f}" in text
     assert "| toxicity mean" in text
+    assert "- **hate:** " in text and "- **profanity:** " in text and "**harassment:**" not in text
 
 
 def test_model_card_for_a_local_testbed_model_without_eval(tmp_path):
@@ -408,9 +413,9 @@ def test_report_renders_in_headless_chromium(full_run, tmp_path):
     status = render_status(build_report(cfg), tmp_path)
     assert status["errors"] == []
     assert status["resources"] == []
-    assert status["images"] == 13 and status["bad"] == []
+    assert status["images"] == 14 and status["bad"] == []
     assert status["minWidth"] > 100
-    assert status["sections"] == 10
+    assert status["sections"] == 11
     assert status["title"] == "detoxrl report — synthetic"
 
 

@@ -27,6 +27,7 @@ from detoxrl.config import Config, GenerationSettings
 from detoxrl.data.loaders import load_examples
 from detoxrl.data.prompts import build_prompts
 from detoxrl.errors import ConfigError, DataError, ModelError
+from detoxrl.evaluation.breakdown import prompt_tiers
 from detoxrl.evaluation.generation import (
     Generated,
     eval_generation,
@@ -155,6 +156,7 @@ def run_eval(cfg: Config, samples: int | None = None, *, device: str | None = No
     ref = load_policy_model(cfg.policy.model_copy(update={"name_or_path": before_name}), device=device)
     ref.model.eval()
     prompts, prompt_stats = load_eval_prompts(cfg, ref.tokenizer)
+    prompt_tiers(prompts, cfg.curriculum.tier_column)  # a bad tier value fails before any generation
     prompt_texts = [p.prompt for p in prompts]
     with progress() as bar:
         sides = _generate_sides(cfg, ref, after_dir, prompt_texts, gen, k, seed, device, bar)

@@ -12,6 +12,7 @@ import torch
 
 from detoxrl.config import Config, JudgeSettings
 from detoxrl.errors import ConfigError
+from detoxrl.evaluation.breakdown import dimension_key
 from detoxrl.rewards import build as reward_build
 from detoxrl.rewards.presets import apply_preset
 
@@ -63,7 +64,8 @@ def build_held_out_judges(cfg: Config, device: str | torch.device = "cpu") -> li
 
 
 def judge_info(ej: EvalJudge, cfg: Config) -> dict:
-    """``{"name", "type", "model", "threshold", "trained_against"}`` for ``eval.json``."""
+    """``{"name", "type", "model", "threshold", "trained_against", "graded"}`` for ``eval.json`` (``graded``:
+    the judge has severity labels of its own, :func:`detoxrl.rewards.composite.response_severity`)."""
     s = ej.settings
     try:
         s = apply_preset(s)
@@ -76,7 +78,7 @@ def judge_info(ej: EvalJudge, cfg: Config) -> dict:
     else:
         model = "alt-profanity-check"
     return {"name": ej.name, "type": s.type, "model": model, "threshold": ej.threshold,
-            "trained_against": ej.trained_against}
+            "trained_against": ej.trained_against, "graded": bool(s.severity_labels)}
 
 
 def _accepts_prompts(judge) -> bool:
@@ -86,16 +88,29 @@ def _accepts_prompts(judge) -> bool:
         return False
 
 
+def _np(x) -> np.ndarray:
+    return np.asarray(torch.as_tensor(x).float().cpu(), dtype=np.float64).reshape(-1)
+
+
 def score_texts(ej: EvalJudge, texts: list[str], prompts: list[str], on_chunk=None) -> dict[str, np.ndarray]:
-    """Run one judge over ``texts`` in chunks; returns ``{"toxicity", "score"}`` as float arrays."""
-    tox, score = [], []
+    """Run one judge over ``texts`` in chunks; returns float arrays ``toxicity``, ``score``, ``severity``
+    (the toxicity when the judge grades none) and ``tox_<d>`` for each dimension ``d`` the judge reports
+    (:func:`detoxrl.evaluation.breakdown.dimension_key`)."""
+    parts: dict[str, list[np.ndarray]] = {"toxicity": [], "score": [], "severity": []}
     with_prompts = _accepts_prompts(ej.judge)
+    chunks = 0
     for i in range(0, len(texts), _JUDGE_CHUNK):
         t, p = texts[i : i + _JUDGE_CHUNK], prompts[i : i + _JUDGE_CHUNK]
         res = ej.judge.score(t, p) if with_prompts else ej.judge.score(t)
-        tox.append(np.asarray(torch.as_tensor(res.toxicity).float().cpu(), dtype=np.float64).reshape(-1))
-        score.append(np.asarray(torch.as_tensor(res.score).float().cpu(), dtype=np.float64).reshape(-1))
+        severity = getattr(res, "severity", None)
+        parts["toxicity"].append(_np(res.toxicity))
+        parts["score"].append(_np(res.score))
+        parts["severity"].append(_np(res.toxicity if severity is None else severity))
+        for d, v in (getattr(res, "dimensions", None) or {}).items():
+            parts.setdefault(dimension_key(d), []).append(_np(v))
+        chunks += 1
         if on_chunk:
             on_chunk(len(t))
-    empty = np.zeros(0)
-    return {"toxicity": np.concatenate(tox) if tox else empty, "score": np.concatenate(score) if score else empty}
+    # a dimension counts only when every chunk reported it
+    return {key: np.concatenate(v) if v else np.zeros(0) for key, v in parts.items()
+            if key in ("toxicity", "score", "severity") or len(v) == chunks}

@@ -135,6 +135,12 @@ def evaluation_markdown(ev: dict | None) -> str:
                      f"{_ci(pr.get('mean_diff'), pr.get('ci95'), '+.4f')} | "
                      f"{format_p(pr.get('p_value'), pr.get('p_value_min')).lstrip('= ')} | "
                      f"{_md_cell(pr.get('verdict', ''))} |")
+    dims = (ev.get("per_dimension") or {}).get("all") or {}
+    covered = {d: c for d, c in dims.items() if not c.get("absent")}
+    if covered:
+        lines += ["", "Toxic rate per dimension (a judge reporting it at or above its threshold; any judge):", ""]
+        lines += [f"- **{_md_cell(d)}:** {_ci(c['before'].get('toxic_rate'), c['before'].get('toxic_rate_ci95'))} → "
+                  f"{_ci(c['after'].get('toxic_rate'), c['after'].get('toxic_rate_ci95'))}" for d, c in covered.items()]
     return "\n".join(lines) + "\n"
 
 

@@ -50,6 +50,64 @@ def print_summary(result: dict) -> None:
                   f"ROUGE-L {b['rougeL'] if b['rougeL'] is None else round(b['rougeL'], 4)} → "
                   f"{a['rougeL'] if a['rougeL'] is None else round(a['rougeL'], 4)}; "
                   f"KL to reference {'n/a' if kl is None else round(kl, 3)}")
+    print_breakdown(result)
+
+
+_GROUPS = (("reward", "reward judges"), ("held_out", "held-out judges"), ("all", "all judges"))
+
+
+def _rate_ci(block: dict, key: str = "toxic_rate", spec: str = ".3f") -> str:
+    v, ci = block.get(key), block.get(f"{key}_ci95") or [None, None]
+    f = lambda x: "n/a" if x is None else format(x, spec)  # noqa: E731
+    return f"{f(v)} [{f(ci[0])}, {f(ci[1])}]"
+
+
+def dimension_table(result: dict) -> Table | None:
+    """Toxic rate per dimension (rows) and judge group (columns): before → after with 95% intervals."""
+    per = result.get("per_dimension") or {}
+    groups = [(g, label) for g, label in _GROUPS if g in per]
+    if not groups:
+        return None
+    t = Table(title="toxic rate per dimension, before → after [95% CI]")
+    t.add_column("dimension")
+    for _, label in groups:
+        t.add_column(label, overflow="fold")
+    for dim in next(iter(per.values())):
+        cells = []
+        for g, _ in groups:
+            c = per[g].get(dim, {})
+            cells.append("absent" if c.get("absent") else f"{_rate_ci(c['before'])} → {_rate_ci(c['after'])}")
+        t.add_row(dim, *cells)
+    return t
+
+
+def over_correction_line(result: dict) -> str | None:
+    """Content words of the reference kept, before → after, with the paired difference's interval."""
+    oc = result.get("over_correction")
+    if not oc or not oc.get("overall", {}).get("n_prompts"):
+        return None
+    o = oc["overall"]
+    lo, hi = o["paired"]["ci95"]
+    fmt = lambda v, spec=".3f": "n/a" if v is None else format(v, spec)  # noqa: E731
+    return (f"over-correction ({oc['prompts']} prompts, n = {o['n_prompts']}): reference content words kept "
+            f"{fmt(o['before'])} → {fmt(o['after'])}; paired difference {fmt(o['paired']['mean_diff'], '+.3f')} "
+            f"[95% CI {fmt(lo, '+.3f')}, {fmt(hi, '+.3f')}]")
+
+
+def print_breakdown(result: dict) -> None:
+    """The per-dimension table, the severity tiers and the over-correction line."""
+    table = dimension_table(result)
+    if table is not None:
+        console.print(table)
+    sev = result.get("per_severity_tier") or {}
+    if "tiers" in sev:
+        num = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+        shares = "; ".join(f"{t['name']} {num(sev['before'][t['name']]['share'])} → "
+                           f"{num(sev['after'][t['name']]['share'])}" for t in sev["tiers"])
+        console.print(f"share of responses per severity tier: {shares}")
+    line = over_correction_line(result)
+    if line:
+        console.print(line)
 
 
 def _short(text: str, n: int = 90) -> str:

@@ -6,7 +6,9 @@ Content-Security-Policy forbids loading anything from elsewhere. It shows, from 
 produced (a missing piece is shown as "not run"):
 
 1. the headline: each judge's mean toxicity before → after with the paired interval and verdict;
-2. the metrics table with 95% confidence intervals (``eval.json``), overall and per judge;
+2. the metrics table with 95% confidence intervals (``eval.json``), overall and per judge, then the
+   toxic rate per dimension, severity tier and prompt tier and the over-correction figure
+   (:mod:`~detoxrl.evaluation.report_breakdown`);
 3. training curves (``ppo/metrics.jsonl``): reward and its components, KL and its coefficient,
    policy entropy / clipping / approximate KL, value loss and explained variance, length and speed;
 4. the probe of held-out prompts (``probe/*`` keys) with any reward-hacking warning, and why PPO stopped
@@ -32,6 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from detoxrl.config import Config
+from detoxrl.evaluation.report_breakdown import breakdown_section
 from detoxrl.evaluation.report_html import esc, not_run, render_page
 from detoxrl.evaluation.report_redteam import redteam_section, replay_section
 from detoxrl.evaluation.report_rm import reward_model_section
@@ -151,6 +154,7 @@ def build_report(cfg: Config, provenance: dict | None = None) -> Path:
     sections = [
         ("summary", "Summary", ev_note or _safe(lambda: headline_section(ev), "Evaluation")),
         ("metrics", "Evaluation metrics", ev_note or _safe(lambda: metrics_section(ev), "Evaluation")),
+        ("breakdown", "By type and severity", ev_note or _safe(lambda: breakdown_section(ev), "By type and severity")),
         ("reward-model", "Reward model", _safe(lambda: reward_model_section(cfg), "Reward model")),  # "": none
         ("training", "Training curves", _safe(lambda: training_section(rows, why, bad), "PPO training")),
         ("probes", "Probes and stopping", _safe(lambda: probe_section(rows, training_info(cfg)), "Probes")),

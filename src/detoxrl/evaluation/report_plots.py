@@ -233,3 +233,35 @@ def plot_tier_mix(rows: Sequence[dict]) -> bytes | None:
     ax.legend(fontsize=7, loc="upper left", framealpha=0.9)
     ax.grid(alpha=0.3)
     return figure_png(fig)
+
+
+def plot_dimension_bars(per_dimension: dict) -> bytes | None:
+    """Toxic rate per dimension before and after (bars with 95% intervals), one panel per judge group;
+    dimensions no judge of a group reports are left out of its panel."""
+    groups = [(g, per_dimension[g]) for g in ("reward", "held_out", "all") if g in per_dimension]
+    groups = [(g, {d: v for d, v in block.items() if not v.get("absent")}) for g, block in groups]
+    groups = [(g, block) for g, block in groups if block]
+    if not groups:
+        return None
+    fig = _figure(3.6 * len(groups), 3.0)
+    axes = np.atleast_1d(fig.subplots(1, len(groups))).reshape(-1)
+    titles = {"reward": "reward judges", "held_out": "held-out judges", "all": "all judges"}
+    num = lambda v: np.nan if v is None else float(v)  # noqa: E731
+    for ax, (g, block) in zip(axes, groups):
+        dims = list(block)
+        pos = np.arange(len(dims))
+        top = 0.05
+        for offset, side in ((-0.2, "before"), (0.2, "after")):
+            vals = np.array([num(block[d][side].get("toxic_rate")) for d in dims])
+            cis = [block[d][side].get("toxic_rate_ci95") or [None, None] for d in dims]
+            lo, hi = np.array([num(c[0]) for c in cis]), np.array([num(c[1]) for c in cis])
+            err = np.clip(np.nan_to_num(np.stack([vals - lo, hi - vals])), 0, None)
+            ax.bar(pos + offset, vals, width=0.4, label=side, yerr=err, capsize=3)
+            top = max(top, float(np.nanmax(np.concatenate([vals, hi, [0.0]]))))
+        ax.set_xticks(pos, dims, fontsize=8)
+        ax.set_ylabel("toxic rate")
+        ax.set_ylim(0, min(1.0, 1.1 * top) if top < 1 else 1.05)
+        ax.set_title(f"per dimension: {titles[g]}", fontsize=10)
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3, axis="y")
+    return figure_png(fig)

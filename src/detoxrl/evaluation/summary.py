@@ -1,7 +1,8 @@
 """The figures of ``eval.json``, from plain arrays (no models): per side, per judge, paired before/after.
 
 Arrays are ``[k, N]``: ``k`` samples of ``N`` prompts. Intervals are bootstrap intervals over prompts
-(:mod:`detoxrl.evaluation.metrics`); the schema is in the README ("Evaluation output").
+(:mod:`detoxrl.evaluation.metrics`); the figures by dimension, severity and prompt tier come from
+:mod:`detoxrl.evaluation.breakdown`. Every key is described in ``docs/eval-json.md``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from typing import Any
 import numpy as np
 
 from detoxrl.config import Config
+from detoxrl.evaluation import breakdown as B
 from detoxrl.evaluation import metrics as M
+from detoxrl.evaluation.metrics import verdict
 
 SCHEMA_VERSION = 1
 
@@ -102,20 +105,6 @@ def improvement(before: dict, after: dict) -> dict:
     return out
 
 
-def verdict(paired: dict, level: float = 0.05) -> str:
-    """``less toxic`` / ``more toxic`` when the interval of the mean difference excludes 0 and
-    ``p < level``; otherwise ``no significant change``."""
-    lo, hi = paired["ci95"]
-    p = paired["p_value"]
-    if p is None or lo is None or hi is None or any(map(math.isnan, (lo, hi, p))):
-        return "not enough data"
-    if p < level and hi < 0:
-        return "less toxic"
-    if p < level and lo > 0:
-        return "more toxic"
-    return "no significant change"
-
-
 def summarize(*, cfg: Config, judges: list[dict], primary: str, prompts: list, samples: int,
               decoding: dict, seed: int, before_model: str, after_model: str,
               texts_before: list[list[str]], texts_after: list[list[str]],
@@ -163,6 +152,9 @@ def summarize(*, cfg: Config, judges: list[dict], primary: str, prompts: list, s
         "improvement": improvement(before, after),
         "paired": paired,
         "paired_reward": paired_reward,
+        **B.breakdown(cfg=cfg, judges=judges, primary=primary, prompts=prompts, texts_before=texts_before,
+                      texts_after=texts_after, judged_before=judged_before, judged_after=judged_after,
+                      n_boot=n_boot, seed=seed),
         "timing": timing,
     }
     if prompt_stats is not None:

@@ -77,6 +77,7 @@ UNSET_LEFT_OUT = frozenset({"ppo.redteam_prompts", "eval.redteam_replay"})
 _CURRICULUM = CurriculumSettings().model_dump(mode="json")
 DEFAULT_LEFT_OUT: dict[str, Any] = {f"curriculum.{k}": _CURRICULUM[k]
                                     for k in ("tier_column", "grade_column", "tier_thresholds", "severe_at")}
+DEFAULT_LEFT_OUT["train_rm.extra"] = []
 """Keys recorded only when changed from their default (here), so that runs and checkpoints made before
 they existed keep their fingerprints and resume."""
 
