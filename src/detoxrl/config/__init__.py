@@ -10,6 +10,7 @@ name another stage's output (``policy.name_or_path: "{run_dir}/sft"``).
 - :mod:`~detoxrl.config.sections`: one settings model per YAML section (``policy``, ``data``, ``ppo``, ...),
   each field documented; :mod:`~detoxrl.config.rewards` holds the ``reward`` (judges) and ``train_rm``
   sections, :mod:`~detoxrl.config.base` what they all share;
+- :mod:`~detoxrl.config.testbed`: :class:`TestbedSettings`, the ``testbed`` section (the embedded default);
 - :mod:`~detoxrl.config.redteam`: :class:`RedTeamSettings`, the ``redteam`` section;
 - :mod:`~detoxrl.config.labels`: :class:`LabelSettings`, the ``labels`` section (candidates and the labelling page);
 - :mod:`~detoxrl.config.run_config`: :class:`Config`, the whole run (sections, cross-section checks, paths);

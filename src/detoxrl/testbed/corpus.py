@@ -319,6 +319,10 @@ def insert_word(text: str, word: str, rng: random.Random) -> str:
     return " ".join(words)
 
 
+def _judge_row(text: str, label: str, cat: str, src: str, labels: dict[str, int] | None = None) -> dict[str, Any]:
+    return {"text": text, "label": label, "category": cat, "source": src, **(labels or K.label_vector("none"))}
+
+
 def judge_rows(dialogues: list[Dialogue], seed: int, max_per_label: int | None = None,
                offensive_words: Sequence[str] = (), insulting: Sequence[str] = ()) -> list[dict[str, Any]]:
     """Labelled texts for the testbed judges, balanced between ``hate`` and ``nothate``.
@@ -341,11 +345,7 @@ def judge_rows(dialogues: list[Dialogue], seed: int, max_per_label: int | None =
     rng = random.Random(f"{seed}:judge")
     insults = frozenset(insulting)
     hate, contrast, clean, unclear = [], [], [], []
-    none = K.label_vector("none")
-
-    def row(text: str, label: str, cat: str, src: str, labels: dict[str, int] = none) -> dict[str, Any]:
-        return {"text": text, "label": label, "category": cat, "source": src, **labels}
-
+    row = _judge_row
     filler = sorted({w for d in dialogues for w in re.findall(r"[a-z]{3,}", d.summary)})
     for d in dialogues:
         if d.severity in OFFENSIVE_TIERS:
