@@ -1,19 +1,26 @@
-"""Ablations on the embedded default: uniform sampling against a curriculum, and PPO with and without
-the constitution, with the same seeds and the same budget.
+"""Ablations on the embedded default, with the same seeds and the same budget:
 
-Every arm starts from the same base run (its testbed, SFT policy and judge, shared by symbolic links), so
+- ``tiers``: the default (three-tier curriculum, composite reward of two judges);
+- ``uniform``: the same reward, prompts drawn uniformly (the tiers are still logged);
+- ``single-judge``: the same curriculum, the reward of one Meta-style judge (``log P(nothate) − p(hate)``,
+  no severity tiers: the default before the composite);
+- ``constitution``: the default with the constitution's penalty in PPO.
+
+Every arm starts from the same base run (its testbed, SFT policy and judges, shared by symbolic links), so
 only the PPO stage and the evaluation run per (arm, seed). Each run gets its own folder
 ``<out>/<arm>-seed<k>/`` with the usual files (``metrics.jsonl``, ``eval.json``, ...), and the summary
-goes to ``<out>/ablation.json`` and ``<out>/ablation.md``.
+goes to ``<out>/ablation.json`` and ``<out>/ablation.md``. ``--jobs 2`` runs two (arm, seed) pairs at
+once, one thread each (a 2-core machine's fastest way; each run's figures are those of one thread).
 
     .venv/bin/detoxrl run                                     # the base run, once (runs/default)
-    .venv/bin/python benchmarks/ablation.py --arms uniform,curriculum --seeds 0,1,2
-    .venv/bin/python benchmarks/ablation.py --arms uniform,constitution --seeds 0
+    .venv/bin/python benchmarks/ablation.py --arms tiers,uniform,single-judge --seeds 0,1,2 --jobs 2
 
 Reported per arm (mean ± sample standard deviation over seeds): the final toxic rate of the held-out
-judges the policy was not trained against (the testbed lexicon, alt-profanity-check, and either),
+judges the policy was not trained against (the testbed lexicon, alt-profanity-check, and either), the
+toxic rate per dimension (over all judges), content kept on ambiguous prompts (over-correction),
 ROUGE-L, the KL to the reference, and the area under the training-reward curve (the mean of
-``reward/mean`` over the PPO steps, so that arms with the same number of steps compare directly).
+``reward/mean`` over the PPO steps, so that arms with the same number of steps compare directly; it is
+on each arm's own reward scale).
 Every arm's evaluation responses (before and after) are also checked against the default constitution
 (``configs/constitution.yaml``), so violations per principle compare across arms.
 """
@@ -29,13 +36,19 @@ import sys
 import time
 from pathlib import Path
 
+SINGLE_JUDGE = [
+    'reward.judges=[{name: testbed-hate, type: hf, model: "{run_dir}/judge", label: nothate, label_is_good: true, '
+    'score: logprob, dimensions: {hate: hate}}]',
+    "reward.dimension_weights={hate: 1.0, harassment: 1.0, discrimination: 1.0, profanity: 1.0}",
+    "reward.severity_tiers=[]",
+]
 ARMS = {
-    "uniform": [],
-    "curriculum": ["curriculum.enabled=true"],
+    "tiers": [],
+    "uniform": ["curriculum.enabled=false"],
+    "single-judge": SINGLE_JUDGE,
     "constitution": ["constitution.enabled=true"],
-    "curriculum+constitution": ["curriculum.enabled=true", "constitution.enabled=true"],
 }
-SHARED = ("testbed", "sft", "judge")  # what every arm reuses from the base run
+SHARED = ("testbed", "sft", "judge", "judge-multi")  # what every arm reuses from the base run
 
 
 def link_base(base: Path, run: Path) -> None:
@@ -77,6 +90,12 @@ def one_run(base: Path, out: Path, arm: str, seed: int, extra: list[str]) -> dic
     for side in ("before", "after"):
         if "held_out_toxic_rate" in ev[side]:
             result[f"toxic_rate_{side}/held-out (any)"] = ev[side]["held_out_toxic_rate"]
+        for dim, d in ev.get("per_dimension", {}).get("all", {}).items():
+            if not d.get("absent"):
+                result[f"toxic_rate_{side}/dim:{dim}"] = d[side]["toxic_rate"]
+        kept = ev.get("over_correction", {}).get("per_tier", {}).get("ambiguous", {})
+        if kept.get(side) is not None:
+            result[f"content_kept_{side}/ambiguous"] = kept[side]
         for judge, j in ev[side]["per_judge"].items():
             result[f"toxic_rate_{side}/{judge}"] = j["toxic_rate"]
     result.update(violations(cfg, run))
@@ -133,8 +152,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--base", type=Path, default=Path("runs/default"), help="run folder with testbed, sft, judge")
     ap.add_argument("--out", type=Path, default=Path("runs/ablation"))
-    ap.add_argument("--arms", default="uniform,curriculum", help=f"comma-separated, from {', '.join(ARMS)}")
+    ap.add_argument("--arms", default="tiers,uniform,single-judge", help=f"comma-separated, from {', '.join(ARMS)}")
     ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--jobs", type=int, default=1, help="(arm, seed) runs at once, one thread each")
     ap.add_argument("--set", dest="extra", action="append", default=[],
                     help="extra dotted override for every arm (e.g. ppo.steps=60)")
     args = ap.parse_args()
@@ -144,9 +164,19 @@ def main() -> None:
         sys.exit(f"ablation: unknown arm(s) {unknown}; choose from {list(ARMS)}")
     os.environ.setdefault("DETOXRL_NO_PROGRESS", "1")
     seeds = [int(s) for s in args.seeds.split(",")]
-    results = []
-    for seed in seeds:  # seeds outermost: arms interleave, so a slower machine later hurts both alike
-        for arm in arms:
+    jobs = [(arm, seed) for seed in seeds for arm in arms]  # seeds outermost: a slower machine later hurts all arms alike
+    if args.jobs > 1:
+        os.environ["OMP_NUM_THREADS"] = "1"  # before torch loads in the workers
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(args.jobs) as pool:
+            futures = [pool.submit(one_run, args.base, args.out, arm, seed, args.extra) for arm, seed in jobs]
+            results = [f.result() for f in futures]
+        for r in results:
+            print(json.dumps(r), flush=True)
+    else:
+        results = []
+        for arm, seed in jobs:
             results.append(one_run(args.base, args.out, arm, seed, args.extra))
             print(json.dumps(results[-1]), flush=True)
     summary = summarise(results)

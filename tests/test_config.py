@@ -25,6 +25,27 @@ def test_default_and_seed_recipe_presets_validate():
     assert f.ppo.score_norm is False and f.reward.normalize is False and f.ppo.score_clip is None
 
 
+def test_the_default_runs_the_whole_system_and_the_multi_preset_is_the_recipe_with_two_judges():
+    from detoxrl.rewards.presets import apply_preset
+
+    d = load_config()
+    assert [j.name for j in d.reward.judges] == ["testbed-hate", "testbed-toxic-bert"]
+    assert [(t.name, t.min_severity, t.penalty) for t in d.reward.severity_tiers] == [("mild", 0.3, 0.25),
+                                                                                      ("severe", 0.75, 1.0)]
+    assert d.reward.dimension_weights["discrimination"] == 2 * d.reward.dimension_weights["harassment"]
+    assert [e.mode for e in d.train_rm.extra] == ["multilabel"] and d.train_rm.extra[0].output_dir.endswith("multi")
+    assert (d.curriculum.enabled, d.curriculum.difficulty, d.curriculum.pacing) == (True, "tier", "tiers")
+    assert d.ppo.probe_every > 0 and d.testbed.ambiguous_share > 0 and d.testbed.severe_share > 0
+    f, m = load_config("flan-t5-dialogsum"), load_config("flan-t5-dialogsum-multi")
+    for key in ("data", "policy", "ppo", "eval"):  # only the reward and the curriculum differ
+        assert getattr(f, key) == getattr(m, key), key
+    meta, bert = (apply_preset(j) for j in m.reward.judges)
+    assert meta.model == "facebook/roberta-hate-speech-dynabench-r4-target" and meta.score == "logit"
+    assert bert.model == "unitary/toxic-bert" and bert.severity_labels == ["severe_toxic", "toxic"]
+    assert set(bert.dimensions.values()) == {"harassment", "discrimination", "profanity"}
+    assert m.reward.severity_tiers == d.reward.severity_tiers and m.curriculum.difficulty == "tier"
+
+
 def test_dotted_overrides_and_run_dir(tmp_path):
     c = load_config(overrides=["ppo.learning_rate=1e-5", "ppo.kl.penalty=abs", "eval.n_prompts=10",
                                "reward.judges.0.threshold=0.7"], run_dir=tmp_path / "r")
