@@ -213,6 +213,25 @@ def test_the_monitor_probes_warns_stops_and_restores_its_history(tmp_path):
     assert not (tmp_path / "ppo" / "warnings.jsonl").exists()
 
 
+def test_the_reward_target_counts_only_steps_that_drew_from_every_prompt():
+    """Under a curriculum, the easy tiers' high reward must not stop the run before the hard prompts came."""
+    from detoxrl.config import PPOSettings
+    from detoxrl.stages.ppo_monitor import Monitor
+
+    s = PPOSettings(batch_size=4, mini_batch_size=2, stop_at_reward=0.5, stop_window=2)
+    mon, tr = Monitor(s, None, main=False), _FakeTrainer()
+    # steps 1-3 see a third, then two thirds, of the prompts at reward 1.0; from step 4 all, at 0.4, 0.6, 0.8
+    steps = [(1.0, 1 / 3), (1.0, 1 / 3), (1.0, 2 / 3), (0.4, 1.0), (0.6, 1.0), (0.8, 1.0)]
+    stops = []
+    for i, (r, c) in enumerate(steps):
+        stops.append(mon.after_step(i + 1, {"reward/mean": r, "curriculum/competence": c}, tr))
+        if stops[-1]:
+            break
+    # counted: 0.4, 0.6 (mean 0.5 ≥ 0.5 at step 5); the three early 1.0s never count
+    assert mon.rewards == [0.4, 0.6] and stops == [False] * 4 + [True]
+    assert "moving mean 0.5 over 2 steps at step 5" in mon.stop["reason"]
+
+
 def test_without_targets_the_monitor_takes_no_collective():
     from detoxrl.config import PPOSettings
     from detoxrl.stages.ppo_monitor import Monitor

@@ -4,7 +4,9 @@ reward-hacking warning, and the stop targets (``ppo.stop_at_reward``, ``ppo.stop
 The run stops at the first of
 
 - ``stop_at_reward``: the moving mean of ``reward/mean`` over the last ``stop_window`` steps that had a
-  reward (a skipped step has none) reaches the target (:func:`moving_mean_reached`);
+  reward (a skipped step has none) and drew from every prompt (``curriculum/competence`` 1: a curriculum's
+  early steps see only its easy prompts, whose reward says nothing about the hard ones) reaches the target
+  (:func:`moving_mean_reached`);
 - ``stop_at_probe_toxic_rate``: a probe's held-out toxic rate is at most the target;
 - ``ppo.steps``.
 
@@ -126,7 +128,8 @@ class Monitor:
         """Record the step's reward, probe when due (adding the figures to ``stats``), warn; whether the run
         stops at this step (the same answer on every rank)."""
         reward = stats.get("reward/mean")
-        if isinstance(reward, (int, float)) and math.isfinite(reward):
+        every_prompt = float(stats.get("curriculum/competence", 1.0)) >= 1.0
+        if isinstance(reward, (int, float)) and math.isfinite(reward) and every_prompt:
             self.rewards.append(float(reward))
         if self.probe is not None and step % self.s.probe_every == 0:
             trainer.phase = "probe"
