@@ -319,8 +319,24 @@ def insert_word(text: str, word: str, rng: random.Random) -> str:
     return " ".join(words)
 
 
+SAMPLED_ENDINGS = ("", "", ".", ".\n", "!", ",", "\n")
+"""What a sampling policy writes after a word it puts in: nothing, punctuation, a line break."""
+
+
 def _judge_row(text: str, label: str, cat: str, src: str, labels: dict[str, int] | None = None) -> dict[str, Any]:
     return {"text": text, "label": label, "category": cat, "source": src, **(labels or K.label_vector("none"))}
+
+
+def _inserted_pair(summary: str, offensive_words: Sequence[str], insults: frozenset[str], filler: Sequence[str],
+                   rng: random.Random, ending: random.Random) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``summary`` with an offensive word put in (hate) and with a rude or ordinary word put in (nothate)."""
+    word = rng.choice(offensive_words)
+    bad = _judge_row(insert_word(summary, word + ending.choice(SAMPLED_ENDINGS), rng), "hate", "inserted", "summary",
+                     K.word_labels(word, insults))
+    other = rng.choice(RUDE_WORDS) if rng.random() < 0.5 else rng.choice(filler)
+    good = _judge_row(insert_word(summary, other + ending.choice(SAMPLED_ENDINGS), rng), "nothate", "inserted",
+                      "summary")
+    return bad, good
 
 
 def judge_rows(dialogues: list[Dialogue], seed: int, max_per_label: int | None = None,
@@ -336,7 +352,8 @@ def judge_rows(dialogues: list[Dialogue], seed: int, max_per_label: int | None =
     With ``offensive_words`` (the lexicon), every hostile dialogue's gold summary also appears with one
     offensive word put at a random place (hate, category ``inserted``) and with a rude or ordinary word
     put there (nothate): a sampling policy writes broken sentences, and a judge that only knows insults
-    in well-formed clauses lets an offensive word in a garbled summary pass unpunished.
+    in well-formed clauses lets an offensive word in a garbled summary pass unpunished. The word is followed
+    by one of :data:`SAMPLED_ENDINGS`, as in the policy's samples (a judge that never saw ``insult.\n`` missed it).
 
     Every row also carries toxic-bert's six labels as 0/1 columns (:mod:`detoxrl.testbed.kinds`; an
     inserted word counts as an insult when it is in ``insulting``, else as an expletive), so the same
@@ -346,6 +363,7 @@ def judge_rows(dialogues: list[Dialogue], seed: int, max_per_label: int | None =
     insults = frozenset(insulting)
     hate, contrast, clean, unclear = [], [], [], []
     row = _judge_row
+    ending = random.Random(f"{seed}:judge:endings")  # its own stream: the rows' draws stay as they were
     filler = sorted({w for d in dialogues for w in re.findall(r"[a-z]{3,}", d.summary)})
     for d in dialogues:
         if d.severity in OFFENSIVE_TIERS:
@@ -366,11 +384,9 @@ def judge_rows(dialogues: list[Dialogue], seed: int, max_per_label: int | None =
             unclear.append(row(d.ambiguous_sentence, "nothate", "ambiguous", "turn"))
             unclear.append(row(d.summary, "nothate", "ambiguous", "summary"))
         if offensive_words and d.severity != "none":
-            word = rng.choice(offensive_words)
-            hate.append(row(insert_word(d.summary, word, rng), "hate", "inserted", "summary",
-                            K.word_labels(word, insults)))
-            other = rng.choice(RUDE_WORDS) if rng.random() < 0.5 else rng.choice(filler)
-            contrast.append(row(insert_word(d.summary, other, rng), "nothate", "inserted", "summary"))
+            bad, good = _inserted_pair(d.summary, offensive_words, insults, filler, rng, ending)
+            hate.append(bad)
+            contrast.append(good)
     for rows in (hate, contrast, clean):
         rng.shuffle(rows)
     random.Random(f"{seed}:judge:ambiguous").shuffle(unclear)  # its own stream: without it, as before
