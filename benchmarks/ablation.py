@@ -3,7 +3,8 @@
 - ``tiers``: the default (three-tier curriculum, composite reward of two judges);
 - ``uniform``: the same reward, prompts drawn uniformly (the tiers are still logged);
 - ``single-judge``: the same curriculum, the reward of one Meta-style judge (``log P(nothate) − p(hate)``,
-  no severity tiers: the default before the composite);
+  no severity tiers: the default before the composite; toxic-bert is scored beside it at weight 0, so that
+  every arm's per-dimension rates come from the same judges);
 - ``constitution``: the default with the constitution's penalty in PPO.
 
 Every arm starts from the same base run (its testbed, SFT policy and judges, shared by symbolic links), so
@@ -37,9 +38,13 @@ import time
 from pathlib import Path
 
 SINGLE_JUDGE = [
+    # The reward of one Meta-style judge, log P(nothate) − p(hate), no severity tiers (the default before the
+    # composite). The toxic-bert judge stays with weight 0 and its dimensions at weight 0: it adds nothing to
+    # the reward and measures harassment, discrimination and profanity in eval as in the other arms.
     'reward.judges=[{name: testbed-hate, type: hf, model: "{run_dir}/judge", label: nothate, label_is_good: true, '
-    'score: logprob, dimensions: {hate: hate}}]',
-    "reward.dimension_weights={hate: 1.0, harassment: 1.0, discrimination: 1.0, profanity: 1.0}",
+    'score: logprob, dimensions: {hate: hate}}, {name: testbed-toxic-bert, preset: toxic-bert, '
+    'model: "{run_dir}/judge-multi", score: logprob, weight: 0.0}]',
+    "reward.dimension_weights={hate: 1.0, harassment: 0.0, discrimination: 0.0, profanity: 0.0}",
     "reward.severity_tiers=[]",
 ]
 ARMS = {
