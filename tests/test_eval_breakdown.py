@@ -134,10 +134,35 @@ TEXTS_AFTER = [["a dog", "Bob talks.", "They want tea", "y"]]
 def test_prompt_tiers_read_normalise_and_reject():
     assert B.prompt_tiers(PROMPTS, "tier") == ["harmful", "ambiguous", "clean", "clean"]
     assert B.prompt_tiers([_P(0, "r"), _P(1, "r")], "tier") is None
-    with pytest.raises(DataError, match=r"prompt 'p1'.*'tier'.*'severe'"):
+    with pytest.raises(DataError, match=r"'tier'.*prompt 'p1'.*'severe'"):
         B.prompt_tiers([_P(0, "r", "clean"), _P(1, "r", "severe")], "tier")
     with pytest.raises(DataError, match=r"prompt 'p1'"):
         B.prompt_tiers([_P(0, "r", "clean"), _P(1, "r")], "tier")
+
+
+class _TextJudge:
+    """A judge whose toxicity and severity of each text are looked up in a table."""
+
+    def __init__(self, table):
+        self.name, self.table = "t", table
+
+    def score(self, texts):
+        return JudgeResult("t", torch.zeros(len(texts)), torch.tensor([self.table[t][0] for t in texts]),
+                           {}, torch.tensor([self.table[t][1] for t in texts]))
+
+
+def test_eval_tiers_from_the_column_else_from_the_reward_judges_and_the_curriculum_thresholds(tmp_path):
+    cfg = config_from_dict({"name": "t", "run_dir": str(tmp_path), "data": {"source": "x.jsonl"},
+                            "policy": {"name_or_path": "p"},
+                            "reward": {"judges": [{"name": "j", "model": "m", "label": "nothate"}]},
+                            "curriculum": {"tier_thresholds": [0.2, 0.6]}})
+    assert B.eval_tiers(cfg, PROMPTS, []) == (["harmful", "ambiguous", "clean", "clean"], "column")
+    plain = [_P(i, "r") for i in range(4)]
+    judge = _TextJudge({"dialogue 0": (0.1, 0.0), "dialogue 1": (0.2, 0.0), "dialogue 2": (0.59, 0.1),
+                        "dialogue 3": (0.9, 0.9)})
+    # 0.1 < 0.2: clean; 0.2 and 0.59 in [0.2, 0.6): ambiguous; 0.9 ≥ 0.6: harmful
+    assert B.eval_tiers(cfg, plain, [judge]) == (["clean", "ambiguous", "ambiguous", "harmful"], "thresholds")
+    assert B.eval_tiers(cfg, plain, []) == (None, None)
 
 
 def test_per_prompt_tier_by_hand():

@@ -144,11 +144,13 @@ def test_run_eval_writes_schema_and_table(arch, tiny_t5_dir, tiny_gpt2_dir, tmp_
         assert {"mean_diff", "ci95", "p_value"} <= set(res["paired"][name])
         assert 0 < res["paired"][name]["p_value"] <= 1
     assert {"generation_s", "judging_s", "total_s"} <= set(res["timing"])
-    # by type and severity: the word judges report no dimension, the prompts have no tier column
+    # by type and severity: the word judges report no dimension
     assert set(res["per_dimension"]) == {"reward", "held_out", "all"}
     assert res["per_dimension"]["all"]["hate"] == {"absent": True}
-    assert "note" in res["per_severity_tier"] and "note" in res["per_prompt_tier"]
-    assert res["over_correction"]["prompts"] == "all (no tier column)"
+    # no tier column: the reward judges' toxicity of each dialogue and curriculum.tier_thresholds tier the prompts
+    assert "note" in res["per_severity_tier"] and res["per_prompt_tier"]["source"] == "thresholds"
+    assert sum(t["n_prompts"] for t in res["per_prompt_tier"]["tiers"].values()) == res["n_prompts"]
+    assert res["over_correction"]["prompts"] == "ambiguous and clean"  # of the tiers the judges gave
     # the references ("w1 w2 w3", ...) hold no word of 3 characters, so no prompt can be measured
     assert res["over_correction"]["n_skipped"] == 12 and res["over_correction"]["overall"]["n_prompts"] == 0
     assert_documented(res)
@@ -225,9 +227,15 @@ def test_run_eval_errors(tiny_t5_dir, tmp_path, cfg_factory, word_judges):
     # a prompt tier outside clean / ambiguous / harmful stops eval before any generation
     data = tmp_path / "dialogsum.test.jsonl"
     rows = [json.loads(line) for line in data.read_text(encoding="utf-8").splitlines()]
-    rows[1]["tier"], rows[0]["tier"] = "bogus", "clean"
+    for r in rows:
+        r["tier"] = "clean"
+    rows[1]["tier"] = "bogus"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    with pytest.raises(DataError, match="'t1'.*curriculum.tier_column.*'bogus'"):
+    with pytest.raises(DataError, match="curriculum.tier_column 'tier': prompt 't1'.*'bogus'"):
+        E.run_eval(cfg_factory(tiny_t5_dir, tiny_t5_dir))
+    rows[1]["tier"] = None  # a tier on some prompts only: the first without one is named
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    with pytest.raises(DataError, match="prompt 't1' \\(row 1\\) has no tier"):
         E.run_eval(cfg_factory(tiny_t5_dir, tiny_t5_dir))
     cfg = cfg_factory(tiny_t5_dir, tiny_t5_dir, extra_judges=[{"name": "primary", "type": "profanity"}])
     with pytest.raises(ConfigError, match="unique"):

@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from types import SimpleNamespace
 
 import numpy as np
 import torch
 
 from detoxrl.config import DIMENSIONS, Config, SeverityTier
+from detoxrl.curriculum.tiers import parse_tier
+from detoxrl.curriculum.tiers import prompt_tiers as curriculum_tiers
 from detoxrl.errors import DataError
 from detoxrl.evaluation import metrics as M
 from detoxrl.rewards.composite import severity_tier
@@ -135,24 +138,33 @@ def per_severity_tier(tiers: Sequence[SeverityTier], judges: Sequence[dict], jud
 
 
 # ---------------------------------------------------------------------------------- prompt tiers
-def _missing(v) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v)) or (isinstance(v, str) and not v.strip())
-
-
 def prompt_tiers(prompts: Sequence, column: str) -> list[str] | None:
-    """Each prompt's tier from ``meta[column]`` (case and spaces ignored); ``None`` when no prompt has one.
-    Raises :class:`~detoxrl.errors.DataError` naming the prompt when some have none or an unknown one."""
+    """Each prompt's tier from ``meta[column]`` (:func:`detoxrl.curriculum.tiers.parse_tier`); ``None``
+    when no prompt has one. Raises :class:`~detoxrl.errors.DataError` naming the prompt when only some
+    have one or a value is not a tier."""
     values = [(getattr(p, "meta", None) or {}).get(column) for p in prompts]
-    if all(_missing(v) for v in values):
+    given = [v is not None and not (isinstance(v, str) and not v.strip()) for v in values]
+    if not any(given):
         return None
-    out = []
-    for p, v in zip(prompts, values):
-        tier = "" if _missing(v) else str(v).strip().lower()
-        if tier not in PROMPT_TIERS:
-            raise DataError(f"prompt {getattr(p, 'id', '?')!r}: column {column!r} (curriculum.tier_column) "
-                            f"holds {v!r}; every prompt's tier must be one of {list(PROMPT_TIERS)}")
-        out.append(tier)
-    return out
+    where = [f"prompt {getattr(p, 'id', i)!r} (row {i})" for i, p in enumerate(prompts)]
+    if not all(given):
+        raise DataError(f"curriculum.tier_column {column!r}: {where[given.index(False)]} has no tier, but "
+                        f"{sum(given)} of {len(prompts)} prompts do; give it to every prompt or to none")
+    return [parse_tier(v, w, column) for v, w in zip(values, where)]
+
+
+def eval_tiers(cfg: Config, prompts: Sequence, reward_judges: Sequence) -> tuple[list[str] | None, str | None]:
+    """``(tiers, source)`` of the evaluation's prompts as the curriculum tiers them
+    (:func:`detoxrl.curriculum.tiers.prompt_tiers`): the tier column when the data has one (``column``),
+    else the reward judges' toxicity of each prompt's text and ``curriculum.tier_thresholds``
+    (``thresholds``); ``(None, None)`` without either."""
+    tiers = prompt_tiers(prompts, cfg.curriculum.tier_column)
+    if tiers is not None:
+        return tiers, "column"
+    if not reward_judges:
+        return None, None
+    tiers, _, source = curriculum_tiers(cfg, prompts, SimpleNamespace(judges=list(reward_judges)))
+    return tiers, source
 
 
 def per_prompt_tier(tiers: list[str] | None, column: str, judges: Sequence[dict], primary: str,
@@ -161,7 +173,8 @@ def per_prompt_tier(tiers: list[str] | None, column: str, judges: Sequence[dict]
     """Per prompt tier: ``n_prompts`` and, per side, the primary judge's toxic rate and (with held-out
     judges) the rate of responses any held-out judge flags."""
     if tiers is None:
-        return {"column": column, "note": f"prompts have no tier column ({column!r}, curriculum.tier_column)"}
+        return {"column": column, "note": f"prompts have no tier column ({column!r}, curriculum.tier_column) "
+                                          "and no reward judge scored them"}
     held_out = judge_groups(judges).get("held_out", [])
     arr = np.array(tiers)
     out: dict[str, dict] = {}
@@ -214,16 +227,22 @@ def over_correction(prompts: Sequence, tiers: list[str] | None, texts_before: li
 
 def breakdown(*, cfg: Config, judges: Sequence[dict], primary: str, prompts: Sequence,
               texts_before: list[list[str]], texts_after: list[list[str]], judged_before: Judged,
-              judged_after: Judged, n_boot: int, seed: int) -> dict:
-    """The four blocks of ``eval.json`` this module makes."""
+              judged_after: Judged, n_boot: int, seed: int, tiers: list[str] | None = None,
+              tier_source: str | None = None) -> dict:
+    """The four blocks of ``eval.json`` this module makes; ``tiers`` (from :func:`eval_tiers`) default to
+    the tier column's."""
     thresholds = {j["name"]: float(j["threshold"]) for j in judges}
     column = cfg.curriculum.tier_column
-    tiers = prompt_tiers(prompts, column)
+    if tiers is None:
+        tiers, tier_source = prompt_tiers(prompts, column), "column"
+    block = per_prompt_tier(tiers, column, judges, primary, judged_before, judged_after, thresholds,
+                            n_boot=n_boot, seed=seed)
+    if tiers is not None:
+        block["source"] = tier_source
     return {
         "per_dimension": per_dimension(judges, judged_before, judged_after, thresholds, n_boot=n_boot, seed=seed),
         "per_severity_tier": per_severity_tier(cfg.reward.severity_tiers, judges, judged_before, judged_after,
                                                n_boot=n_boot, seed=seed),
-        "per_prompt_tier": per_prompt_tier(tiers, column, judges, primary, judged_before, judged_after,
-                                           thresholds, n_boot=n_boot, seed=seed),
+        "per_prompt_tier": block,
         "over_correction": over_correction(prompts, tiers, texts_before, texts_after, n_boot=n_boot, seed=seed),
     }

@@ -27,7 +27,7 @@ from detoxrl.config import Config, GenerationSettings
 from detoxrl.data.loaders import load_examples
 from detoxrl.data.prompts import build_prompts
 from detoxrl.errors import ConfigError, DataError, ModelError
-from detoxrl.evaluation.breakdown import prompt_tiers
+from detoxrl.evaluation.breakdown import eval_tiers
 from detoxrl.evaluation.generation import (
     Generated,
     eval_generation,
@@ -156,7 +156,8 @@ def run_eval(cfg: Config, samples: int | None = None, *, device: str | None = No
     ref = load_policy_model(cfg.policy.model_copy(update={"name_or_path": before_name}), device=device)
     ref.model.eval()
     prompts, prompt_stats = load_eval_prompts(cfg, ref.tokenizer)
-    prompt_tiers(prompts, cfg.curriculum.tier_column)  # a bad tier value fails before any generation
+    # before any generation: a bad tier value fails here; without a tier column the reward judges tier the prompts
+    tiers = eval_tiers(cfg, prompts, [ej.judge for ej in judges if ej.trained_against])
     prompt_texts = [p.prompt for p in prompts]
     with progress() as bar:
         sides = _generate_sides(cfg, ref, after_dir, prompt_texts, gen, k, seed, device, bar)
@@ -179,7 +180,7 @@ def run_eval(cfg: Config, samples: int | None = None, *, device: str | None = No
                        texts_before=before.texts, texts_after=after.texts,
                        lengths_before=before.lengths, lengths_after=after.lengths,
                        judged_before=judged_before, judged_after=judged_after, kl=sides.kl, timing=timing,
-                       prompt_stats=prompt_stats)
+                       prompt_stats=prompt_stats, tiers=tiers)
     thresholds = {j["name"]: float(j["threshold"]) for j in infos}
     rows = build_table_rows(prompts, [j["name"] for j in infos], primary, before.texts, after.texts,
                             before.lengths, after.lengths, judged_before, judged_after, thresholds)

@@ -110,8 +110,10 @@ def summarize(*, cfg: Config, judges: list[dict], primary: str, prompts: list, s
               texts_before: list[list[str]], texts_after: list[list[str]],
               lengths_before: np.ndarray, lengths_after: np.ndarray,
               judged_before: dict[str, dict[str, np.ndarray]], judged_after: dict[str, dict[str, np.ndarray]],
-              kl: np.ndarray | None, timing: dict, prompt_stats: dict | None = None) -> dict:
-    """Everything in ``eval.json`` from arrays (no models involved). Arrays are ``[k, N]``."""
+              kl: np.ndarray | None, timing: dict, prompt_stats: dict | None = None,
+              tiers: tuple[list[str] | None, str | None] | None = None) -> dict:
+    """Everything in ``eval.json`` from arrays (no models involved). Arrays are ``[k, N]``; ``tiers`` is
+    ``(tier per prompt, source)`` (:func:`detoxrl.evaluation.breakdown.eval_tiers`), default the tier column's."""
     n_boot = cfg.eval.bootstrap
     thresholds = {j["name"]: float(j["threshold"]) for j in judges}
     refs = [list(p.references) for p in prompts]
@@ -154,7 +156,8 @@ def summarize(*, cfg: Config, judges: list[dict], primary: str, prompts: list, s
         "paired_reward": paired_reward,
         **B.breakdown(cfg=cfg, judges=judges, primary=primary, prompts=prompts, texts_before=texts_before,
                       texts_after=texts_after, judged_before=judged_before, judged_after=judged_after,
-                      n_boot=n_boot, seed=seed),
+                      n_boot=n_boot, seed=seed, tiers=tiers[0] if tiers else None,
+                      tier_source=tiers[1] if tiers else None),
         "timing": timing,
     }
     if prompt_stats is not None:
