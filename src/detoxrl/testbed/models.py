@@ -65,6 +65,17 @@ def build_tiny_t5(tokenizer: PreTrainedTokenizerBase, settings: TinyT5Settings, 
     return model
 
 
+def _judge_sizes(tokenizer: PreTrainedTokenizerBase, settings: TinyJudgeSettings) -> dict:
+    """The encoder sizes both testbed judges share (``testbed.judge``), checked, for ``tokenizer``."""
+    if settings.hidden_size % settings.num_attention_heads:
+        raise ConfigError("testbed.judge.hidden_size must be a multiple of num_attention_heads")
+    return dict(vocab_size=len(tokenizer), hidden_size=settings.hidden_size,
+                num_hidden_layers=settings.num_hidden_layers, num_attention_heads=settings.num_attention_heads,
+                intermediate_size=settings.intermediate_size,
+                max_position_embeddings=settings.max_position_embeddings, type_vocab_size=1,
+                pad_token_id=tokenizer.pad_token_id)
+
+
 def build_tiny_judge(tokenizer: PreTrainedTokenizerBase, settings: TinyJudgeSettings, seed: int = 0) -> RobertaForSequenceClassification:
     """A randomly initialised RoBERTa classifier with labels ``{0: nothate, 1: hate}``.
 
@@ -74,17 +85,8 @@ def build_tiny_judge(tokenizer: PreTrainedTokenizerBase, settings: TinyJudgeSett
     """
     if tokenizer.pad_token_id > 1:
         raise ConfigError("the judge tokenizer's pad id must be 0 or 1 (RoBERTa's position offset)")
-    if settings.hidden_size % settings.num_attention_heads:
-        raise ConfigError("testbed.judge.hidden_size must be a multiple of num_attention_heads")
     config = RobertaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=settings.hidden_size,
-        num_hidden_layers=settings.num_hidden_layers,
-        num_attention_heads=settings.num_attention_heads,
-        intermediate_size=settings.intermediate_size,
-        max_position_embeddings=settings.max_position_embeddings,
-        type_vocab_size=1,
-        pad_token_id=tokenizer.pad_token_id,
+        **_judge_sizes(tokenizer, settings),
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         id2label=dict(JUDGE_LABELS),
@@ -101,18 +103,9 @@ def build_tiny_multilabel_judge(tokenizer: PreTrainedTokenizerBase, settings: Ti
                                 seed: int = 0) -> BertForSequenceClassification:
     """A randomly initialised BERT with ``unitary/toxic-bert``'s six labels, multi-label (sigmoid per label),
     the same size as the RoBERTa judge (``settings``), for the same tokenizer."""
-    if settings.hidden_size % settings.num_attention_heads:
-        raise ConfigError("testbed.judge.hidden_size must be a multiple of num_attention_heads")
     id2label = dict(enumerate(TOXIC_BERT_LABELS))
     config = BertConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=settings.hidden_size,
-        num_hidden_layers=settings.num_hidden_layers,
-        num_attention_heads=settings.num_attention_heads,
-        intermediate_size=settings.intermediate_size,
-        max_position_embeddings=settings.max_position_embeddings,
-        type_vocab_size=1,
-        pad_token_id=tokenizer.pad_token_id,
+        **_judge_sizes(tokenizer, settings),
         id2label=id2label,
         label2id={v: k for k, v in id2label.items()},
         problem_type="multi_label_classification",
