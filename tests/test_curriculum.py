@@ -285,6 +285,21 @@ def _run(sampler, steps, start=0):
     return out
 
 
+def _resumed_run_matches(make, steps, split):
+    """``steps`` batches straight, and the same with a JSON checkpoint after ``split``: equal batches and
+    figures (asserted); returns the straight run, the resumed sampler and the checkpoint's state."""
+    straight = _run(make(), steps)
+    first = make()
+    head = _run(first, split)
+    state = json.loads(json.dumps(first.state_dict()))
+    resumed = make()
+    resumed.load_state_dict(state)
+    tail = _run(resumed, steps - split, start=split)
+    assert [b for b, _ in head + tail] == [b for b, _ in straight]
+    assert [s for _, s in head + tail] == [s for _, s in straight]
+    return straight, resumed, state
+
+
 @pytest.mark.parametrize("pacing", ["uniform", "linear", "sqrt", "step", "self_paced"])
 def test_state_dict_round_trip_continues_exactly(pacing):
     diff = _shuffled_difficulty(50, seed=2)
@@ -294,15 +309,7 @@ def test_state_dict_round_trip_continues_exactly(pacing):
     def make():
         return make_sampler(settings, 50, total_steps=12, seed=5, difficulty=diff)
 
-    straight = _run(make(), 10)
-    first = make()
-    head = _run(first, 5)
-    state = json.loads(json.dumps(first.state_dict()))
-    resumed = make()
-    resumed.load_state_dict(state)
-    tail = _run(resumed, 5, start=5)
-    assert [b for b, _ in head + tail] == [b for b, _ in straight]
-    assert [s for _, s in head + tail] == [s for _, s in straight]
+    _, resumed, _ = _resumed_run_matches(make, 10, 5)
     if pacing == "self_paced":
         assert resumed.stage > 0  # the schedule did move
 
@@ -517,15 +524,7 @@ def test_tiers_pacing_resumes_exactly_and_refuses_other_tiers():
     def make(levels=TIER_LEVELS):
         return make_sampler(settings, 10, total_steps=12, seed=3, difficulty=levels, tiers=TIER_NAMES)
 
-    straight = _run(make(), 10)
-    first = make()
-    head = _run(first, 4)
-    state = json.loads(json.dumps(first.state_dict()))
-    resumed = make()
-    resumed.load_state_dict(state)
-    tail = _run(resumed, 6, start=4)
-    assert [b for b, _ in head + tail] == [b for b, _ in straight]
-    assert [s for _, s in head + tail] == [s for _, s in straight]
+    straight, _, state = _resumed_run_matches(make, 10, 4)
     assert straight[-1][1]["curriculum/open_level"] == 3 and straight[0][1]["curriculum/open_level"] == 0
     # the same order but other levels (a severe prompt became mild): other stages, refused
     other = TIER_LEVELS.copy()
