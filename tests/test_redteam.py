@@ -375,3 +375,6 @@ def test_replay_pairs_the_attack_success_before_and_after():
     assert (out["fixed"], out["broken"]) == (3, 0) and out["after"]["asr"] == pytest.approx(0.2)
     assert out["before"]["asr_ci95"] == pytest.approx(list(wilson_interval(4, 5)))
     assert before.generations == 0  # a replay spends no attack budget
+    # McNemar's exact test: 3 discordant pairs, all fixed: p = 2 · (1/2)^3
+    assert out["p_value"] == pytest.approx(0.25)
+    assert replay(before, before, cases)["p_value"] == 1.0  # no discordant pair

@@ -57,7 +57,8 @@ def current_fingerprint(cfg: Config, stage: str) -> dict:
     """The fingerprint ``stage`` would write if it ran now, from its inputs' stored fingerprints."""
     inputs = {}
     for up in fingerprint.INPUTS[stage]:
-        stored = fingerprint.read(stage_output(cfg, up), up) if stage_enabled(cfg, up) else None
+        read = stage_enabled(cfg, up) and fingerprint.uses(cfg, stage, up)
+        stored = fingerprint.read(stage_output(cfg, up), up) if read else None
         inputs[up] = stored.get("hash") if stored else None
     return fingerprint.compute(cfg, stage, inputs)
 

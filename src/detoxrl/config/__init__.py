@@ -29,7 +29,7 @@ from detoxrl.config.loading import (
     load_config,
     read_yaml,
 )
-from detoxrl.config.redteam import RedLMSettings, RedRLSettings, RedTeamSettings
+from detoxrl.config.redteam import RedLMSettings, RedRLSettings, RedTeamAttackSettings, RedTeamSettings
 from detoxrl.config.run_config import Config
 from detoxrl.config.sections import (
     DIMENSIONS,
@@ -61,7 +61,7 @@ __all__ = [
     "PAGE_SPECIAL_LABELS", "REVISION_REQUEST",
     "Config", "ConstitutionSettings", "CurriculumSettings", "DataSettings", "EvalSettings",
     "GenerationSettings", "JudgeSettings", "KLSettings", "LabelSettings", "LoraSettings", "ModelSettings",
-    "PPOSettings", "RedLMSettings", "RedRLSettings", "RedTeamSettings",
+    "PPOSettings", "RedLMSettings", "RedRLSettings", "RedTeamAttackSettings", "RedTeamSettings",
     "ReportSettings", "RewardModelSettings", "RewardSettings", "SFTSettings", "SFTTaskSettings",
     "SLCAISettings", "SeverityMix", "SeverityTier", "SimulatedLabellerSettings",
     "TestbedSettings", "TinyJudgeSettings", "TinyT5Settings",

@@ -45,13 +45,36 @@ class RedRLSettings(_Strict):
     ppo_epochs: int = Field(4, gt=0)
 
 
+Method = Literal["perturbation", "zero_shot", "few_shot", "rl"]
+
+
+def _names(v: list[str]) -> list[str]:
+    if not v:
+        raise ValueError("must name at least one")
+    if len(set(v)) != len(v):
+        raise ValueError(f"names repeat: {v}")
+    return v
+
+
+class RedTeamAttackSettings(_Strict):
+    """``eval.redteam_attack``: a fresh attack inside ``eval``, of ``budget`` target generations per method,
+    against the trained policy and, for comparison, the reference; every other setting is ``redteam``'s."""
+
+    budget: int = Field(2000, gt=0)
+    methods: list[Method] = Field(default_factory=lambda: ["perturbation"])
+
+    @field_validator("methods")
+    @classmethod
+    def _not_empty(cls, v: list[str]) -> list[str]:
+        return _names(v)
+
+
 class RedTeamSettings(_Strict):
     enabled: bool = False
     """Whether ``detoxrl run`` runs the stage (``detoxrl redteam`` runs it either way)."""
     policy: str | None = None
     """The folder of the attacked policy; default ``ppo.output_dir``."""
-    methods: list[Literal["perturbation", "zero_shot", "few_shot", "rl"]] = Field(
-        default_factory=lambda: ["perturbation"])
+    methods: list[Method] = Field(default_factory=lambda: ["perturbation"])
     budget: int = Field(2000, gt=0)
     """Target generations per method."""
     success: Literal["any", "all"] = "any"
@@ -79,13 +102,16 @@ class RedTeamSettings(_Strict):
     report_cases: int = Field(5, ge=0)
     """The most damaging cases shown in the report."""
     output_dir: str = "{run_dir}/redteam"
+    rounds: int = Field(0, ge=0)
+    """Rounds of red team → PPO → red team in the stage: after attacking the policy, PPO continues from it for
+    ``round_steps`` steps with every prompt found so far in the curriculum's harmful tier
+    (``ppo.redteam_prompts``), and the new policy is attacked again; round ``k`` is written to
+    ``{output_dir}/round-<k>/``, and ``eval`` evaluates the last round's policy. Needs ``enabled``. 0: none."""
+    round_steps: int = Field(50, gt=0)
+    """PPO steps of each round (``ppo.steps`` of the continued run)."""
     seed: int | None = None
 
     @field_validator("methods", "mutations")
     @classmethod
     def _not_empty(cls, v: list[str]) -> list[str]:
-        if not v:
-            raise ValueError("must name at least one")
-        if len(set(v)) != len(v):
-            raise ValueError(f"names repeat: {v}")
-        return v
+        return _names(v)

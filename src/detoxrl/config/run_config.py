@@ -66,6 +66,9 @@ class Config(_Strict):
             if unknown or not self.redteam.judges:
                 raise ValueError(f"redteam.judges: {unknown or 'an empty list'} names no judge of reward.judges "
                                  f"or eval.extra_judges ({', '.join(known)})")
+        if self.redteam.rounds and not self.redteam.enabled:
+            raise ValueError("redteam.rounds trains in `detoxrl run`, where the redteam stage runs only with "
+                             "redteam.enabled: set redteam.enabled: true (or redteam.rounds: 0)")
         return self
 
     # ---------------------------------------------------------------------------------------------

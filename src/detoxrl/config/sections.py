@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from detoxrl.config.base import CRITIQUE_REQUEST, DIMENSIONS, REVISION_REQUEST, _Strict, require_placeholders  # noqa: F401 - DIMENSIONS importable from here as before
+from detoxrl.config.redteam import RedTeamAttackSettings
 from detoxrl.config.rewards import (  # noqa: F401 - the reward sections, importable from here as before
     JudgeSettings,
     RewardModelSettings,
@@ -228,6 +229,8 @@ class PPOSettings(_Strict):
     float16 on the CPU, where oneDNN builds and keeps kernels for every matmul shape it meets, and 1
     (no padding) otherwise."""
     output_dir: str = "{run_dir}/policy"
+    work_dir: str = "{run_dir}/ppo"
+    """Where the run keeps ``metrics.jsonl``, checkpoints, warnings and the curriculum's ``difficulty.json``."""
     checkpoint_every: int = Field(0, ge=0)
     """Write a checkpoint every N steps (0: only at the end)."""
     keep_checkpoints: int = Field(2, gt=0)
@@ -388,6 +391,10 @@ class EvalSettings(_Strict):
     redteam_replay: str | None = None
     """A red-team ``cases.jsonl`` found against the reference: its prompts are answered by the reference
     and the trained policy, and the paired attack success rates go to ``eval.json``'s ``redteam_replay``."""
+    redteam_attack: RedTeamAttackSettings | None = None
+    """A fresh (adaptive) attack in ``eval``: ``{budget, methods}``, the ``redteam`` stage's search run against
+    the trained policy and, with the same budget and seed, against the reference; attack success rates,
+    distinct-2 and self-BLEU go to ``eval.json``'s ``redteam_attack``. ``null``: none."""
     table_examples: int = Field(5, ge=0)
     seed: int | None = None
 

@@ -150,7 +150,7 @@ def difficulty_for(cfg: Any, prompts: Sequence[Any], reward_fn: Any, lp: Any) ->
     ``reward_fn``. ``tier`` gives each prompt its tier level (:func:`curriculum_scores` also returns
     the tiers).
 
-    The result is cached in ``{run_dir}/ppo/difficulty.json`` with a fingerprint of the prompts and of
+    The result is cached in ``{ppo.work_dir}/difficulty.json`` with a fingerprint of the prompts and of
     the models it depends on (local folders by file sizes and times), so a resumed run reuses exactly
     the same ordering without scoring again, and a retrained judge or policy is scored afresh.
     """
@@ -177,7 +177,7 @@ def curriculum_scores(cfg: Any, prompts: Sequence[Any], reward_fn: Any, lp: Any)
     key = {"source": source, "column": c.difficulty_column if source == "column" else None,
            "n": len(prompts), "fingerprint": _fingerprint([_prompt_field(p, "prompt") for p in prompts]),
            "models": _models_stamp(cfg, source), "tier": _tier_stamp(cfg, prompts)}
-    cache = cfg.run_path / "ppo" / "difficulty.json"
+    cache = cfg.path(cfg.ppo.work_dir) / "difficulty.json"
     if cache.exists():
         try:
             saved = read_json(cache)

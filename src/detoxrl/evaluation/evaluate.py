@@ -133,8 +133,10 @@ def _judge_sides(judges: list[EvalJudge], sides: _Sides, prompt_texts: list[str]
     return judged_before, judged_after
 
 
-def run_eval(cfg: Config, samples: int | None = None, *, device: str | None = None) -> dict:
-    """Evaluate BEFORE (``policy.name_or_path``) against AFTER (``ppo.output_dir``); write the files.
+def run_eval(cfg: Config, samples: int | None = None, *, device: str | None = None,
+             after_dir: Path | None = None) -> dict:
+    """Evaluate BEFORE (``policy.name_or_path``) against AFTER (``after_dir``, default ``ppo.output_dir``);
+    write the files.
 
     Returns the ``eval.json`` content. ``samples`` (default ``eval.samples``) responses are drawn per
     prompt; with more than one, decoding samples and expected maximum toxicity is reported.
@@ -147,7 +149,7 @@ def run_eval(cfg: Config, samples: int | None = None, *, device: str | None = No
     set_seed(seed)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     before_name = cfg.resolve(cfg.policy.name_or_path)
-    after_dir = cfg.path(cfg.ppo.output_dir)
+    after_dir = Path(after_dir) if after_dir is not None else cfg.path(cfg.ppo.output_dir)
     if not (after_dir / "config.json").exists():
         raise ModelError(f"no trained policy at {after_dir} (ppo.output_dir): run `detoxrl ppo` first")
     gen = eval_generation(cfg.eval.generation, k)

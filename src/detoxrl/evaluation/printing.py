@@ -127,3 +127,34 @@ def print_examples(rows: list[dict], n: int, primary: str) -> None:
         t.add_row(_short(r["dialogue"]), _short(r["response_before"]), _short(r["response_after"]),
                   f"{r['reward_before']:.3f}", f"{r['reward_after']:.3f}", f"{r['reward_diff']:+.3f}")
     console.print(t)
+
+
+def _asr(block: dict) -> str:
+    lo, hi = block.get("asr_ci95") or (None, None)
+    f = lambda x: "n/a" if x is None else format(x, ".1%")  # noqa: E731
+    return f"{f(block.get('asr'))} [{f(lo)}, {f(hi)}]"
+
+
+def redteam_lines(result: dict) -> list[str]:
+    """The replayed red-team set (paired ASR before → after, fixed and broken, McNemar's p) and the fresh
+    attack (per method ASR before → after with 95% Wilson intervals, distinct-2 and self-BLEU)."""
+    lines = []
+    rep = result.get("redteam_replay")
+    if rep:
+        lines.append(f"red-team replay ({rep['n']} prompts): ASR {_asr(rep['before'])} before → {_asr(rep['after'])} "
+                     f"after, paired: {rep['fixed']} fixed, {rep['broken']} broken (McNemar p "
+                     f"{format_p(rep.get('p_value'))})")
+    att = result.get("redteam_attack")
+    if att:
+        num = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+        for method, a in att["after"]["methods"].items():
+            b = att["before"]["methods"][method]
+            lines.append(f"red-team attack {method} ({att['budget']} generations each): ASR {_asr(b)} before → "
+                         f"{_asr(a)} after; distinct-2 {num(b.get('distinct_2'))} → {num(a.get('distinct_2'))}, "
+                         f"self-BLEU {num(b.get('self_bleu'))} → {num(a.get('self_bleu'))}")
+    return lines
+
+
+def print_redteam(result: dict) -> None:
+    for line in redteam_lines(result):
+        console.print(line)

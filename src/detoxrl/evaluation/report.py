@@ -36,7 +36,7 @@ from pathlib import Path
 from detoxrl.config import Config
 from detoxrl.evaluation.report_breakdown import breakdown_section
 from detoxrl.evaluation.report_html import esc, not_run, render_page
-from detoxrl.evaluation.report_redteam import redteam_section, replay_section
+from detoxrl.evaluation.report_redteam import attack_section, redteam_section, replay_section
 from detoxrl.evaluation.report_rm import reward_model_section
 from detoxrl.evaluation.report_sections import (
     constitution_section,
@@ -101,22 +101,22 @@ def training_info(cfg: Config) -> dict:
     from ``ppo/warnings.jsonl`` (written as they happen, so present after a killed run too)."""
     meta_path = cfg.path(cfg.ppo.output_dir) / "detoxrl.json"
     meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.exists() else {}
-    warnings_path = cfg.run_path / "ppo" / "warnings.jsonl"
+    warnings_path = cfg.path(cfg.ppo.work_dir) / "warnings.jsonl"
     warnings = read_jsonl(warnings_path) if warnings_path.exists() else meta.get("probe_warnings", [])
     return {"stop": meta.get("stop"), "warnings": warnings}
 
 
 def _redteam_sections(cfg: Config, ev: dict | None) -> list[tuple[str, str, str]]:
     """The red-team section, when ``redteam/summary.json`` exists (the stage ran) or ``eval.json`` holds a
-    replayed red-team set."""
+    replayed red-team set or a fresh attack."""
     path = cfg.path(cfg.redteam.output_dir) / "summary.json"
-    rep = (ev or {}).get("redteam_replay")
-    if not path.exists() and not rep:
+    rep, att = (ev or {}).get("redteam_replay"), (ev or {}).get("redteam_attack")
+    if not path.exists() and not rep and not att:
         return []
 
     def body() -> str:
         out = redteam_section(json.loads(path.read_text(encoding="utf-8"))) if path.exists() else ""
-        return out + (replay_section(rep) if rep else "")
+        return out + (replay_section(rep) if rep else "") + (attack_section(att) if att else "")
 
     return [("redteam", "Red teaming", _safe(body, "Red teaming"))]
 
@@ -127,7 +127,7 @@ def build_report(cfg: Config, provenance: dict | None = None) -> Path:
     ``provenance`` (from the report stage): ``fingerprints`` of the outputs described and ``warnings``
     when they do not match (an evaluation of an earlier policy)."""
     run = cfg.run_path
-    metrics_path = cfg.path("{run_dir}/ppo/metrics.jsonl")
+    metrics_path = cfg.path(cfg.ppo.work_dir) / "metrics.jsonl"
     rows: list[dict] | None = None
     bad = 0
     why = f"no {metrics_path.name} in {metrics_path.parent}; run `detoxrl ppo`"

@@ -59,25 +59,48 @@ INPUTS: dict[str, tuple[str, ...]] = {
     "constitution": ("prepare", "sft", "train-rm"),
     "ppo": ("prepare", "sft", "train-rm", "constitution"),
     "redteam": ("prepare", "sft", "train-rm", "ppo"),
-    "eval": ("prepare", "sft", "train-rm", "ppo"),
+    "eval": ("prepare", "sft", "train-rm", "ppo", "redteam"),
     "report": ("eval", "ppo", "redteam"),
 }
 """The stages whose outputs each stage consumes. ``train-rm`` reads ``labels``' rankings through its
 ``train_file``, fingerprinted by content (so a default run's fingerprints stay as they were)."""
 
-OPTIONAL_INPUTS: dict[str, tuple[str, ...]] = {"report": ("redteam",)}
-"""Inputs recorded only when that stage ran (is enabled): reports made before it existed stay current."""
+OPTIONAL_INPUTS: dict[str, tuple[str, ...]] = {"report": ("redteam",), "eval": ("redteam",)}
+"""Inputs recorded only when that stage ran (is enabled) and :func:`uses` says the stage reads it: reports
+and evaluations made before it existed stay current."""
 
-IGNORED = frozenset({"ppo.checkpoint_every", "ppo.keep_checkpoints", "ppo.collective_timeout_s"})
+
+def uses(cfg: Config, stage: str, upstream: str) -> bool:
+    """Whether ``stage`` reads ``upstream``'s output under ``cfg``: ``eval`` reads ``redteam``'s only when
+    ``redteam.rounds`` makes the policy it evaluates."""
+    if (stage, upstream) == ("eval", "redteam"):
+        return cfg.redteam.rounds > 0
+    return True
+
+
+def extra_sections(cfg: Config, stage: str) -> tuple[str, ...]:
+    """Config sections a stage reads only under some settings: ``sft`` the policy when it has no base model;
+    ``redteam`` with rounds what PPO reads; ``eval`` the red-team settings when it replays, attacks or
+    evaluates a round's policy."""
+    if stage == "sft" and cfg.sft.base_model is None:
+        return ("policy",)
+    if stage == "redteam" and cfg.redteam.rounds:
+        return ("ppo", "curriculum", "constitution")
+    if stage == "eval" and (cfg.eval.redteam_replay or cfg.eval.redteam_attack or cfg.redteam.rounds):
+        return ("redteam",)
+    return ()
+
+IGNORED = frozenset({"ppo.checkpoint_every", "ppo.keep_checkpoints", "ppo.collective_timeout_s", "ppo.work_dir"})
 """Keys that change how a stage runs but not what it makes."""
 
-UNSET_LEFT_OUT = frozenset({"ppo.redteam_prompts", "eval.redteam_replay"})
+UNSET_LEFT_OUT = frozenset({"ppo.redteam_prompts", "eval.redteam_replay", "eval.redteam_attack"})
 """Keys recorded only when set: runs made before they existed keep their fingerprints."""
 
 _CURRICULUM = CurriculumSettings().model_dump(mode="json")
 DEFAULT_LEFT_OUT: dict[str, Any] = {f"curriculum.{k}": _CURRICULUM[k]
                                     for k in ("tier_column", "grade_column", "tier_thresholds", "severe_at")}
-DEFAULT_LEFT_OUT["train_rm.extra"] = []
+DEFAULT_LEFT_OUT.update({"train_rm.extra": [], "ppo.work_dir": "{run_dir}/ppo", "redteam.rounds": 0,
+                         "redteam.round_steps": 50})
 """Keys recorded only when changed from their default (here), so that runs and checkpoints made before
 they existed keep their fingerprints and resume."""
 
@@ -102,7 +125,7 @@ def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
 def stage_config(cfg: Config, stage: str) -> dict[str, Any]:
     """The resolved, flattened config keys ``stage`` reads (``{run_dir}`` left as written)."""
     full = flatten(cfg.model_dump(mode="json"))
-    sections = SECTIONS[stage] + (("policy",) if stage == "sft" and cfg.sft.base_model is None else ())
+    sections = SECTIONS[stage] + extra_sections(cfg, stage)
     keep = {k: v for k, v in full.items()
             if any(k == s or k.startswith(s + ".") for s in sections) and k not in IGNORED
             and not (k in UNSET_LEFT_OUT and v is None) and not default_left_out(k, v)}
@@ -126,7 +149,8 @@ def data_files(cfg: Config, stage: str) -> list[Path]:
         names += [f for f in (cfg.train_rm.train_file, cfg.train_rm.eval_file) if f]
     if stage == "prepare" and cfg.testbed is not None:
         names.append("{run_dir}/testbed/fingerprint.json")
-    if (stage == "sft" and cfg.sft.tasks.enabled) or (stage in ("constitution", "ppo") and cfg.constitution.enabled):
+    ppo_like = stage in ("constitution", "ppo") or (stage == "redteam" and cfg.redteam.rounds > 0)
+    if (stage == "sft" and cfg.sft.tasks.enabled) or (ppo_like and cfg.constitution.enabled):
         names.append(str(resolve_constitution_path(cfg.constitution.path, cfg)))  # the principles' words
     if stage == "sft" and cfg.sft.tasks.enabled and cfg.data.source != "testbed":
         names.append(cfg.sft.tasks.labels_file)

@@ -26,7 +26,7 @@ from detoxrl.curriculum.sampler import make_sampler
 from detoxrl.data.loaders import load_examples
 from detoxrl.data.prompts import build_prompts, describe_prompt_stats
 from detoxrl.errors import ConfigError, TrainingError
-from detoxrl.models.policy import LoadedPolicy, load_policy_model, save_policy, tokenize_prompts
+from detoxrl.models.policy import LoadedPolicy, is_peft, load_policy_model, save_policy, tokenize_prompts
 from detoxrl.redteam.training import HARMFUL_TIER, harmful_examples, read_cases
 from detoxrl.rewards.composite import CompositeReward
 from detoxrl.rl import checkpoint as ckpt
@@ -70,16 +70,22 @@ class Setup:
     monitor: Monitor | None = None  # probes, warnings and stop targets (stages/ppo_monitor.py)
 
 
-def setup(cfg: Config, reward_fn: Reward | None = None) -> Setup:
-    """Load the policy and the prompts, build the reward, the trainer and the prompt sampler."""
+def setup(cfg: Config, reward_fn: Reward | None = None, start: str | None = None) -> Setup:
+    """Load the policy and the prompts, build the reward, the trainer and the prompt sampler. ``start``
+    continues from a trained policy (a red-team round) with the KL still to the usual starting model: for
+    LoRA ``start`` is its adapter folder (the reference is the adapter's base), else the reference is loaded."""
     s = cfg.ppo
     seed = cfg.seed_for(s.seed)
     acc = stage_accelerator(cfg)
     set_seed(seed + acc.process_index)
     dtype = policy_precision(cfg, acc)
     # the SL-CAI model when the constitution stage ran, else policy.name_or_path
-    policy_settings = cfg.policy.model_copy(update={"name_or_path": start_model(cfg), "dtype": dtype.choice})
+    policy_settings = cfg.policy.model_copy(update={"name_or_path": start or start_model(cfg), "dtype": dtype.choice})
     lp = load_policy_model(policy_settings, device=acc.device, apply_lora=True)
+    reference = None
+    if start and not is_peft(lp.model):
+        ref_settings = policy_settings.model_copy(update={"name_or_path": start_model(cfg)})
+        reference = load_policy_model(ref_settings, device=acc.device)
 
     examples = load_examples(cfg, cfg.data.train_split).examples
     if s.redteam_prompts:
@@ -90,12 +96,12 @@ def setup(cfg: Config, reward_fn: Reward | None = None) -> Setup:
     if (note := describe_prompt_stats(pstats, cfg.data.max_prompt_tokens, cfg.data)) and acc.is_main_process:
         console.print(note)
     reward_fn = reward_fn or build_reward_fn(cfg, acc.device, policy=lp)
-    trainer = PPOTrainer(s, lp, reward_fn, accelerator=acc, seed=seed)
+    trainer = PPOTrainer(s, lp, reward_fn, accelerator=acc, seed=seed, reference=reference)
     difficulty, tiers = curriculum_inputs(cfg, prompts, reward_fn, lp)
     sampler = make_sampler(cfg.curriculum, len(prompts), s.steps, seed, difficulty=difficulty, tiers=tiers)
     return Setup(acc=acc, lp=lp, base_name=policy_settings.name_or_path, texts=[p.prompt for p in prompts],
                  trainer=trainer, sampler=sampler, gen_rng=torch.Generator().manual_seed(seed + 7),
-                 ckpt_root=cfg.run_path / "ppo" / "checkpoints", run_config=run_config(cfg),
+                 ckpt_root=cfg.path(cfg.ppo.work_dir) / "checkpoints", run_config=run_config(cfg),
                  precision={p.key: p.as_dict() for p in (dtype, trainer.precision)},
                  monitor=Monitor.build(cfg, reward_fn, trainer))
 
@@ -168,7 +174,7 @@ def resume_from_checkpoint(cfg: Config, st: Setup, allow_config_change: bool = F
     if changed:
         st.config_changes.append({"at_step": step, "checkpoint": latest.name, "changes": changed})
         if st.acc.is_main_process:
-            with open(cfg.run_path / "ppo" / "config_changes.jsonl", "a", encoding="utf-8") as fh:
+            with open(cfg.path(cfg.ppo.work_dir) / "config_changes.jsonl", "a", encoding="utf-8") as fh:
                 fh.write(json.dumps(st.config_changes[-1]) + "\n")
     st.trainer.load_state(model_state, opt_state, state["trainer"])
     st.monitor.load_state_dict(state.get("monitor"))
@@ -177,20 +183,20 @@ def resume_from_checkpoint(cfg: Config, st: Setup, allow_config_change: bool = F
     ckpt.set_rng_state(state["rng"][min(st.acc.process_index, len(state["rng"]) - 1)])
     console.print(f"resume: continuing from {latest.name}")
     if st.acc.is_main_process:
-        _truncate_metrics(cfg.run_path / "ppo" / "metrics.jsonl", step)
+        _truncate_metrics(cfg.path(cfg.ppo.work_dir) / "metrics.jsonl", step)
     return step
 
 
 def run(cfg: Config, resume: bool = False, reward_fn: Reward | None = None,
-        allow_config_change: bool = False) -> Path:
+        allow_config_change: bool = False, start: str | None = None) -> Path:
     """Run the PPO stage of ``cfg`` and save the policy to ``ppo.output_dir``.
 
     ``resume`` continues from the newest complete checkpoint (one is written at the last step too, so
-    a finished run can be extended with a larger ``ppo.steps``)."""
-    st = setup(cfg, reward_fn)
+    a finished run can be extended with a larger ``ppo.steps``); ``start``: see :func:`setup`."""
+    st = setup(cfg, reward_fn, start)
     start = resume_from_checkpoint(cfg, st, allow_config_change) if resume else 0
     world, rank = st.acc.num_processes, st.acc.process_index
-    with MetricLog(cfg.run_path / "ppo", st.acc.is_main_process, append=resume and start > 0) as log:
+    with MetricLog(cfg.path(cfg.ppo.work_dir), st.acc.is_main_process, append=resume and start > 0) as log:
         train_loop(cfg, st, start, log)
     console.print(f"ppo: process {rank + 1}/{world} finished at step {st.trainer.step_count}")
     stop = st.monitor.finish(st.trainer.step_count)

@@ -106,7 +106,7 @@ class Monitor:
                 if error is not None:
                     raise error
                 raise TrainingError("ppo.probe_every: the main process could not build the probe (its error says why)")
-        return cls(cfg.ppo, cfg.run_path / "ppo", acc.is_main_process, probe)
+        return cls(cfg.ppo, cfg.path(cfg.ppo.work_dir), acc.is_main_process, probe)
 
     @property
     def targets(self) -> bool:

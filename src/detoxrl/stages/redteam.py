@@ -27,6 +27,7 @@ from detoxrl.redteam.search import SearchSettings, Seed, perturbation_search
 from detoxrl.redteam.target import Target
 from detoxrl.redteam.training import clean_responses, preference_rows, sft_rows
 from detoxrl.stages.redteam_lm import red_lm_dir, run_red_lm, run_rl
+from detoxrl.stages.redteam_rounds import run_rounds
 from detoxrl.utils import console, progress, set_seed, write_jsonl
 
 PREFERENCES = "preferences.jsonl"
@@ -87,27 +88,28 @@ def _write_pairs(cfg: Config, target: Target, wins: list[Attempt], folder: Path)
     return {"cases": len(cases), "pairs": len(pairs), "resamples": cfg.redteam.resamples}
 
 
-def run(cfg: Config, device: str | None = None) -> Path:
-    rt = cfg.redteam
-    seed = cfg.seed_for(rt.seed)
-    set_seed(seed)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    policy_dir = target_dir(cfg)
-    if not (policy_dir / "config.json").exists():
-        raise ModelError(f"no policy to attack at {policy_dir} (redteam.policy, default ppo.output_dir)")
-    judges = chosen_judges(cfg, device)
+def build_target(cfg: Config, policy_dir: Path | str, judges: list[EvalJudge], device: str, seed: int,
+                 batch_size: int | None = None) -> Target:
+    """The policy in ``policy_dir`` answering with ``eval.generation``, scored by ``judges``."""
     lp = load_policy_model(cfg.policy.model_copy(update={"name_or_path": str(policy_dir)}), device=device)
     lp.model.eval()
-    target = Target(lp, [ej.judge for ej in judges], cfg.eval.generation, cfg.data.prompt_template,
-                    cfg.data.max_prompt_tokens, batch_size=rt.batch, seed=seed,
-                    thresholds={ej.name: ej.threshold for ej in judges})
+    return Target(lp, [ej.judge for ej in judges], cfg.eval.generation, cfg.data.prompt_template,
+                  cfg.data.max_prompt_tokens, batch_size=batch_size or cfg.redteam.batch, seed=seed,
+                  thresholds={ej.name: ej.threshold for ej in judges})
+
+
+def attack(cfg: Config, target: Target, seed: int, label: str = "redteam"
+           ) -> tuple[dict[str, list[Attempt]], dict[str, float]]:
+    """Every method of ``redteam.methods`` in turn, ``redteam.budget`` target generations each: the
+    attempts and the seconds per method."""
+    rt = cfg.redteam
     attempts: dict[str, list[Attempt]] = {}
     seconds: dict[str, float] = {}
     if set(rt.methods) - {"perturbation"}:
         red_lm_dir(cfg)  # trains the testbed's red LM now, with its own progress bar, if it is missing
     with progress() as bar:
         for method in rt.methods:
-            task = bar.add_task(f"redteam: {method}", total=rt.budget, info="")
+            task = bar.add_task(f"{label}: {method}", total=rt.budget, info="")
             target.on_batch = lambda m, task=task: bar.advance(task, m)
             t0, start = time.perf_counter(), target.generations
             rows = _method(cfg, target, seed, method, [a for done in attempts.values() for a in done])
@@ -117,9 +119,21 @@ def run(cfg: Config, device: str | None = None) -> Path:
             seconds[method] = time.perf_counter() - t0
             wins = sum(a.success for a in rows)
             bar.update(task, info=f"ASR {wins / max(1, len(rows)):.1%}")
+    target.on_batch = None
+    return attempts, seconds
+
+
+def attack_policy(cfg: Config, policy_dir: Path, folder: Path, device: str) -> dict:
+    """Attack the policy in ``policy_dir``; ``cases.jsonl``, the pairs and ``summary.json`` into ``folder``."""
+    rt = cfg.redteam
+    seed = cfg.seed_for(rt.seed)
+    set_seed(seed)
+    if not (policy_dir / "config.json").exists():
+        raise ModelError(f"no policy to attack at {policy_dir} (redteam.policy, default ppo.output_dir)")
+    target = build_target(cfg, policy_dir, chosen_judges(cfg, device), device, seed)
+    attempts, seconds = attack(cfg, target, seed)
     meta = {"policy": str(policy_dir), "success_rule": rt.success, "budget": rt.budget, "seed": seed,
             "generation": cfg.eval.generation.model_dump(mode="json")}
-    folder = cfg.path(rt.output_dir)
     if rt.resamples:
         meta["pairs"] = _write_pairs(cfg, target, [a for rows in attempts.values() for a in rows if a.success], folder)
     summary = write_outputs(folder, attempts, target.thresholds, meta, seconds, rt.report_cases)
@@ -127,4 +141,12 @@ def run(cfg: Config, device: str | None = None) -> Path:
         lo, hi = s["asr_ci95"]
         console.print(f"redteam {method}: {s['successes']}/{s['attempts']} attacks succeeded, ASR {s['asr']:.1%} "
                       f"[{lo:.1%}, {hi:.1%}]; distinct-2 {s['distinct_2']}, self-BLEU {s['self_bleu']}")
+    return summary
+
+
+def run(cfg: Config, device: str | None = None) -> Path:
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    summary = attack_policy(cfg, target_dir(cfg), cfg.path(cfg.redteam.output_dir), device)
+    if cfg.redteam.rounds:
+        run_rounds(cfg, summary, device, attack_policy)
     return output(cfg)

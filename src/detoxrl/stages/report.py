@@ -12,6 +12,7 @@ from detoxrl.config import Config
 from detoxrl.evaluation.model_card import write_model_card
 from detoxrl.evaluation.report import build_report
 from detoxrl.stages import fingerprint
+from detoxrl.stages.eval import evaluated_policy
 from detoxrl.utils import read_json
 
 
@@ -20,17 +21,19 @@ def output(cfg: Config) -> Path:
 
 
 def provenance(cfg: Config, ev: dict | None) -> dict:
-    """The fingerprints of the policy, the reference and the evaluation, and what does not match."""
-    policy_dir = cfg.path(cfg.ppo.output_dir)
+    """The fingerprints of the policy, the reference and the evaluation, and what does not match. With
+    ``redteam.rounds`` the policy is the last red-team round's, made by the ``redteam`` stage."""
+    policy_dir, stage, stage_out = evaluated_policy(cfg)
+    key = f"policy ({stage})"
     fps = {name: (fp or {}).get("hash") for name, fp in (
-        ("policy (ppo)", fingerprint.read(policy_dir / "config.json", "ppo")),
+        (key, fingerprint.read(stage_out, stage)),
         ("reference (sft)", fingerprint.read(cfg.path(cfg.sft.output_dir) / "config.json", "sft")),
         ("evaluation (eval)", fingerprint.read(cfg.run_path / "eval.json", "eval")))}
     warnings = []
     evaluated = (ev or {}).get("made_from", {}).get("policy")
-    if ev is not None and fps["policy (ppo)"] and evaluated != fps["policy (ppo)"]:
+    if ev is not None and fps[key] and evaluated != fps[key]:
         warnings.append(f"eval.json evaluated policy {evaluated or '(unrecorded)'}, but the policy saved in "
-                        f"{policy_dir} is {fps['policy (ppo)']}; run `detoxrl eval` (or `detoxrl run`) again")
+                        f"{policy_dir} is {fps[key]}; run `detoxrl eval` (or `detoxrl run`) again")
     meta_path = policy_dir / "detoxrl.json"
     changes = read_json(meta_path).get("config_changes", []) if meta_path.exists() else []
     return {"fingerprints": fps, "warnings": warnings, "config_changes": changes}
@@ -41,7 +44,7 @@ def run(cfg: Config) -> Path:
     ev = read_json(eval_path) if eval_path.exists() else None
     prov = provenance(cfg, ev)
     out = build_report(cfg, provenance=prov)
-    policy_dir = cfg.path(cfg.ppo.output_dir)
+    policy_dir = evaluated_policy(cfg)[0]
     if (policy_dir / "config.json").exists():
         write_model_card(cfg, policy_dir, ev, provenance=prov)
     return out
