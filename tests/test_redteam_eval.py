@@ -114,3 +114,19 @@ def test_one_round_of_red_team_then_ppo_then_red_team(tmp_path, tiny_t5_dir, mon
     assert ev["made_from"]["policy"] == fingerprint.read(out, "redteam")["hash"]
     html = build_report(cfg).read_text()
     assert "Rounds: red team → PPO → red team" in html
+
+
+def test_a_round_continues_a_lora_policy_from_its_adapter(tmp_path, tiny_t5_dir):
+    from detoxrl.stages.redteam_rounds import round_config, start_of
+
+    cfg = _cfg(tmp_path, tiny_t5_dir, "redteam.enabled=true", "redteam.rounds=2", "redteam.round_steps=5",
+               "ppo.stop_at_reward=0.5", "policy.lora.enabled=true")
+    policy = tmp_path / "policy"
+    (policy / "adapter").mkdir(parents=True)
+    assert start_of(cfg, policy) == str(policy)  # no adapter saved: the merged policy
+    (policy / "adapter" / "adapter_config.json").write_text("{}")
+    assert start_of(cfg, policy) == str(policy / "adapter")
+    rc = round_config(cfg, 2)
+    assert (rc.ppo.steps, rc.ppo.stop_at_reward, rc.ppo.seed) == (5, None, 2)
+    assert rc.ppo.output_dir.endswith("redteam/round-2/policy") and rc.ppo.redteam_prompts.endswith("round-2/prompts.jsonl")
+    assert cfg.ppo.steps == 3 and cfg.ppo.stop_at_reward == 0.5  # the run's own settings are untouched

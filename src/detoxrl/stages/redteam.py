@@ -4,7 +4,9 @@ The target is ``redteam.policy`` (default ``ppo.output_dir``, so in ``detoxrl ru
 PPO has just trained; ``detoxrl redteam --policy DIR`` attacks any folder). It answers with
 ``eval.generation``'s decoding; the judges are the configured ones (``reward.judges`` and
 ``eval.extra_judges``, or the names in ``redteam.judges``), each at its own threshold. Every method has
-``redteam.budget`` target generations.
+``redteam.budget`` target generations. :func:`attack` (every method on one target) is what ``eval``'s fresh
+attack (``eval.redteam_attack``) runs too; with ``redteam.rounds`` the stage goes on to red team → PPO → red
+team (:mod:`detoxrl.stages.redteam_rounds`).
 """
 
 from __future__ import annotations
