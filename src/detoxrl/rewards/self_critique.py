@@ -39,15 +39,17 @@ def dialogue_from_prompt(prompt: str, template: str | None) -> str:
     return prompt
 
 
-def principle_texts(ids: Sequence[str], path: str, cfg: Config | None = None, judge: str = "self_critique"
-                    ) -> list[tuple[str, str]]:
-    """``(id, words)`` of each principle id in ``ids``, read from the constitution file ``path``."""
+def principle_texts(ids: Sequence[str] | None, path: str, cfg: Config | None = None,
+                    judge: str = "self_critique") -> list[tuple[str, str]]:
+    """``(id, words)`` of each principle id in ``ids`` (``None``: every principle, in file order), read
+    from the constitution file ``path``."""
     source = resolve_constitution_path(path, cfg)
     data = read_yaml(source)
     rows = data.get("principles") if isinstance(data, dict) else None
     if not isinstance(rows, list):
         raise ConfigError(f"judge {judge}: constitution file {source} has no list `principles`")
     words = {r.get("id"): r.get("principle") for r in rows if isinstance(r, dict)}
+    ids = [k for k in words if isinstance(k, str)] if ids is None else ids
     missing = [i for i in ids if not isinstance(words.get(i), str) or not words[i].strip()]
     if missing:
         raise ConfigError(f"judge {judge}: principles {missing} are not principles (with words) of {source}; "
