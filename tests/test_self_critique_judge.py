@@ -115,3 +115,22 @@ def test_the_judges_model_does_not_change_during_ppo(tiny_t5_dir):
     assert judge.model is not lp.model
     assert any(not torch.equal(v, start[k]) for k, v in lp.model.state_dict().items())  # the policy moved
     assert all(torch.equal(v, frozen[k]) for k, v in judge.model.state_dict().items())  # its grader did not
+
+
+def test_the_rlaif_ablation_arm_rewards_only_the_self_critique(tmp_path):
+    import sys
+    from pathlib import Path
+
+    from detoxrl.config import load_config
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import ablation
+
+    cfg = load_config(overrides=ablation.ARMS["rlaif"], run_dir=tmp_path / "run")
+    weights = {j.name: j.weight for j in cfg.reward.judges}
+    assert weights == {"testbed-hate": 0.0, "testbed-toxic-bert": 0.0, "self-critique": 2.0}
+    critic = cfg.reward.judges[-1]
+    assert critic.type == "self_critique" and cfg.resolve(critic.model) == str(tmp_path / "run" / "sft")
+    assert not any(cfg.reward.dimension_weights.values()) and cfg.reward.severity_tiers == []
+    default = load_config(run_dir=tmp_path / "run")
+    assert [j.name for j in default.eval.extra_judges] == [j.name for j in cfg.eval.extra_judges]
