@@ -74,3 +74,18 @@ def test_critic_and_principles_can_be_given(tmp_path, tiny_t5_dir):
     path.write_text(yaml.safe_dump(data))
     judge = critique_judge(load_config(path), "cpu", critic=str(tiny_t5_dir), principles=["faithful"])
     assert [p for p, _ in judge.principles] == ["faithful"] and judge.dimensions == ()
+
+
+def test_the_cli_writes_the_pairs(tmp_path, tiny_t5_dir):
+    from typer.testing import CliRunner
+
+    from detoxrl.cli import app
+
+    path = write_tiny_run(tmp_path, tiny_t5_dir, **{"reward.judges": [{**JUDGE, "model": str(tiny_t5_dir)}]})
+    out = tmp_path / "pairs.jsonl"
+    res = CliRunner().invoke(app, ["ai-preferences", str(path), "--n", "4", "--principles", "no-insults",
+                                   "--margin", "0.5", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 4 and all(list(r["p_violates"]) == ["no-insults"] for r in rows)
+    assert all(r["ranks"] == [1, 1] for r in rows if abs(r["violation"][0] - r["violation"][1]) <= 0.5)
