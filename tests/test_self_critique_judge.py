@@ -84,6 +84,11 @@ def test_build_from_settings_and_its_errors(tiny_t5_dir, tmp_path):
         JudgeSettings(name="j", type="lexicon", lexicon="x", principles=["no-insults"])
     with pytest.raises(ConfigError, match=r"judge self: principles \['kindness'\] are not principles"):
         principle_texts(["kindness"], "configs/constitution.yaml", judge="self")
+    from detoxrl.config import load_config
+
+    cfg = load_config(run_dir=tmp_path / "run")
+    with pytest.raises(ConfigError, match="is ppo.output_dir, where the policy being trained is saved"):
+        build_judge(s.model_copy(update={"model": "{run_dir}/policy"}), cfg)
     bad = s.model_copy(update={"yes_words": ["yes"], "no_words": ["no"]})
     with pytest.raises(ModelError, match="judge self: none of the answer words"):
         build_judge(bad)

@@ -18,6 +18,7 @@ cannot teach its grader to pass it. :meth:`SelfCritiqueJudge.p_violates` gives e
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import torch
 
@@ -25,7 +26,7 @@ from detoxrl.config import CRITIQUE_REQUEST, Config, JudgeSettings, read_yaml
 from detoxrl.config.loading import resolve_constitution_path
 from detoxrl.errors import ConfigError
 from detoxrl.models.loading import LoadedPolicy, load_policy_model
-from detoxrl.rewards.base import Judge, JudgeResult, prob_score
+from detoxrl.rewards.base import Judge, JudgeResult, cpu_threads_for, prob_score
 from detoxrl.rewards.critique import NO_WORDS, YES_WORDS, answer_ids, batched_p_yes, critique_request
 
 
@@ -76,6 +77,7 @@ class SelfCritiqueJudge(Judge):
         self.prompt_template, self.max_length, self.batch_size = prompt_template, max_length, batch_size
         self.yes, self.no = answer_ids(lp.tokenizer, yes_words, no_words, what=f"judge {name}")
         lp.model.eval().requires_grad_(False)
+        self.threads = cpu_threads_for(lp.model, next(lp.model.parameters()).device)
 
     @property
     def model(self) -> torch.nn.Module:
@@ -104,6 +106,9 @@ class SelfCritiqueJudge(Judge):
 def build_self_critique_judge(s: JudgeSettings, cfg: Config | None, model: str,
                               device: str | torch.device = "cpu") -> SelfCritiqueJudge:
     """The judge of settings ``s`` (``type: self_critique``), its model loaded from ``model`` (resolved)."""
+    if cfg is not None and Path(model).resolve() == cfg.path(cfg.ppo.output_dir).resolve():
+        raise ConfigError(f"judge {s.name}: model {model} is ppo.output_dir, where the policy being trained is "
+                          "saved; a self_critique judge needs a frozen model (the SFT model, {run_dir}/sft)")
     path = s.constitution or (cfg.constitution.path if cfg is not None else "configs/constitution.yaml")
     principles = principle_texts(s.principles, path, cfg, s.name)
     settings = cfg.policy.model_copy(update={"name_or_path": model}) if cfg is not None else model
