@@ -61,8 +61,6 @@ def principle_texts(ids: Sequence[str] | None, path: str, cfg: Config | None = N
 class SelfCritiqueJudge(Judge):
     """P(violates) per principle from a frozen model's answer to the critique request (module docstring)."""
 
-    graded = False
-
     def __init__(self, name: str, lp: LoadedPolicy, principles: Sequence[tuple[str, str]], *,
                  dimensions: Mapping[str, str] | None = None, score: str = "logit", threshold: float = 0.5,
                  template: str = CRITIQUE_REQUEST, prompt_template: str | None = None, max_length: int = 512,
