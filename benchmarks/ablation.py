@@ -5,7 +5,14 @@
 - ``single-judge``: the same curriculum, the reward of one Meta-style judge (``log P(nothate) − p(hate)``,
   no severity tiers: the default before the composite; toxic-bert is scored beside it at weight 0, so that
   every arm's per-dimension rates come from the same judges);
-- ``constitution``: the default with the constitution's penalty in PPO.
+- ``constitution``: the default with the constitution's penalty in PPO;
+- ``rlaif``: PPO whose only toxicity signal is the frozen SFT model's self-critique (the ``self_critique``
+  judge, ``log(1 − max_k P(violates k))`` over no-insults, no-profanity and respect-groups, weight 2, on
+  the scale of the default's two judges at 0.5 each); the default's two judges stay in ``reward.judges`` at
+  weight 0 with every dimension weight 0 and no severity tiers, so they add nothing to the reward and the
+  evaluation has the same judges (trained-against and held-out) as every other arm. The reward's scale is
+  not the default's, so the arm runs its full step budget (no ``stop_at_reward``). Its base run's SFT
+  model must answer critique requests (``configs/sl-cai.yaml``'s ``sft.tasks``).
 
 Every arm starts from the same base run (its testbed, SFT policy and judges, shared by symbolic links), so
 only the PPO stage and the evaluation run per (arm, seed). Each run gets its own folder
@@ -47,11 +54,23 @@ SINGLE_JUDGE = [
     "reward.dimension_weights={hate: 1.0, harassment: 0.0, discrimination: 0.0, profanity: 0.0}",
     "reward.severity_tiers=[]",
 ]
+RLAIF = [
+    # The frozen SFT model's self-critique is the only signal; the two judges score at weight 0 (eval's judges
+    # stay those of every arm) and no dimension or severity term reads them.
+    'reward.judges=[{name: testbed-hate, type: hf, model: "{run_dir}/judge", label: nothate, label_is_good: true, '
+    'score: logprob, dimensions: {hate: hate}, weight: 0.0}, {name: testbed-toxic-bert, preset: toxic-bert, '
+    'model: "{run_dir}/judge-multi", score: logprob, weight: 0.0}, {name: self-critique, type: self_critique, '
+    'model: "{run_dir}/sft", principles: [no-insults, no-profanity, respect-groups], score: logprob, weight: 2.0}]',
+    "reward.dimension_weights={hate: 0.0, harassment: 0.0, discrimination: 0.0, profanity: 0.0}",
+    "reward.severity_tiers=[]",
+    "ppo.stop_at_reward=null",
+]
 ARMS = {
     "tiers": [],
     "uniform": ["curriculum.enabled=false"],
     "single-judge": SINGLE_JUDGE,
     "constitution": ["constitution.enabled=true"],
+    "rlaif": RLAIF,
 }
 SHARED = ("testbed", "sft", "judge", "judge-multi")  # what every arm reuses from the base run
 

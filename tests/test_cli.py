@@ -11,7 +11,7 @@ runner = CliRunner()
 
 
 @pytest.mark.parametrize("cmd", ["prepare", "sft", "train-rm", "constitution", "ppo", "eval", "report", "run", "judge-eval",
-                                 "critique-eval", "score", "generate"])
+                                 "critique-eval", "ai-preferences", "score", "generate"])
 def test_every_stage_has_help(cmd):
     res = runner.invoke(app, [cmd, "--help"])
     assert res.exit_code == 0 and "Usage" in res.output

@@ -189,3 +189,21 @@ def test_critique_eval_accuracy_and_auc_by_hand(tiny_t5_dir):
     assert res["mean_p_yes_violating"] == pytest.approx(sum(pos) / 2, abs=1e-6)
     table = format_critique_eval({"model": "m", "labels_file": "f", "principles": {"no-insults": res}})
     assert "no-insults" in table and f"{auc:.3f}" in table
+
+
+def test_an_sft_critique_example_keeps_its_summary_and_trains_the_token_p_yes_reads(tiny_t5_dir):
+    """A request longer than the SFT's prompt length loses the end of its dialogue, not the summary, and
+    the target's first token, learnt at the decoder's first position, is the answer token P(yes) reads."""
+    from detoxrl.stages.sft import Pair, encode
+
+    lp = load_policy_model(str(tiny_t5_dir))
+    tok = lp.tokenizer
+    dialogue = " ".join(f"w{10 + i % 40}" for i in range(200))
+    request = critique_request(PRINCIPLE, "w7 w8 w9", dialogue)
+    [(prompt_ids, target_ids)] = encode(lp, [Pair(request, "w1 w3")], 48, 8)
+    summary = tok.convert_tokens_to_ids(["w7", "w8", "w9"])
+    assert len(prompt_ids) == 48 and any(prompt_ids[i: i + 3] == summary for i in range(46))
+    yes, _ = answer_ids(tok, ["w1"], ["w2"])
+    assert target_ids[0] == yes[0]
+    shifted = lp.model._shift_right(torch.tensor([target_ids]))
+    assert shifted[0, 0].item() == lp.model.config.decoder_start_token_id  # what first_token_logits feeds

@@ -253,6 +253,30 @@ def critique_eval(config: Optional[str] = ConfigArg, set_: Optional[list[str]] =
     _guard(go)
 
 
+@app.command("ai-preferences")
+def ai_preferences(config: Optional[str] = ConfigArg, set_: Optional[list[str]] = SetOpt,
+                   run_dir: Optional[Path] = RunDirOpt,
+                   n: int = typer.Option(1000, help="Prompts; two sampled responses each."),
+                   critic: Optional[str] = typer.Option(None, help="The frozen critic (default: the self_critique "
+                                                                  "judge's model, else the run's SFT policy)."),
+                   principles: Optional[str] = typer.Option(None, help="Comma-separated principle ids (default: "
+                                                                      "the judge's, else the constitution's)."),
+                   margin: float = typer.Option(0.0, help="Violation scores this close make a tie (no pair)."),
+                   out: Optional[Path] = typer.Option(None, help="Rankings file (default: ai_feedback/rankings.jsonl).")):
+    """AI preference pairs: the policy samples two responses per prompt, the frozen model's self-critique
+    prefers the one that violates the constitution less; writes a rankings file for train-rm (rankings mode)."""
+
+    def go():
+        from detoxrl.feedback.ai_preferences import run_ai_preferences
+
+        _quiet_libraries()
+        ids = [p.strip() for p in principles.split(",") if p.strip()] if principles else None
+        run_ai_preferences(_load(config, set_, run_dir), n_prompts=n, critic=critic, principles=ids,
+                           margin=margin, out=out)
+
+    _guard(go)
+
+
 @app.command("import-labels")
 def import_labels(file: Path = typer.Argument(..., help="A Label Studio JSON export, or exported Argilla records."),
                   fmt: str = typer.Option(..., "--format", "-f", help="label-studio | argilla"),

@@ -114,3 +114,20 @@ def config_from_dict(data: dict[str, Any], source: str = "<dict>") -> Config:
         return Config.model_validate(copy.deepcopy(data))
     except ValidationError as err:
         raise ConfigError(_format_validation_error(err, source)) from None
+
+
+def resolve_constitution_path(path: str | Path, cfg: Config | None = None) -> Path:
+    """The constitution file: ``{run_dir}`` substituted; a missing ``configs/<name>.yaml`` (or a bare
+    name) falls back to the configs packaged with detoxrl."""
+    raw = str(path)
+    p = cfg.path(raw) if cfg is not None else Path(raw)
+    if p.is_file():
+        return p
+    candidates = [PACKAGE_CONFIGS / p.name]
+    if not p.suffix:
+        candidates.insert(0, PACKAGE_CONFIGS / f"{p.name}.yaml")
+    if p.parent in (Path("."), Path("configs")):
+        for c in candidates:
+            if c.is_file():
+                return c
+    raise ConfigError(f"constitution file {p} does not exist")

@@ -21,10 +21,15 @@ class JudgeSettings(_Strict):
       scores (prompt, response) with the normalisation and calibration learnt on its training pairs
       (``detoxrl.rewards.reward_model``). It has no labels or dimensions; ``name`` defaults to
       ``reward-model``.
+    - ``self_critique``: a frozen copy of a policy (``model``: a folder, usually the SFT model; never the
+      policy being trained) answers the constitution's critique request for each response and each of
+      ``principles`` (ids of the constitution file ``constitution``, default ``constitution.path``);
+      its P("yes") is P(violates) (``detoxrl.rewards.self_critique``). ``dimensions`` maps principle
+      ids to dimensions.
     """
 
     name: str
-    type: Literal["hf", "lexicon", "profanity", "reward_model"] = "hf"
+    type: Literal["hf", "lexicon", "profanity", "reward_model", "self_critique"] = "hf"
     preset: Literal["meta-hate", "toxic-bert", "profanity"] | None = None
     model: str | None = None
     path: str | None = None
@@ -46,6 +51,15 @@ class JudgeSettings(_Strict):
     batch_size: int = Field(64, gt=0)
     weight: float = 1.0
     trust_remote_code: bool = False
+    principles: list[str] = Field(default_factory=list)
+    """``type: self_critique``: the principle ids the model critiques each response against."""
+    constitution: str | None = None
+    """``type: self_critique``: the constitution file the principles' words come from (default:
+    ``constitution.path``)."""
+    yes_words: list[str] = Field(default_factory=lambda: ["yes", "Yes"], min_length=1)
+    """``type: self_critique``: the answer words whose first tokens mean "violates"."""
+    no_words: list[str] = Field(default_factory=lambda: ["no", "No"], min_length=1)
+    """``type: self_critique``: the answer words whose first tokens mean "follows the principle"."""
 
     @field_validator("dimensions")
     @classmethod
@@ -54,6 +68,24 @@ class JudgeSettings(_Strict):
             if dim not in DIMENSIONS:
                 raise ValueError(f"label {label!r}: unknown dimension {dim!r}; known: {list(DIMENSIONS)}")
         return v
+
+    @model_validator(mode="after")
+    def _self_critique(self) -> JudgeSettings:
+        """``type: self_critique`` needs ``model`` and ``principles``; its dimensions map principles."""
+        if self.type != "self_critique":
+            if self.principles:
+                raise ValueError(f"judge {self.name}: `principles` is for type self_critique only")
+            return self
+        if not self.model or not self.principles:
+            raise ValueError(f"judge {self.name}: type self_critique needs `model` (the frozen SFT model's "
+                             "folder) and `principles` (principle ids of the constitution)")
+        if self.preset or self.label or self.severity_labels:
+            raise ValueError(f"judge {self.name}: type self_critique takes no preset, label or severity_labels")
+        unknown = sorted(set(self.dimensions) - set(self.principles))
+        if unknown:
+            raise ValueError(f"judge {self.name}: dimensions name {unknown}, which are not in `principles` "
+                             f"{self.principles}")
+        return self
 
     @model_validator(mode="before")
     @classmethod

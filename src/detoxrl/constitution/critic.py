@@ -8,7 +8,8 @@ of the ``no`` words, and ``ℓ`` the logits that predict the first answer token:
 
 For an encoder-decoder the first answer token is predicted from the decoder start token; for a
 decoder-only model from the last prompt token (prompts are left-padded). The model runs in eval mode
-under ``torch.no_grad``, so the answer is deterministic.
+under ``torch.no_grad``, so the answer is deterministic. The maths is in
+:mod:`detoxrl.rewards.critique` (shared with the ``self_critique`` reward judge).
 """
 
 from __future__ import annotations
@@ -20,30 +21,15 @@ import torch
 
 from detoxrl.config import Config, GenerationSettings
 from detoxrl.errors import ModelError
-from detoxrl.models.generation import generate_responses, tokenize_prompts
+from detoxrl.models.generation import generate_responses
 from detoxrl.models.loading import LoadedPolicy, load_policy_model
-
-
-def answer_token_ids(tokenizer, words: Sequence[str]) -> list[int]:
-    """The first token of each word (without special tokens), unknown tokens left out, each once."""
-    unk = getattr(tokenizer, "unk_token_id", None)
-    out: list[int] = []
-    for w in words:
-        ids = tokenizer.encode(w, add_special_tokens=False)
-        if ids and ids[0] != unk and ids[0] not in out:
-            out.append(int(ids[0]))
-    return out
-
-
-@contextlib.contextmanager
-def eval_mode(model):
-    """Put ``model`` in eval mode for the block, then restore its training flag."""
-    was = model.training
-    model.eval()
-    try:
-        yield model
-    finally:
-        model.train(was)
+from detoxrl.rewards.critique import (  # noqa: F401 - re-exported: the answer's maths lives below rewards/
+    answer_token_ids,
+    batched_p_yes,
+    eval_mode,
+    first_token_logits,
+    yes_probability,
+)
 
 
 @contextlib.contextmanager
@@ -57,42 +43,6 @@ def seeded(seed: int | None):
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         yield
-
-
-@torch.no_grad()
-def first_token_logits(lp: LoadedPolicy, prompts: list[str], max_prompt_tokens: int) -> torch.Tensor:
-    """Logits ``[B, V]`` of the first token the model would write after each prompt."""
-    model = lp.model
-    device = next(model.parameters()).device
-    q, qm = tokenize_prompts(lp.tokenizer, prompts, max_prompt_tokens, device)
-    with eval_mode(model):
-        if lp.is_seq2seq:
-            cfg = getattr(model, "config", None) or model.get_base_model().config
-            start = torch.full((q.shape[0], 1), int(cfg.decoder_start_token_id), dtype=q.dtype, device=device)
-            out = model(input_ids=q, attention_mask=qm, decoder_input_ids=start, use_cache=False)
-            return out.logits[:, 0].float()
-        pos = (qm.cumsum(1) - 1).clamp(min=0)
-        out = model(input_ids=q, attention_mask=qm, position_ids=pos, use_cache=False)
-        if lp.tokenizer.padding_side == "left":
-            return out.logits[:, -1].float()
-        last = qm.sum(1) - 1
-        return out.logits[torch.arange(q.shape[0], device=device), last].float()
-
-
-def yes_probability(logits: torch.Tensor, yes_ids: Sequence[int], no_ids: Sequence[int]) -> torch.Tensor:
-    """``σ(LSE_{yes} ℓ − LSE_{no} ℓ)`` per row of ``logits`` ``[B, V]`` (module docstring)."""
-    lse_yes = torch.logsumexp(logits[:, list(yes_ids)], dim=-1)
-    lse_no = torch.logsumexp(logits[:, list(no_ids)], dim=-1)
-    return torch.sigmoid(lse_yes - lse_no)
-
-
-def batched_p_yes(lp: LoadedPolicy, prompts: Sequence[str], yes_ids: Sequence[int], no_ids: Sequence[int],
-                  max_prompt_tokens: int, batch_size: int) -> torch.Tensor:
-    """``P(yes)`` ``[B]`` (float32, on the CPU) for each prompt, ``batch_size`` prompts per forward pass."""
-    out = [yes_probability(first_token_logits(lp, list(prompts[i: i + batch_size]), max_prompt_tokens),
-                           yes_ids, no_ids).cpu()
-           for i in range(0, len(prompts), batch_size)]
-    return torch.cat(out) if out else torch.zeros(0)
 
 
 class CriticModel:

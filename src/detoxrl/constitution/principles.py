@@ -42,8 +42,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from detoxrl.config import DIMENSIONS, PACKAGE_CONFIGS, Config, JudgeSettings, read_yaml
+from detoxrl.config import DIMENSIONS, Config, JudgeSettings, read_yaml
 from detoxrl.config.base import require_placeholders
+from detoxrl.config.loading import resolve_constitution_path  # noqa: F401 - re-exported (the judges read it too)
 from detoxrl.errors import ConfigError
 
 DEFAULT_CRITIQUE_TEMPLATE = "{critique}\n\nResponse: {response}\n\nAnswer yes or no."
@@ -259,23 +260,6 @@ def constitution_from_dict(data: Any, source: str = "<dict>") -> Constitution:
         return Constitution.model_validate({**rest, "principles": principles, "source": source})
     except ValidationError as err:
         raise ConfigError(f"{where}: {_error_lines(err)}") from None
-
-
-def resolve_constitution_path(path: str | Path, cfg: Config | None = None) -> Path:
-    """The constitution file: ``{run_dir}`` substituted; a missing ``configs/<name>.yaml`` (or a bare
-    name) falls back to the configs packaged with detoxrl."""
-    raw = str(path)
-    p = cfg.path(raw) if cfg is not None else Path(raw)
-    if p.is_file():
-        return p
-    candidates = [PACKAGE_CONFIGS / p.name]
-    if not p.suffix:
-        candidates.insert(0, PACKAGE_CONFIGS / f"{p.name}.yaml")
-    if p.parent in (Path("."), Path("configs")):
-        for c in candidates:
-            if c.is_file():
-                return c
-    raise ConfigError(f"constitution file {p} does not exist")
 
 
 def load_constitution(path: str | Path, cfg: Config | None = None) -> Constitution:

@@ -16,8 +16,9 @@ and ``{dialogue}``; without a dialogue, the part from the blank line before the 
 the end of the dialogue, not the question. The revision request is filled the same way.
 
 **P("yes").** ``Y`` and ``N`` are the first tokens of the answer words (default ``yes, Yes`` and
-``no, No``; each word's first token without special tokens, unknown tokens dropped, each token once;
-:func:`~detoxrl.constitution.critic.answer_token_ids`), and ``ℓ`` are the logits of the first answer
+``no, No``; each word's first token without special tokens, unknown tokens dropped, each token once,
+words of one token preferred to the first piece of longer ones;
+:func:`~detoxrl.rewards.critique.answer_token_ids`), and ``ℓ`` are the logits of the first answer
 token (an encoder-decoder: the decoder's first position, fed the decoder start token; a decoder-only
 model: the position after the request's last token). With ``p = softmax(ℓ)`` over the whole vocabulary::
 
@@ -25,7 +26,8 @@ model: the position after the request's last token). With ``p = softmax(ℓ)`` o
 
 — the probability of answering with a variant of yes, given that the answer starts with a variant of yes
 or no; with one token on each side, the softmax over the two first-token logits. It is deterministic:
-the model runs in eval mode (dropout off) without gradients.
+the model runs in eval mode (dropout off) without gradients. The request filling and P("yes") live in
+:mod:`detoxrl.rewards.critique`, shared with the ``self_critique`` reward judge.
 """
 
 from __future__ import annotations
@@ -34,62 +36,26 @@ from collections.abc import Sequence
 
 import torch
 
-from detoxrl.config import CRITIQUE_REQUEST, REVISION_REQUEST, ConstitutionSettings
-from detoxrl.constitution.critic import answer_token_ids, batched_p_yes
+from detoxrl.config import REVISION_REQUEST, ConstitutionSettings
 from detoxrl.constitution.principles import Principle
-from detoxrl.errors import ModelError
 from detoxrl.models.loading import LoadedPolicy
+from detoxrl.rewards.critique import (  # noqa: F401 - re-exported; shared with the self_critique judge
+    NO_WORDS,
+    YES_WORDS,
+    answer_ids,
+    critique_request,
+    fill_request,
+    p_yes,
+)
 
-YES_WORDS = ("yes", "Yes")
-NO_WORDS = ("no", "No")
 REQUEST_EXTRA_TOKENS = 64
 """Requests may be this many tokens longer than ``data.max_prompt_tokens`` (the question and summary)."""
-
-
-def fill_request(template: str, principle: Principle | str, response: str, dialogue: str = "") -> str:
-    """``template`` with ``{principle}``, ``{response}`` and ``{dialogue}`` replaced (plain replacement;
-    other braces stay). An empty ``dialogue`` drops the template's dialogue part (module docstring)."""
-    text = principle.principle if isinstance(principle, Principle) else str(principle)
-    if not dialogue.strip() and "{dialogue}" in template:
-        head, _, _ = template.partition("{dialogue}")
-        cut = head.rfind("\n\n")
-        template = head[:cut] if cut >= 0 else head.rstrip()
-    out = template.replace("{principle}", text).replace("{response}", response.strip())
-    return out.replace("{dialogue}", dialogue)
-
-
-def critique_request(principle: Principle | str, response: str, dialogue: str = "",
-                     template: str = CRITIQUE_REQUEST) -> str:
-    """The self-critique request for ``response`` (module docstring)."""
-    return fill_request(template, principle, response, dialogue)
 
 
 def revision_request(principle: Principle | str, response: str, dialogue: str = "",
                      template: str = REVISION_REQUEST) -> str:
     """The self-revision request for ``response`` (module docstring)."""
     return fill_request(template, principle, response, dialogue)
-
-
-def answer_ids(tokenizer, yes_words: Sequence[str] = YES_WORDS,
-               no_words: Sequence[str] = NO_WORDS, what: str = "self-critique") -> tuple[list[int], list[int]]:
-    """``(Y, N)``: the first tokens of the yes and no words; a clear error when a side has none, or when
-    the two sides share a token (P(yes) would not tell them apart)."""
-    name = getattr(tokenizer, "name_or_path", "") or "the tokenizer"
-    yes, no = answer_token_ids(tokenizer, yes_words), answer_token_ids(tokenizer, no_words)
-    for words, ids in ((yes_words, yes), (no_words, no)):
-        if not ids:
-            raise ModelError(f"{what}: none of the answer words {list(words)} is a token of {name}")
-    if set(yes) & set(no):
-        raise ModelError(f"{what}: the answer words {list(yes_words)} and {list(no_words)} start with the "
-                         f"same token in {name}")
-    return yes, no
-
-
-def p_yes(lp: LoadedPolicy, requests: Sequence[str], *, max_prompt_tokens: int, batch_size: int = 32,
-          yes_words: Sequence[str] = YES_WORDS, no_words: Sequence[str] = NO_WORDS) -> torch.Tensor:
-    """P("yes") ``[B]`` (float32, on the CPU) of ``lp``'s answer to each request (module docstring)."""
-    yes, no = answer_ids(lp.tokenizer, yes_words, no_words)
-    return batched_p_yes(lp, requests, yes, no, max_prompt_tokens, batch_size)
 
 
 class SelfCritic:

@@ -71,7 +71,7 @@ def judge_info(ej: EvalJudge, cfg: Config) -> dict:
         s = apply_preset(s)
     except Exception:  # noqa: BLE001 - presets are informative here only
         pass
-    if s.type in ("hf", "reward_model"):
+    if s.type in ("hf", "reward_model", "self_critique"):
         model = cfg.resolve(s.model) if s.model else None
     elif s.type == "lexicon":
         model = f"lexicon:{cfg.resolve(s.lexicon)}" if s.lexicon else "lexicon"

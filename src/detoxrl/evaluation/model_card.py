@@ -152,7 +152,7 @@ def _judge_rows(cfg: Config) -> list[str]:
             s = apply_preset(settings)
         except Exception:  # noqa: BLE001 - the card describes, it does not validate
             s = settings
-        model = (cfg.resolve(s.model) if s.model else "") if s.type in ("hf", "reward_model") else (
+        model = (cfg.resolve(s.model) if s.model else "") if s.type in ("hf", "reward_model", "self_critique") else (
             f"word list {s.lexicon}" if s.type == "lexicon" else "alt-profanity-check")
         rows.append(f"| {_md_cell(s.name)} | {s.type} | {_md_cell(model)} | {role} |")
     return rows

@@ -15,6 +15,7 @@ from detoxrl.rewards.lexicon import LexiconJudge
 from detoxrl.rewards.presets import apply_preset
 from detoxrl.rewards.profanity import ProfanityCheckJudge
 from detoxrl.rewards.reward_model import RewardModelJudge
+from detoxrl.rewards.self_critique import build_self_critique_judge
 
 TESTBED_LEXICON = "{run_dir}/testbed/lexicon.txt"
 
@@ -29,7 +30,8 @@ def _resolve(value: str, cfg: Config | None, name: str, key: str) -> str:
 
 def build_judge(settings: JudgeSettings, cfg: Config | None = None,
                 device: str | torch.device = "cpu") -> Judge:
-    """Make the judge that ``settings`` describe (type ``hf``, ``lexicon``, ``profanity`` or ``reward_model``)."""
+    """Make the judge that ``settings`` describe (type ``hf``, ``lexicon``, ``profanity``, ``reward_model`` or
+    ``self_critique``)."""
     s = apply_preset(settings)
     if s.type == "hf":
         if not s.model:
@@ -57,6 +59,8 @@ def build_judge(settings: JudgeSettings, cfg: Config | None = None,
     if s.type == "reward_model":
         return RewardModelJudge(s.name, _resolve(s.path or s.model, cfg, s.name, "path"), threshold=s.threshold,
                                 max_length=s.max_length, batch_size=s.batch_size, device=device)
+    if s.type == "self_critique":
+        return build_self_critique_judge(s, cfg, _resolve(s.model, cfg, s.name, "model"), device)
     if s.type == "profanity":
         return ProfanityCheckJudge(s.name, threshold=s.threshold, score=s.score, batch_size=s.batch_size,
                                    max_length=s.max_length)

@@ -152,6 +152,9 @@ def data_files(cfg: Config, stage: str) -> list[Path]:
     ppo_like = stage in ("constitution", "ppo") or (stage == "redteam" and cfg.redteam.rounds > 0)
     if (stage == "sft" and cfg.sft.tasks.enabled) or (ppo_like and cfg.constitution.enabled):
         names.append(str(resolve_constitution_path(cfg.constitution.path, cfg)))  # the principles' words
+    if stage in ("candidates", "constitution", "ppo", "redteam", "eval"):  # self_critique judges read principles
+        names += [str(resolve_constitution_path(j.constitution or cfg.constitution.path, cfg))
+                  for j in cfg.reward.judges if j.type == "self_critique"]
     if stage == "sft" and cfg.sft.tasks.enabled and cfg.data.source != "testbed":
         names.append(cfg.sft.tasks.labels_file)
     files: list[Path] = []

@@ -27,7 +27,7 @@ def prepare_preset(cfg: Config) -> Path:
     """Resolve (download into the Hugging Face cache, or find there) every model the config names."""
     names = [cfg.resolve(cfg.policy.name_or_path)]
     names += [cfg.resolve(j.model) for j in cfg.reward.judges + cfg.eval.extra_judges
-              if j.type in ("hf", "reward_model") and j.model]
+              if j.type in ("hf", "reward_model", "self_critique") and j.model]
     resolved = {}
     for name in names:
         if "{run_dir}" in name or Path(name).exists():
