@@ -180,6 +180,9 @@ class SFTSettings(_Strict):
     """Pad each batch to a multiple of this many tokens (masked, label -100). ``None``: 16 for an
     encoder-decoder base model stored in bfloat16 or float16 on the CPU (see ``ppo.length_multiple``),
     1 otherwise."""
+    group_by_length: bool = False
+    """Batch rows of about the same length (Hugging Face's ``group_by_length``): less padding, so less
+    compute per epoch; the batches stay in random order (``stages.sft.length_grouped_batches``)."""
     tasks: SFTTaskSettings = Field(default_factory=SFTTaskSettings)
     """Multi-task SFT: critique and revision examples beside the (prompt, target) pairs (testbed)."""
     seed: int | None = None

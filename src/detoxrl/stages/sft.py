@@ -91,6 +91,26 @@ def collate(lp: LoadedPolicy, items, device, multiple: int = 1):
     return dict(input_ids=ids.to(device), attention_mask=att.to(device), labels=labels.to(device))
 
 
+MEGABATCH = 50
+"""``sft.group_by_length`` sorts the rows of each run of ``MEGABATCH`` batches (as Hugging Face's
+``group_by_length`` does), so rows of a batch have about the same length and little padding."""
+
+
+def length_grouped_batches(lengths: list[tuple[int, int]], batch_size: int, g: torch.Generator,
+                           megabatch: int = MEGABATCH) -> list[list[int]]:
+    """One epoch's batches of row indices with little padding: a random permutation cut into runs of
+    ``megabatch × batch_size`` rows, each run sorted by (prompt, target) length, longest first, and cut into
+    batches; the batches are then shuffled, so the epoch does not go from long to short. Every row appears
+    exactly once; ``lengths[i]`` is row ``i``'s (prompt tokens, target tokens)."""
+    perm = torch.randperm(len(lengths), generator=g).tolist()
+    size = megabatch * batch_size
+    batches: list[list[int]] = []
+    for start in range(0, len(perm), size):
+        run = sorted(perm[start: start + size], key=lambda i: lengths[i], reverse=True)
+        batches += [run[i: i + batch_size] for i in range(0, len(run), batch_size)]
+    return [batches[i] for i in torch.randperm(len(batches), generator=g).tolist()]
+
+
 def sequence_loss(lp: LoadedPolicy, batch) -> torch.Tensor:
     """Mean token cross-entropy of the targets (HF's built-in label shifting for each shape)."""
     return lp.model(**batch).loss
@@ -191,11 +211,15 @@ def fit(s: SFTSettings, lp: LoadedPolicy, train_items, g: torch.Generator, devic
     with progress() as bar:
         task = bar.add_task(label, total=total, info="")
         while step < total:
-            perm = torch.randperm(len(train_items), generator=g).tolist()
-            for i in range(0, len(perm), s.batch_size):
+            if s.group_by_length:
+                batches = length_grouped_batches([(len(p), len(t)) for p, t in train_items], s.batch_size, g)
+            else:
+                perm = torch.randperm(len(train_items), generator=g).tolist()
+                batches = [perm[i: i + s.batch_size] for i in range(0, len(perm), s.batch_size)]
+            for rows in batches:
                 if step >= total:
                     break
-                batch = collate(lp, [train_items[j] for j in perm[i: i + s.batch_size]], device, multiple)
+                batch = collate(lp, [train_items[j] for j in rows], device, multiple)
                 loss = sequence_loss(lp, batch)
                 loss.backward()
                 masters.grads_to_masters()
