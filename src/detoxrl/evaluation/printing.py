@@ -19,6 +19,11 @@ def format_p(p: float | None, p_min: float | None = None) -> str:
     return f"= {p:.3g}"
 
 
+def _num(v: float | None, spec: str = ".3f") -> str:
+    """``v`` formatted with ``spec``, or ``n/a`` when the figure is missing."""
+    return "n/a" if v is None else format(v, spec)
+
+
 def headline(result: dict) -> list[str]:
     """One line per judge: mean toxicity before → after, the paired interval and the verdict."""
     lines = []
@@ -28,12 +33,11 @@ def headline(result: dict) -> list[str]:
         pr = result["paired"][name]
         pct = result["improvement"]["per_judge"][name]["toxicity_mean_pct"]
         lo, hi = pr["ci95"]
-        fmt = lambda v, spec=".4f": "n/a" if v is None else format(v, spec)  # noqa: E731
         p_text = format_p(pr.get("p_value"), pr.get("p_value_min"))
         lines.append(
             f"{name}{'' if j['trained_against'] else ' (held-out judge)'}: mean toxicity "
-            f"{fmt(b['toxicity_mean'])} → {fmt(a['toxicity_mean'])} ({fmt(pct, '+.1f')}% improvement); "
-            f"paired difference {fmt(pr['mean_diff'], '+.4f')} [95% CI {fmt(lo, '+.4f')}, {fmt(hi, '+.4f')}], "
+            f"{_num(b['toxicity_mean'], '.4f')} → {_num(a['toxicity_mean'], '.4f')} ({_num(pct, '+.1f')}% improvement); "
+            f"paired difference {_num(pr['mean_diff'], '+.4f')} [95% CI {_num(lo, '+.4f')}, {_num(hi, '+.4f')}], "
             f"p {p_text}: {pr['verdict']}")
     return lines
 
@@ -58,8 +62,7 @@ _GROUPS = (("reward", "reward judges"), ("held_out", "held-out judges"), ("all",
 
 def _rate_ci(block: dict, key: str = "toxic_rate", spec: str = ".3f") -> str:
     v, ci = block.get(key), block.get(f"{key}_ci95") or [None, None]
-    f = lambda x: "n/a" if x is None else format(x, spec)  # noqa: E731
-    return f"{f(v)} [{f(ci[0])}, {f(ci[1])}]"
+    return f"{_num(v, spec)} [{_num(ci[0], spec)}, {_num(ci[1], spec)}]"
 
 
 def dimension_table(result: dict) -> Table | None:
@@ -88,10 +91,9 @@ def over_correction_line(result: dict) -> str | None:
         return None
     o = oc["overall"]
     lo, hi = o["paired"]["ci95"]
-    fmt = lambda v, spec=".3f": "n/a" if v is None else format(v, spec)  # noqa: E731
     return (f"over-correction ({oc['prompts']} prompts, n = {o['n_prompts']}): reference content words kept "
-            f"{fmt(o['before'])} → {fmt(o['after'])}; paired difference {fmt(o['paired']['mean_diff'], '+.3f')} "
-            f"[95% CI {fmt(lo, '+.3f')}, {fmt(hi, '+.3f')}]")
+            f"{_num(o['before'])} → {_num(o['after'])}; paired difference {_num(o['paired']['mean_diff'], '+.3f')} "
+            f"[95% CI {_num(lo, '+.3f')}, {_num(hi, '+.3f')}]")
 
 
 def print_breakdown(result: dict) -> None:
@@ -101,9 +103,8 @@ def print_breakdown(result: dict) -> None:
         console.print(table)
     sev = result.get("per_severity_tier") or {}
     if "tiers" in sev:
-        num = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
-        shares = "; ".join(f"{t['name']} {num(sev['before'][t['name']]['share'])} → "
-                           f"{num(sev['after'][t['name']]['share'])}" for t in sev["tiers"])
+        shares = "; ".join(f"{t['name']} {_num(sev['before'][t['name']]['share'])} → "
+                           f"{_num(sev['after'][t['name']]['share'])}" for t in sev["tiers"])
         console.print(f"share of responses per severity tier: {shares}")
     line = over_correction_line(result)
     if line:
@@ -131,8 +132,7 @@ def print_examples(rows: list[dict], n: int, primary: str) -> None:
 
 def _asr(block: dict) -> str:
     lo, hi = block.get("asr_ci95") or (None, None)
-    f = lambda x: "n/a" if x is None else format(x, ".1%")  # noqa: E731
-    return f"{f(block.get('asr'))} [{f(lo)}, {f(hi)}]"
+    return f"{_num(block.get('asr'), '.1%')} [{_num(lo, '.1%')}, {_num(hi, '.1%')}]"
 
 
 def redteam_lines(result: dict) -> list[str]:
@@ -146,12 +146,11 @@ def redteam_lines(result: dict) -> list[str]:
                      f"{format_p(rep.get('p_value'))})")
     att = result.get("redteam_attack")
     if att:
-        num = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
         for method, a in att["after"]["methods"].items():
             b = att["before"]["methods"][method]
             lines.append(f"red-team attack {method} ({att['budget']} generations each): ASR {_asr(b)} before → "
-                         f"{_asr(a)} after; distinct-2 {num(b.get('distinct_2'))} → {num(a.get('distinct_2'))}, "
-                         f"self-BLEU {num(b.get('self_bleu'))} → {num(a.get('self_bleu'))}")
+                         f"{_asr(a)} after; distinct-2 {_num(b.get('distinct_2'))} → {_num(a.get('distinct_2'))}, "
+                         f"self-BLEU {_num(b.get('self_bleu'))} → {_num(a.get('self_bleu'))}")
     return lines
 
 
