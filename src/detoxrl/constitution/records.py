@@ -18,19 +18,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from detoxrl.constitution.revise import Revision
+from detoxrl.data.prompts import text_from_prompt
 
 PREFERENCES = "preferences.jsonl"
 SFT_PAIRS = "sft_pairs.jsonl"
-
-
-def text_from_prompt(prompt: str, template: str) -> str | None:
-    """Invert ``template`` (``...{text}...``): the text it was filled with, or None if it does not fit."""
-    if "{text}" not in template:
-        return None
-    head, _, tail = template.partition("{text}")
-    if prompt.startswith(head) and prompt.endswith(tail) and len(prompt) >= len(head) + len(tail):
-        return prompt[len(head): len(prompt) - len(tail)]
-    return None
 
 
 def preference_row(r: Revision, batch: int | None = None) -> dict:

@@ -37,6 +37,16 @@ def fill_template(template: str, text: str) -> str:
     return template.replace("{text}", text)
 
 
+def text_from_prompt(prompt: str, template: str) -> str | None:
+    """Invert ``template`` (``...{text}...``): the text it was filled with, or None if it does not fit."""
+    if "{text}" not in template:
+        return None
+    head, _, tail = template.partition("{text}")
+    if prompt.startswith(head) and prompt.endswith(tail) and len(prompt) >= len(head) + len(tail):
+        return prompt[len(head): len(prompt) - len(tail)]
+    return None
+
+
 def count_tokens(tokenizer, texts: list[str], add_special_tokens: bool = True) -> list[int]:
     """Token counts of ``texts``, tokenised in batches."""
     out: list[int] = []

@@ -24,6 +24,7 @@ import torch
 
 from detoxrl.config import CRITIQUE_REQUEST, Config, JudgeSettings, read_yaml
 from detoxrl.config.loading import resolve_constitution_path
+from detoxrl.data.prompts import text_from_prompt
 from detoxrl.errors import ConfigError
 from detoxrl.models.loading import LoadedPolicy, load_policy_model
 from detoxrl.rewards.base import Judge, JudgeResult, cpu_threads_for, prob_score
@@ -32,12 +33,8 @@ from detoxrl.rewards.critique import NO_WORDS, YES_WORDS, answer_ids, batched_p_
 
 def dialogue_from_prompt(prompt: str, template: str | None) -> str:
     """The ``{text}`` part of ``prompt`` when it was filled from ``template``, else ``prompt`` itself."""
-    if not template or "{text}" not in template:
-        return prompt
-    head, _, tail = template.partition("{text}")
-    if prompt.startswith(head) and prompt.endswith(tail) and len(prompt) >= len(head) + len(tail):
-        return prompt[len(head): len(prompt) - len(tail)]
-    return prompt
+    text = text_from_prompt(prompt, template) if template else None
+    return prompt if text is None else text
 
 
 def principle_texts(ids: Sequence[str] | None, path: str, cfg: Config | None = None,
