@@ -75,6 +75,49 @@ def test_kl_to_itself_is_zero_at_step_zero(tiny_policy_dir, lora):
     assert torch.allclose(ro.rewards[torch.arange(len(PROMPTS)), last], ro.scores, atol=1e-5)
 
 
+def count_w3(texts, prompts=None):
+    """Minus the number of ``w3`` words: the penalty arrives with the token that completes one."""
+    vals = torch.tensor([-float(t.split().count("w3")) for t in texts])
+    return Out(vals)
+
+
+@pytest.mark.parametrize("below", [None, -0.5])
+def test_dense_scores_credit_the_token_that_changes_the_score(tiny_t5_dir, below):
+    set_seed(0)
+    lp = load_policy_model(ModelSettings(name_or_path=str(tiny_t5_dir)))
+    prompts = [f"w3 w3 {p}" for p in PROMPTS]
+    tr = PPOTrainer(_settings(dense_scores=True, dense_scores_below=below, score_norm=True,
+                              generation=GenerationSettings(max_new_tokens=12, temperature=2.0)),
+                    lp, count_w3, seed=0)
+    q, qm = tokenize_prompts(lp.tokenizer, prompts, 32)
+    ro = tr.make_experience(prompts, q, qm, 12)
+    mask = ro.response_mask
+    # every row's tokens sum to its normalised score
+    assert torch.allclose((ro.token_scores * mask).sum(1), ro.scores, atol=1e-5)
+    scale = tr._score_scale()
+    picked = [b for b in range(len(ro)) if below is None or float(ro.raw_scores[b]) < below]
+    assert ro.dense_rows == len(picked)
+    assert 0 < len(picked) < len(ro) or below is None
+    for b in range(len(ro)):
+        n = int(mask[b].sum())
+        ids = ro.response_ids[b, :n].tolist()
+        if b in picked:
+            # before the last token: the change in the reward of the decoded prefix, over the scale
+            prefix = [count_w3([lp.tokenizer.decode(ids[: t + 1], skip_special_tokens=True)]).total.item()
+                      for t in range(n - 1)]
+            steps = [prefix[0]] + [prefix[t] - prefix[t - 1] for t in range(1, n - 1)]
+            assert torch.allclose(ro.token_scores[b, : n - 1].double(), torch.tensor(steps).double() / scale,
+                                  atol=1e-5)
+        else:
+            assert ro.token_scores[b, : n - 1].abs().max().item() == 0.0
+    # the rewards hold the spread scores, not the whole score on the last token
+    last = mask.sum(1).long() - 1
+    hit = [b for b in picked if ro.token_scores[b, : int(last[b])].abs().max() > 0]
+    assert hit, "no dense row had a w3 before its last token"
+    stats = tr.step(prompts, q, qm, 12)
+    assert 0.0 <= stats["reward/dense_share"] <= 1.0
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("lora", [False, True])
 @pytest.mark.learning

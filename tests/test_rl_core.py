@@ -31,6 +31,7 @@ from detoxrl.rl.core import (
     ppo_policy_loss,
     ppo_value_loss,
     should_early_stop,
+    spread_scores,
 )
 from detoxrl.rl.kl import AdaptiveKLController, FixedKLController, make_kl_controller
 from detoxrl.stats import RunningMoments, normalize_scores
@@ -151,6 +152,24 @@ def test_rewards_accept_precomputed_full_kl():
     rewards, kl, _ = compute_rewards(t([1.0, 0.0]), LOGP, REF, MASK, 0.5, "full", kl=kl_full)
     close(kl, [[0.3, 0.2, 0.0], [0.0, 0.1, 0.4]])
     close(rewards, [[-0.15, 0.9, 0.0], [0.0, -0.05, -0.2]])
+
+
+def test_rewards_take_per_token_scores():
+    # MASK = [[1, 1, 0], [1, 1, 1]]; per-token scores land where the mask is 1 (the 9 on padding does not)
+    rewards, _, _ = compute_rewards(t([[0.5, 1.5, 9.0], [1.0, 0.0, -2.0]]), LOGP, REF, MASK, 0.1, "kl")
+    close(rewards, [[-0.05 + 0.5, 0.1 + 1.5, 0.0], [-0.1 + 1.0, 0.0, 0.1 - 2.0]])
+
+
+def test_spread_scores_by_hand():
+    nan = float("nan")
+    mask = t([[1, 1, 1, 1, 0], [1, 1, 0, 0, 0], [1, 1, 1, 0, 0]])
+    # row 0: prefixes of 1, 2 and 3 tokens score 0, -0.1 and -5 (the insult is token 2); its 4th token is
+    # the last, so its own potential is never read. Row 1 was not scored; row 2 lacks token 1's prefix.
+    potentials = t([[0.0, -0.1, -5.0, 7.0, nan], [nan] * 5, [0.0, nan, nan, nan, nan]])
+    out = spread_scores(t([1.0, 2.0, 3.0]), potentials, mask, scale=2.0)
+    # row 0: increments / 2 = 0, -0.05, -2.45; the last token gets 1 - (0 - 0.05 - 2.45) = 3.5
+    close(out, [[0.0, -0.05, -2.45, 3.5, 0.0], [0.0, 2.0, 0.0, 0.0, 0.0], [0.0, 0.0, 3.0, 0.0, 0.0]])
+    close(out.sum(1), [1.0, 2.0, 3.0])
 
 
 def test_last_token_indices_and_empty_row():

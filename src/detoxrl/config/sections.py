@@ -217,6 +217,16 @@ class PPOSettings(_Strict):
     score_norm: bool = True
     """Standardise judge scores with running mean/std before the KL penalty is added."""
     score_clip: float | None = Field(None, gt=0)
+    dense_scores: bool = False
+    """Score every prefix of a response too, and credit each token with the change in the judges' score it
+    brought (``detoxrl.rl.core.spread_scores``): the insult gets the penalty, not every token of its
+    summary equally. A response's total reward stays the same. Costs one reward call per response token
+    of the responses it applies to (``dense_scores_below``)."""
+    dense_scores_below: float | None = None
+    """With ``dense_scores``: only responses whose reward (raw, before normalisation) is below this get
+    their prefixes scored; the others keep their score on the last token, as without. ``null``: every
+    response. A clean summary's prefixes score about as it does, so leaving those out saves most of the
+    cost."""
     missing_eos_penalty: float | None = Field(None, ge=0)
     target_approx_kl: float | None = Field(None, gt=0)
     """Stop an epoch's remaining minibatches when approximate KL exceeds 1.5 × this."""
@@ -268,6 +278,11 @@ class PPOSettings(_Strict):
     redteam_prompts: str | None = None
     """A red-team ``cases.jsonl`` (``detoxrl redteam``): its distinct successful dialogues join the training
     prompts; with the curriculum on they are its hardest (harmful) tier, brought in last."""
+    redteam_share: float | None = Field(None, gt=0, lt=1)
+    """With ``redteam_prompts``: this share of every batch is drawn from them (each once per pass over them),
+    the rest from the other prompts by the usual sampler, from the first step. ``null``: they are ordinary
+    prompts of the pool (a few percent of it), brought in when the curriculum opens the harmful tier.
+    ``redteam.rounds`` sets it to ``redteam.round_share``."""
     seed: int | None = None
 
     @field_validator("mixed_precision", mode="before")
@@ -279,6 +294,8 @@ class PPOSettings(_Strict):
     def _check(self) -> PPOSettings:
         if self.batch_size % self.mini_batch_size:
             raise ValueError("batch_size must be a multiple of mini_batch_size")
+        if self.redteam_share is not None and not self.redteam_prompts:
+            raise ValueError("ppo.redteam_share needs ppo.redteam_prompts (a red-team cases.jsonl to draw from)")
         if self.stop_at_probe_toxic_rate is not None and self.probe_every == 0:
             raise ValueError("ppo.stop_at_probe_toxic_rate needs probes: set ppo.probe_every to a number of "
                              "steps (or ppo.stop_at_probe_toxic_rate to null)")

@@ -216,6 +216,8 @@ def compute_rewards(
     :func:`full_kl_from_logits`), :math:`\beta` = ``kl_coef``, :math:`s` the row's scalar score and
     :math:`t_{\text{last}}` its last real token (the EOS, or the last token of a response cut short).
 
+    ``scores`` may also be ``[B, T]``, one score per token (:func:`spread_scores`), added where the mask is 1.
+
     Returns ``(rewards, kl, non_score_reward)``, each ``[B, T]`` and 0 on padding;
     ``non_score_reward = -β·k``.
     """
@@ -226,10 +228,46 @@ def compute_rewards(
     kl = torch.where(m > 0, kl, zero)
     non_score = -float(kl_coef) * kl
     rewards = non_score.clone()
+    if scores.dim() == 2:
+        return rewards + torch.where(m > 0, scores.to(rewards.dtype), zero), kl, non_score
     last = last_token_indices(m)
     rows = torch.arange(rewards.shape[0], device=rewards.device)
     rewards[rows, last] += scores.to(rewards.dtype).reshape(-1)
     return rewards, kl, non_score
+
+
+def spread_scores(scores: torch.Tensor, potentials: torch.Tensor, mask: torch.Tensor,
+                  scale: float = 1.0) -> torch.Tensor:
+    r"""Each row's score split over its tokens by how the judge's score moves along the response.
+
+    ``potentials[b, t]`` is the raw score :math:`\phi_t` of row ``b``'s first ``t + 1`` tokens (NaN where
+    not scored). For a row whose tokens before the last one, :math:`t < L`, are all scored:
+
+    .. math::
+        s_t = (\phi_t - \phi_{t-1}) / c \quad (t < L,\ \phi_{-1} = 0), \qquad
+        s_L = s - \textstyle\sum_{t<L} s_t
+
+    with :math:`c` = ``scale`` (the running standard deviation that normalised ``s``), so the row's
+    tokens sum to its score ``scores[b]`` and the token at which the judge's verdict turns (an insult
+    appears) carries that change. It is potential-based shaping (Ng, Harada and Russell, 1999) with
+    γ = 1 and the prefix's score as the potential: a response's total reward is unchanged, and so is the
+    best policy; what changes is which token the judge's verdict is credited to. A row with any NaN before
+    its last token keeps its whole score on the last token. Returns ``[B, T]``, 0 on padding.
+    """
+    m = _as_mask(mask, potentials) > 0
+    last = last_token_indices(m)
+    b, t_len = m.shape
+    pos = torch.arange(t_len, device=m.device).expand(b, t_len)
+    before = pos < last[:, None]
+    phi = potentials.to(torch.float64)
+    dense = ~(torch.isnan(phi) & before).any(dim=1)
+    phi = torch.where(before & dense[:, None], phi, torch.zeros((), dtype=phi.dtype, device=phi.device))
+    prev = torch.cat([torch.zeros_like(phi[:, :1]), phi[:, :-1]], dim=1)
+    inc = torch.where(before, (phi - prev) / float(scale), torch.zeros_like(phi))
+    out = inc.clone()
+    rows = torch.arange(b, device=m.device)
+    out[rows, last] = scores.to(torch.float64).reshape(-1) - inc.sum(dim=1)
+    return out.to(scores.dtype)
 
 
 # ------------------------------------------------------------------------------------ advantages

@@ -40,6 +40,8 @@ class Rollout:
     values: torch.Tensor | None = _token()  # [B, T] V_old(x, y_<t), float32
     scores: torch.Tensor | None = _row()  # [B] judge scores after eos penalty, normalisation, clipping
     raw_scores: torch.Tensor | None = _row()  # [B] the reward's totals as returned
+    token_scores: torch.Tensor | None = _token()  # [B, T] scores spread over tokens (ppo.dense_scores)
+    dense_rows: int = 0  # rows whose prefixes were scored (ppo.dense_scores)
     rewards: torch.Tensor | None = _token()  # [B, T] −β·KL per token, plus the score on the last token
     kl: torch.Tensor | None = _token()  # [B, T] per-token KL estimate to the reference
     advantages: torch.Tensor | None = _token()  # [B, T] GAE advantages (whitened when configured)

@@ -56,6 +56,7 @@ from detoxrl.rl.core import (
     ppo_policy_loss,
     ppo_value_loss,
     should_early_stop,
+    spread_scores,
 )
 from detoxrl.rl.fastpaths import pad_to_multiple
 from detoxrl.rl.kl import make_kl_controller
@@ -250,7 +251,15 @@ class PPOTrainer:
             kl_tensor = torch.cat([full_kl_from_logits(p, r) for p, r in zip(pol_logits, ref_logits)])
         ro.timings["reference_s"] = time.perf_counter() - t0
 
-        ro.rewards, ro.kl, _ = compute_rewards(ro.scores, ro.logprobs, ro.ref_logprobs, ro.response_mask,
+        scores = ro.scores
+        if self.s.dense_scores:
+            t0 = time.perf_counter()
+            self.phase = "rollout: scoring response prefixes"
+            ro.token_scores = spread_scores(ro.scores, self.prefix_potentials(ro, gen), ro.response_mask,
+                                            scale=self._score_scale())
+            scores = ro.token_scores
+            ro.timings["prefix_score_s"] = time.perf_counter() - t0
+        ro.rewards, ro.kl, _ = compute_rewards(scores, ro.logprobs, ro.ref_logprobs, ro.response_mask,
                                                self.kl_ctl.value, self.s.kl.penalty, kl=kl_tensor)
         ro.advantages, ro.returns = gae(ro.rewards, ro.values, ro.response_mask, self.s.gamma, self.s.lam)
         if self.s.whiten_advantages:
@@ -276,6 +285,29 @@ class PPOTrainer:
                      encoder_hidden=gen.encoder_hidden, has_eos=gen.has_eos, length_multiple=m)
         ro.timings["generate_s"] = time.perf_counter() - t0
         return ro, gen
+
+    def prefix_potentials(self, ro: Rollout, gen: Generation) -> torch.Tensor:
+        """``[B, T]`` (``ro``'s width): the reward of each response's first ``t + 1`` tokens, for ``t``
+        before its last token, on the rows below ``ppo.dense_scores_below``; NaN elsewhere."""
+        out = torch.full(ro.response_ids.shape, float("nan"), dtype=torch.float32)
+        lengths = gen.response_mask.sum(1).long().tolist()
+        below = self.s.dense_scores_below
+        rows = [b for b, n in enumerate(lengths)
+                if n > 1 and (below is None or float(ro.raw_scores[b]) < below)]
+        where = [(b, t) for b in rows for t in range(lengths[b] - 1)]
+        ro.dense_rows = len(rows)
+        if where:
+            ids = [gen.response_ids[b, : t + 1].tolist() for b, t in where]
+            texts = [t.strip() for t in self.lp.tokenizer.batch_decode(ids, skip_special_tokens=True)]
+            totals = self.reward_fn(texts, [ro.prompts[b] for b, _ in where]).total.detach().float().cpu()
+            bs, ts = zip(*where)
+            out[list(bs), list(ts)] = totals
+        return out.to(ro.response_ids.device)
+
+    def _score_scale(self) -> float:
+        """The standard deviation the scores were divided by (1 without ``ppo.score_norm``)."""
+        sigma = self.score_moments.std if self.s.score_norm else 1.0
+        return sigma if sigma > 0 else 1.0
 
     def _normalised_scores(self, raw: torch.Tensor, has_eos: torch.Tensor) -> torch.Tensor:
         """Missing-EOS penalty, then running standardisation over every rank's scores, then clipping."""
@@ -405,6 +437,8 @@ class PPOTrainer:
             "reward/mean": self._gather_mean(ro.raw_scores),
             "reward/std": float(self.acc.gather(ro.raw_scores).std()) if len(ro) > 1 else 0.0,
             "reward/normalized_mean": self._gather_mean(ro.scores),
+            **({"reward/dense_share": self._gather_mean(torch.tensor([ro.dense_rows / max(len(ro), 1)], device=ro.raw_scores.device))}
+               if self.s.dense_scores else {}),
             "kl/mean": mean_kl,
             "kl/coef": float(self.kl_ctl.value),
             "reward/non_score": self._gather_mean((-self.kl_ctl.value * ro.kl * mask).sum(1)),
