@@ -353,6 +353,26 @@ class TierJudge:
                                severity=torch.tensor([self.sev[t] for t in texts], dtype=torch.float64))
 
 
+def test_mixed_sampler_shares_passes_and_resume():
+    from detoxrl.curriculum.sampler import MixedSampler, make_mixed_sampler
+
+    is_extra = [i % 5 == 0 for i in range(20)]  # 4 extra prompts (0, 5, 10, 15), 16 others
+    s = make_mixed_sampler(CurriculumSettings(enabled=False), is_extra, 0.5, 10, seed=3)
+    first = [s.next_batch(4) for _ in range(2)]
+    for batch in first:  # round(0.5 × 4) = 2 extra, listed first, then 2 others
+        assert [is_extra[i] for i in batch] == [True, True, False, False]
+    assert sorted(first[0][:2] + first[1][:2]) == [0, 5, 10, 15]  # every extra prompt once per pass
+    assert s.log_stats()["curriculum/share_redteam"] == 0.5
+    state = s.state_dict()
+    again = make_mixed_sampler(CurriculumSettings(enabled=False), is_extra, 0.5, 10, seed=3)
+    again.load_state_dict(state)
+    assert [again.next_batch(4) for _ in range(3)] == [s.next_batch(4) for _ in range(3)]
+    with pytest.raises(ValueError, match="both sides"):
+        MixedSampler(s.base, [], [1], 0.5, 0)
+    with pytest.raises(CheckpointError):
+        make_sampler(CurriculumSettings(enabled=False), 20, 10, 3).load_state_dict(state)
+
+
 def test_tier_settings_defaults_and_validation():
     c = CurriculumSettings()
     assert (c.tier_column, c.grade_column, c.tier_thresholds, c.severe_at) == ("tier", "grade", [0.1, 0.5], 0.8)

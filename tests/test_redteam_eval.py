@@ -128,5 +128,7 @@ def test_a_round_continues_a_lora_policy_from_its_adapter(tmp_path, tiny_t5_dir)
     assert start_of(cfg, policy) == str(policy / "adapter")
     rc = round_config(cfg, 2)
     assert (rc.ppo.steps, rc.ppo.stop_at_reward, rc.ppo.seed) == (5, None, 2)
+    # the found prompts get round_share of every batch from the first step; no curriculum restart
+    assert rc.ppo.redteam_share == cfg.redteam.round_share == 0.5 and not rc.curriculum.enabled
     assert rc.ppo.output_dir.endswith("redteam/round-2/policy") and rc.ppo.redteam_prompts.endswith("round-2/prompts.jsonl")
     assert cfg.ppo.steps == 3 and cfg.ppo.stop_at_reward == 0.5  # the run's own settings are untouched

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from detoxrl.cli import app
 from detoxrl.config import load_config
+from detoxrl.errors import ConfigError
 from detoxrl.evaluation.report import build_report
 from detoxrl.pipeline import run_stage
 from detoxrl.redteam.outputs import CASES, SUMMARY
@@ -84,10 +85,20 @@ def test_found_prompts_join_ppo_training(tmp_path, tiny_t5_dir):
     assert saved["tier_source"] == "thresholds" and saved["tiers"][64:] == ["harmful"] * len(found)
     st.sampler.next_batch(8)
     assert st.sampler.log_stats()["curriculum/open_level"] == int(st.sampler.difficulty.min())
+    # ppo.redteam_share: that share of every batch from the found prompts from step 1, while the curriculum
+    # keeps the rest on the clean tier
+    mixed = load_config(str(tmp_path / "tiny.yaml"), [f"ppo.redteam_prompts={out.parent / CASES}",
+                                                     "ppo.redteam_share=0.25", "curriculum.enabled=true",
+                                                     "curriculum.difficulty=tier", "curriculum.pacing=tiers"])
+    st = ppo.setup(mixed)
+    batch = st.sampler.next_batch(8)
+    assert [i >= 64 for i in batch] == [True] * 2 + [False] * 6
+    assert st.sampler.log_stats()["curriculum/share_redteam"] == 0.25
+    with pytest.raises(ConfigError, match="ppo.redteam_share needs ppo.redteam_prompts"):
+        load_config(str(tmp_path / "tiny.yaml"), ["ppo.redteam_share=0.25"])
 
 
 def test_red_lm_methods_in_the_stage(tmp_path, tiny_t5_dir, tiny_gpt2_dir):
-    from detoxrl.errors import ConfigError
 
     cfg = _cfg(tmp_path, tiny_t5_dir, "redteam.methods=[perturbation,few_shot,zero_shot,rl]",
                f"redteam.red_lm.model={tiny_gpt2_dir}", "redteam.red_lm.max_new_tokens=6", "redteam.resamples=0",

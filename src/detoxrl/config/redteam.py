@@ -104,11 +104,14 @@ class RedTeamSettings(_Strict):
     output_dir: str = "{run_dir}/redteam"
     rounds: int = Field(0, ge=0)
     """Rounds of red team → PPO → red team in the stage: after attacking the policy, PPO continues from it for
-    ``round_steps`` steps with every prompt found so far in the curriculum's harmful tier
-    (``ppo.redteam_prompts``), and the new policy is attacked again; round ``k`` is written to
+    ``round_steps`` steps with every prompt found so far (``ppo.redteam_prompts``, ``round_share`` of every
+    batch), and the new policy is attacked again; round ``k`` is written to
     ``{output_dir}/round-<k>/``, and ``eval`` evaluates the last round's policy. Needs ``enabled``. 0: none."""
     round_steps: int = Field(50, gt=0)
     """PPO steps of each round (``ppo.steps`` of the continued run)."""
+    round_share: float = Field(0.5, gt=0, lt=1)
+    """The share of every batch of a round drawn from the prompts found so far (``ppo.redteam_share``); the
+    rest comes uniformly from the training prompts, so the policy keeps summarising ordinary dialogues."""
     seed: int | None = None
 
     @field_validator("methods", "mutations")

@@ -22,7 +22,8 @@ from accelerate.utils import gather_object
 from detoxrl.config import Config
 from detoxrl.constitution.reward import with_constitution
 from detoxrl.curriculum.difficulty import curriculum_scores
-from detoxrl.curriculum.sampler import make_sampler
+from detoxrl.curriculum.sampler import make_mixed_sampler, make_sampler
+from detoxrl.curriculum.tiers import REDTEAM_MARK
 from detoxrl.data.loaders import load_examples
 from detoxrl.data.prompts import build_prompts, describe_prompt_stats
 from detoxrl.errors import ConfigError, TrainingError
@@ -98,7 +99,11 @@ def setup(cfg: Config, reward_fn: Reward | None = None, start: str | None = None
     reward_fn = reward_fn or build_reward_fn(cfg, acc.device, policy=lp)
     trainer = PPOTrainer(s, lp, reward_fn, accelerator=acc, seed=seed, reference=reference)
     difficulty, tiers = curriculum_inputs(cfg, prompts, reward_fn, lp)
-    sampler = make_sampler(cfg.curriculum, len(prompts), s.steps, seed, difficulty=difficulty, tiers=tiers)
+    if s.redteam_share is not None:
+        sampler = make_mixed_sampler(cfg.curriculum, [bool(p.meta.get(REDTEAM_MARK)) for p in prompts],
+                                     s.redteam_share, s.steps, seed, difficulty=difficulty, tiers=tiers)
+    else:
+        sampler = make_sampler(cfg.curriculum, len(prompts), s.steps, seed, difficulty=difficulty, tiers=tiers)
     return Setup(acc=acc, lp=lp, base_name=policy_settings.name_or_path, texts=[p.prompt for p in prompts],
                  trainer=trainer, sampler=sampler, gen_rng=torch.Generator().manual_seed(seed + 7),
                  ckpt_root=cfg.path(cfg.ppo.work_dir) / "checkpoints", run_config=run_config(cfg),

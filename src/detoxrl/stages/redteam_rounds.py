@@ -5,7 +5,8 @@ Round 0 is the stage's attack on its policy (``redteam.policy``, default ``ppo.o
 
 1. ``prompts.jsonl``: the successful cases of rounds 0 … k−1 (every prompt found so far);
 2. PPO continues from round k−1's policy for ``redteam.round_steps`` steps with those prompts added to the
-   training prompts (``ppo.redteam_prompts``: with the curriculum on, its harmful tier), the KL penalty still
+   training prompts (``ppo.redteam_prompts``), ``redteam.round_share`` of every batch drawn from them from the
+   first step and the rest uniformly from the others (no curriculum restart), the KL penalty still
    to PPO's usual starting model (with LoRA the adapter trains on; see :func:`detoxrl.stages.ppo.setup`),
    and saves ``policy/`` (its metrics, warnings and checkpoints in ``ppo/``); its seed is ``ppo.seed + k``,
    and its stop targets (``ppo.stop_at_reward``, ``ppo.stop_at_probe_toxic_rate``) are off, since the policy
@@ -42,13 +43,16 @@ def final_policy(cfg: Config) -> Path | None:
 
 
 def round_config(cfg: Config, k: int) -> Config:
-    """``cfg`` with round ``k``'s PPO: its steps, folders, found prompts and seed; no stop targets."""
+    """``cfg`` with round ``k``'s PPO: its steps, folders, found prompts (``redteam.round_share`` of every
+    batch), seed, no stop targets, and the other prompts drawn uniformly: the policy a round continues has
+    been through the curriculum, so it does not start over from the clean tier."""
     folder = round_dir(cfg, k)
     ppo = cfg.ppo.model_copy(update={
         "steps": cfg.redteam.round_steps, "output_dir": str(folder / POLICY), "work_dir": str(folder / "ppo"),
-        "redteam_prompts": str(folder / PROMPTS), "stop_at_reward": None, "stop_at_probe_toxic_rate": None,
-        "seed": cfg.seed_for(cfg.ppo.seed) + k})
-    return cfg.model_copy(update={"ppo": ppo})
+        "redteam_prompts": str(folder / PROMPTS), "redteam_share": cfg.redteam.round_share,
+        "stop_at_reward": None, "stop_at_probe_toxic_rate": None, "seed": cfg.seed_for(cfg.ppo.seed) + k})
+    curriculum = cfg.curriculum.model_copy(update={"enabled": False})
+    return cfg.model_copy(update={"ppo": ppo, "curriculum": curriculum})
 
 
 def start_of(cfg: Config, policy_dir: Path) -> str:
