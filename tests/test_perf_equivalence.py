@@ -22,10 +22,13 @@ Each test pits one optimisation against a straightforward implementation written
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
 from detoxrl.config import GenerationSettings, KLSettings, LoraSettings, ModelSettings, PPOSettings
+from detoxrl.errors import TrainingError
 from detoxrl.models.policy import forward_response, load_policy_model, tokenize_prompts
 from detoxrl.optim import allocate_adam_state
 from detoxrl.rl.core import logprobs_from_logits, masked_mean
@@ -103,6 +106,28 @@ def test_frozen_encoder_reuse_in_updates_matches_recomputing(tiny_t5_dir):
         plain_logits, plain_v = tr.unwrapped(mb.query_ids, mb.query_mask, mb.response_ids, mb.response_mask)
     assert torch.allclose(fast_logits, plain_logits, atol=ATOL)
     assert torch.allclose(fast_v, plain_v, atol=ATOL)
+
+
+def test_freeze_encoder_keeps_it_and_reuses_its_output(tiny_t5_dir, tiny_gpt2_dir):
+    tr = _trainer(tiny_t5_dir, freeze_encoder=True)
+    assert tr._frozen_encoder()
+    enc_before = {n: p.detach().clone() for n, p in tr.unwrapped.lm.get_encoder().named_parameters()}
+    dec_before = {n: p.detach().clone() for n, p in tr.unwrapped.lm.get_decoder().named_parameters()
+                  if p.requires_grad}
+    assert dec_before  # the decoder's blocks still train
+    ro = _rollout(tr)
+    tr.learn(ro)
+    for n, p in tr.unwrapped.lm.get_encoder().named_parameters():
+        assert torch.equal(p, enc_before[n]), n
+    assert any(not torch.equal(p, dec_before[n]) for n, p in tr.unwrapped.lm.get_decoder().named_parameters()
+               if n in dec_before)
+    # the reference, fed the reused encoder output, gives the logprobs of its own full forward pass
+    ro = _rollout(tr)
+    reused, _ = tr._reference_forward(ro)
+    plain, _ = tr._reference_forward(replace(ro, encoder_hidden=None))
+    assert torch.allclose(reused, plain, atol=ATOL)
+    with pytest.raises(TrainingError, match="encoder-decoder"):
+        _trainer(tiny_gpt2_dir, freeze_encoder=True)
 
 
 def test_encoder_that_trains_is_not_reused(tiny_t5_dir):

@@ -217,6 +217,12 @@ class PPOSettings(_Strict):
     score_norm: bool = True
     """Standardise judge scores with running mean/std before the KL penalty is added."""
     score_clip: float | None = Field(None, gt=0)
+    freeze_encoder: bool = False
+    """Encoder-decoder policies: the encoder (with the embeddings it shares with the decoder, and so a tied
+    LM head) keeps the starting model's weights, and its output, computed once per batch at generation, is
+    reused by every update pass and by the reference (whose encoder is the same). On the testbed's T5 the
+    encoder is about 45% of a pass's arithmetic. Only the decoder, an untied LM head and the value head
+    train."""
     dense_scores: bool = False
     """Score every prefix of a response too, and credit each token with the change in the judges' score it
     brought (``detoxrl.rl.core.spread_scores``): the insult gets the penalty, not every token of its

@@ -82,6 +82,11 @@ class PPOTrainer:
         self.use_lora = is_peft(policy.model)
         self.ref_model = None if self.use_lora else self._frozen_reference(policy, reference)
         self.module = PolicyWithValue(policy.model, policy.is_seq2seq)
+        if settings.freeze_encoder:
+            if not policy.is_seq2seq:
+                raise TrainingError("ppo.freeze_encoder needs an encoder-decoder policy (T5, BART); this one is "
+                                    "decoder-only")
+            self.module.lm.get_encoder().requires_grad_(False)
         # Dropout off: logprobs at rollout time and at update time must come from the same function.
         self.module.eval()
         # Low-precision trainable weights (policy.dtype bfloat16/float16) get float32 masters.
@@ -194,6 +199,9 @@ class PPOTrainer:
     @torch.no_grad()
     def _reference_forward(self, ro: Rollout, with_logits: bool = False):
         """Reference logprobs [B, T] (and the tempered reference logits per chunk, if asked)."""
+        # with ppo.freeze_encoder the frozen reference's encoder is the policy's: its output is reused
+        reuse = self.s.freeze_encoder and not self.use_lora and ro.encoder_hidden is not None
+
         def one(sl):
             args = (ro.query_ids[sl], ro.query_mask[sl], ro.response_ids[sl], ro.response_mask[sl])
             with self.amp():
@@ -201,7 +209,8 @@ class PPOTrainer:
                     with self.unwrapped.lm.disable_adapter():
                         logits, _ = forward_response(self.unwrapped.lm, self.lp.is_seq2seq, *args)
                 else:
-                    logits, _ = forward_response(self.ref_model, self.lp.is_seq2seq, *args)
+                    logits, _ = forward_response(self.ref_model, self.lp.is_seq2seq, *args,
+                                                 encoder_hidden=ro.encoder_hidden[sl] if reuse else None)
             logits = self._tempered(logits)
             return logprobs_from_logits(logits, ro.response_ids[sl]), logits if with_logits else None
 
