@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from detoxrl.config import Config
 from detoxrl.errors import ModelError
 from detoxrl.evaluation.evaluate import run_eval
@@ -23,7 +21,7 @@ from detoxrl.redteam.replay import replay
 from detoxrl.redteam.training import read_cases
 from detoxrl.stages import fingerprint
 from detoxrl.stages import redteam as redteam_stage
-from detoxrl.stages.device import is_main_process
+from detoxrl.stages.device import is_main_process, stage_device
 from detoxrl.stages.redteam import attack, build_target, chosen_judges
 from detoxrl.stages.redteam_rounds import final_policy
 from detoxrl.utils import console, set_seed, write_json
@@ -55,13 +53,9 @@ def made_from(cfg: Config) -> dict[str, str | None]:
     return found
 
 
-def _device(device: str | None) -> str:
-    return device or ("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def redteam_replay(cfg: Config, after: Path, device: str | None = None) -> dict:
     """``eval.redteam_replay``'s prompts answered by the reference (before) and the policy (after)."""
-    device = _device(device)
+    device = device or str(stage_device(cfg))
     cases = read_cases(cfg.path(cfg.eval.redteam_replay))
     judges = chosen_judges(cfg, device)
     seed = cfg.seed_for(cfg.eval.seed)
@@ -83,7 +77,7 @@ def redteam_attack(cfg: Config, after: Path, device: str | None = None) -> dict:
     """``eval.redteam_attack``: the ``redteam`` stage's attack (:func:`detoxrl.stages.redteam.attack`), of the
     same budget and seed, against the policy (after) and the reference (before); each side's attempts go to
     ``{run_dir}/eval-redteam/<side>/`` as the stage writes them, and its per-method summary to the result."""
-    device, acfg = _device(device), attack_config(cfg)
+    device, acfg = device or str(stage_device(cfg)), attack_config(cfg)
     rt = acfg.redteam
     judges = chosen_judges(cfg, device)
     seed = cfg.seed_for(rt.seed)
