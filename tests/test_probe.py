@@ -329,3 +329,23 @@ def test_a_probe_that_cannot_be_built_fails_before_training(tmp_path, tiny_t5_di
     with pytest.raises(DataError, match="missing.txt"):
         ppo.run(cfg)
     assert not (cfg.run_path / "ppo" / "metrics.jsonl").exists() and not cfg.path(cfg.ppo.output_dir).exists()
+
+
+@pytest.mark.parametrize("sample", [True, False])
+def test_the_probe_decodes_as_eval_with_the_same_draws_each_time(tmp_path, tiny_t5_dir, sample):
+    from detoxrl.evaluation.probe import Probe
+    from detoxrl.models.policy import load_policy_model
+
+    cfg = load_config(write_tiny_run(tmp_path, tiny_t5_dir, **{
+        "ppo.probe_every": 1, "ppo.probe_prompts": 6, "ppo.probe_sample": sample,
+        "eval.generation": {"do_sample": True, "max_new_tokens": 6}, "eval.extra_judges": _held_out(tmp_path)}))
+    lp = load_policy_model(cfg.policy)
+    probe = Probe.build(cfg, None, lp.tokenizer, torch.device("cpu"))
+    assert probe.gen.do_sample is sample and probe.gen.max_new_tokens == 6
+    torch.manual_seed(123)
+    first = probe.run(lp)
+    state = torch.random.get_rng_state()
+    second = probe.run(lp)  # the same policy: the same draws, so the same figures
+    assert {k: v for k, v in first.items() if k != "perf/probe_s"} == {
+        k: v for k, v in second.items() if k != "perf/probe_s"}
+    assert torch.equal(torch.random.get_rng_state(), state)  # the probe kept the random state it found

@@ -259,7 +259,7 @@ class PPOSettings(_Strict):
     the run fails with an error naming the step and the phase, instead of hanging."""
     probe_every: int = Field(0, ge=0)
     """Every N steps (Hugging Face's Trainer calls this ``eval_steps``), the current policy answers a fixed
-    probe of held-out prompts greedily (``eval.generation``'s lengths, ``do_sample`` off) and the answers are
+    probe of held-out prompts as the eval stage would (``eval.generation``, ``probe_sample``) and the answers are
     scored by the reward's judges, by the held-out judges (``eval.extra_judges``) and by ROUGE-L against
     the references; the figures are logged as ``probe/*`` keys of ``metrics.jsonl`` on that step, and a
     warning is recorded when they diverge (``probe_window``). Only the main process probes, with its random
@@ -268,6 +268,11 @@ class PPOSettings(_Strict):
     """How many prompts the probe holds: drawn once, with ``eval.seed``, from the prompts the eval stage uses
     (the first ``eval.n_prompts`` of ``data.eval_split`` that pass the prompt filters; from more of the split
     when this is larger), so the probe is a subset of the final evaluation's prompts."""
+    probe_sample: bool = True
+    """The probe decodes with ``eval.generation`` as it is (sampled there, with the eval's seed: the same
+    draws at every probe), so its rates estimate the final evaluation's on a subset. ``false``: greedy
+    (``do_sample`` off, the eval's lengths), steadier from probe to probe but blind to the probability the
+    policy still puts on toxic words: on the testbed it read 0% from step 25 while sampling gave 2-4%."""
     probe_window: int = Field(3, ge=2)
     """The reward-hacking check compares the first and the last of the last N probes: a warning when the
     reward improved while the held-out toxic rate rose or ROUGE-L fell (the rule and its tolerances:

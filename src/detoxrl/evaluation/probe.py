@@ -1,7 +1,8 @@
 """PPO's probe: evaluation while training, on a fixed set of held-out prompts, and the reward-hacking check.
 
 Every ``ppo.probe_every`` steps (Hugging Face's ``eval_steps``) the current policy answers the probe's
-prompts greedily, with the eval stage's functions: :func:`~detoxrl.evaluation.evaluate.load_eval_prompts`
+prompts as the eval stage would (``eval.generation``, seeded with ``eval.seed``; greedily with
+``ppo.probe_sample: false``), with the eval stage's functions: :func:`~detoxrl.evaluation.evaluate.load_eval_prompts`
 picks the pool the probe is drawn from once (:func:`draw_probe`),
 :func:`~detoxrl.evaluation.generation.generate_all` generates, the reward's own judges and
 :func:`~detoxrl.evaluation.judging.score_texts` with the held-out judges score, and
@@ -165,7 +166,9 @@ class Probe:
             pool, _ = load_eval_prompts(cfg, tokenizer, n=max(cfg.eval.n_prompts, k))
             reward = composite_of(reward_fn) or CompositeReward.from_config(cfg, device=device)
             held_out = build_held_out_judges(cfg, device=device)
-        gen = cfg.eval.generation.model_copy(update={"do_sample": False})  # greedy, the eval's lengths
+        gen = cfg.eval.generation
+        if not cfg.ppo.probe_sample:
+            gen = gen.model_copy(update={"do_sample": False})  # greedy, the eval's lengths
         return cls(draw_probe(pool, k, seed), reward, held_out, gen, cfg.eval.batch_size,
                    cfg.data.max_prompt_tokens, seed)
 
