@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import json
 import os
+import platform
 import resource
 import sys
 import time
@@ -81,6 +82,9 @@ class Workload:
 
 
 SIZES: dict[str, ModelSize] = {
+    # The embedded default's policy (detoxrl.config.TestbedSettings): d_model 128, 2 + 2 layers, vocabulary 3,000.
+    "testbed": ModelSize(d_model=128, num_layers=2, num_decoder_layers=2, num_heads=4, d_kv=32, d_ff=256,
+                         vocab_size=3000),
     # The headline: d_model 256, 4 encoder + 4 decoder layers, vocabulary 8,000.
     "headline": ModelSize(d_model=256, num_layers=4, num_decoder_layers=4, num_heads=4, d_kv=64, d_ff=1024,
                           vocab_size=8000),
@@ -422,3 +426,17 @@ def parse_result(stdout: str) -> dict[str, Any]:
 def workload_dict(work: Workload) -> dict[str, Any]:
     """JSON form of a workload (for the result line)."""
     return asdict(work)
+
+
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; ``platform.processor()`` elsewhere) and torch's kernels."""
+    name = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith(("model name", "hardware")) and ":" in line:
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    name = name or platform.processor() or platform.machine() or "unknown CPU"
+    return f"{name} (torch CPU capability {torch.backends.cpu.get_cpu_capability()}, {os.cpu_count()} cores)"

@@ -53,7 +53,7 @@ from _common import (  # noqa: E402
 
 
 def build_trainer(model_dir: Path, work: Workload, seed: int, precision: str = "fp32", compiled: bool = False,
-                  lora: LoraSpec | None = None) -> tuple[Any, dict[str, Any]]:
+                  lora: LoraSpec | None = None, settings_update: dict | None = None) -> tuple[Any, dict[str, Any]]:
     """Load the policy (with value head) and a separate frozen reference from ``model_dir``; build the trainer.
 
     ``precision`` ``"bf16"`` sets ``ppo.mixed_precision="bf16"`` (bf16 autocast for generation and every
@@ -66,7 +66,7 @@ def build_trainer(model_dir: Path, work: Workload, seed: int, precision: str = "
     the no-grad passes use the unwrapped, eager model); compilation happens in the warm-up step.
 
     ``lora`` adds LoRA adapters as ``policy.lora`` does (the reference is then the policy with its adapters
-    disabled).
+    disabled). ``settings_update``: more ``ppo`` settings (e.g. ``{"freeze_encoder": True}``).
 
     Returns ``(trainer, info)`` where ``info`` holds ``n_params`` (policy without value head or adapters),
     ``trainable_params``, ``param_checksum`` and ``forward_fingerprint`` (``_common``'s, of the policy as
@@ -141,6 +141,8 @@ def build_trainer(model_dir: Path, work: Workload, seed: int, precision: str = "
         generation=GenerationSettings(max_new_tokens=work.response_len, min_new_tokens=work.response_len,
                                       do_sample=True, top_k=0, top_p=1.0, temperature=1.0),
     )
+    if settings_update:
+        settings = settings.model_copy(update=settings_update)
     accelerator = None
     if compiled:
         from accelerate import Accelerator

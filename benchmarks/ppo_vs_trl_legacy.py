@@ -39,7 +39,6 @@ import argparse
 import dataclasses
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -60,6 +59,7 @@ from _common import (  # noqa: E402
     ModelSize,
     Workload,
     build_model_folder,
+    cpu_name,
     default_workload,
     forward_fingerprint,
     lora_args,
@@ -445,20 +445,6 @@ def native_bf16() -> tuple[bool, str]:
 
     support = bf16_support("cuda" if torch.cuda.is_available() else "cpu")
     return support.native, support.reason
-
-
-def cpu_name() -> str:
-    """The CPU's model name (``/proc/cpuinfo``; ``platform.processor()`` elsewhere) and torch's kernels."""
-    name = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith(("model name", "hardware")) and ":" in line:
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    name = name or platform.processor() or platform.machine() or "unknown CPU"
-    return f"{name} (torch CPU capability {torch.backends.cpu.get_cpu_capability()}, {os.cpu_count()} cores)"
 
 
 def run_names(args: argparse.Namespace) -> list[str]:
