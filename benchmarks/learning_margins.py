@@ -44,7 +44,8 @@ KNOB_NAMES = sorted({k for env, _ in SETTINGS.values() for k in env})
 SELECT = ["-m", "learning"]
 
 # Figures that are levels capped at 1 rather than gains: judged by the error they allow.
-LEVELS = {"accuracy", "auc", "f1", "pair accuracy", "P(hate) of the zorp text", "P(nothate) of the kind text"}
+LEVELS = {"accuracy", "auc", "f1", "pair accuracy", "P(hate) of the zorp text", "P(nothate) of the kind text",
+          "mean AUC", "AUC of b"}
 
 
 def run_one(setting: str, seed: int, tests: list[str], workers: int) -> tuple[list[dict], int, float, str]:

@@ -144,7 +144,9 @@ def test_sft_of_a_bf16_model_trains_float32_masters(tmp_path, monkeypatch, reque
     assert all(p.dtype == torch.bfloat16 and torch.equal(p.detach(), m.detach().to(torch.bfloat16))
                for p, m in masters.pairs)  # the model holds the rounded masters
     metrics = json.loads((out / "sft_metrics.json").read_text())
-    record_margin(request, "eval loss before - after", metrics["eval_loss_before"] - metrics["eval_loss_after"], 0.3)
-    assert metrics["eval_loss_after"] < metrics["eval_loss_before"] - 0.3, metrics
+    # eval loss gain on the AVX2 EPYC, seeds 0/1/2: 0.625/0.625/0.656 on torch's AVX2 kernels and
+    # 0.563/0.625/0.656 on the generic ones; 0.25 is under half the smallest
+    record_margin(request, "eval loss before - after", metrics["eval_loss_before"] - metrics["eval_loss_after"], 0.25)
+    assert metrics["eval_loss_after"] < metrics["eval_loss_before"] - 0.25, metrics
     with safe_open(str(out / "model.safetensors"), "pt") as f:
         assert f.get_tensor(next(iter(f.keys()))).dtype == torch.bfloat16  # saved in the dtype it was loaded in

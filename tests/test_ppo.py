@@ -122,9 +122,12 @@ def test_dense_scores_credit_the_token_that_changes_the_score(tiny_t5_dir, below
 @pytest.mark.parametrize("lora", [False, True])
 @pytest.mark.learning
 def test_easy_reward_goes_up(tiny_policy_dir, lora, request):
+    """Late minus early reward on the AVX2 EPYC (``benchmarks/learning_margins.py``), seeds 0/1/2, AVX2 and
+    generic kernels: T5 0.48 at the least, GPT-2 0.55, GPT-2 with LoRA 0.32; T5 with LoRA at 1e-2 fell to
+    0.057 once (generic kernels, seed 2), so it trains at 2e-2: 0.31-0.62 over the six runs. Threshold 0.1."""
     arch = request.node.callspec.params["tiny_policy_dir"]
     tr, lp = _trainer(tiny_policy_dir, lora=lora, seed=learning_seed(),
-                      learning_rate=3e-2 if lora and arch == "gpt2" else 1e-2)
+                      learning_rate=(3e-2 if arch == "gpt2" else 2e-2) if lora else 1e-2)
     rewards = [_step(tr, lp)["reward/mean"] for _ in range(12)]
     early, late = sum(rewards[:3]) / 3, sum(rewards[-3:]) / 3
     record_margin(request, "late - early reward", late - early, 0.1)
