@@ -100,6 +100,8 @@ def test_bf16_policy_trains_float32_masters_and_checkpoints_them(tiny_t5_dir):
 @pytest.mark.slow
 @pytest.mark.learning
 def test_bf16_policy_with_masters_learns_an_easy_reward(tiny_policy_dir, request):
+    """Late − early reward on the AVX2 EPYC, seeds 0/1/2, generic / AVX2 kernels: GPT-2 0.598/0.648/0.632 and
+    0.625/0.289/0.752; T5 0.487/0.717/0.636 and 0.690/0.586/0.535. Threshold 0.1."""
     tr, lp = _bf16_trainer(tiny_policy_dir, seed=learning_seed(), learning_rate=1e-2)
     rewards = [_step(tr, lp)["reward/mean"] for _ in range(12)]
     early, late = sum(rewards[:3]) / 3, sum(rewards[-3:]) / 3
@@ -109,6 +111,8 @@ def test_bf16_policy_with_masters_learns_an_easy_reward(tiny_policy_dir, request
 
 @pytest.mark.learning
 def test_sft_of_a_bf16_model_trains_float32_masters(tmp_path, monkeypatch, request):
+    """Eval loss gain on the AVX2 EPYC, seeds 0/1/2: 0.563/0.625/0.656 on the generic kernels, 0.625/0.625/0.656 on AVX2;
+    threshold 0.25."""
     import json
 
     from safetensors import safe_open

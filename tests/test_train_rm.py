@@ -125,6 +125,9 @@ def labelled_files(tmp_path_factory):
 @pytest.mark.slow
 @pytest.mark.learning
 def test_train_labels_learns_and_loads_without_detoxrl(tmp_path, labelled_files, request):
+    """Margins, seeds 0/1/2 (the same on generic and AVX2 kernels): accuracy 1.0 (threshold 0.95),
+    gain 0.405 (0.2), AUC 1.0 (0.98), F1 1.0 (0.9), loss first − last batch 0.661-0.667 (0.1), P(hate) of
+    the zorp text 0.976-0.984 and P(nothate) of the kind text 0.979-0.986 (0.5)."""
     from transformers import AutoModelForSequenceClassification
 
     from detoxrl.rewards.hf import HFClassifierJudge
@@ -170,6 +173,9 @@ def test_train_is_deterministic_and_splits_heldout(tmp_path, labelled_files):
 @pytest.mark.slow
 @pytest.mark.learning
 def test_train_rankings_learns_pair_order(tmp_path, request):
+    """Margins, seeds 0/1/2 (the same on generic and AVX2 kernels): pair accuracy 1.0 (threshold
+    0.95), its gain 0.600/0.475/0.450 (0.2), eval loss gain 0.074/0.226/0.203, mean margin 0.155/0.520/0.459
+    and score kind − zorp text 0.211/0.581/0.560 (each must be positive)."""
     from detoxrl.rewards.hf import HFClassifierJudge
 
     rng = random.Random(0)
