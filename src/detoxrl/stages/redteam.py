@@ -14,8 +14,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import torch
-
 from detoxrl.config import Config
 from detoxrl.data.loaders import load_examples
 from detoxrl.errors import ModelError
@@ -28,6 +26,7 @@ from detoxrl.redteam.pool import hostile_utterances
 from detoxrl.redteam.search import SearchSettings, Seed, perturbation_search
 from detoxrl.redteam.target import Target
 from detoxrl.redteam.training import clean_responses, preference_rows, sft_rows
+from detoxrl.stages.device import stage_device
 from detoxrl.stages.redteam_lm import red_lm_dir, run_red_lm, run_rl
 from detoxrl.stages.redteam_rounds import run_rounds
 from detoxrl.utils import console, progress, set_seed, write_jsonl
@@ -147,7 +146,7 @@ def attack_policy(cfg: Config, policy_dir: Path, folder: Path, device: str) -> d
 
 
 def run(cfg: Config, device: str | None = None) -> Path:
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = device or str(stage_device(cfg))
     summary = attack_policy(cfg, target_dir(cfg), cfg.path(cfg.redteam.output_dir), device)
     if cfg.redteam.rounds:
         run_rounds(cfg, summary, device, attack_policy)
