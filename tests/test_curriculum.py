@@ -354,7 +354,7 @@ class TierJudge:
 
 
 def test_mixed_sampler_shares_passes_and_resume():
-    from detoxrl.curriculum.sampler import MixedSampler, make_mixed_sampler
+    from detoxrl.curriculum.mixed import MixedSampler, make_mixed_sampler
 
     is_extra = [i % 5 == 0 for i in range(20)]  # 4 extra prompts (0, 5, 10, 15), 16 others
     s = make_mixed_sampler(CurriculumSettings(enabled=False), is_extra, 0.5, 10, seed=3)

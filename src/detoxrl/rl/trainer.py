@@ -46,7 +46,6 @@ from detoxrl.rl.core import (
     apply_missing_eos_penalty,
     compute_rewards,
     entropy_from_logits,
-    explained_variance,
     full_kl_from_logits,
     gae,
     logprobs_from_logits,
@@ -58,9 +57,11 @@ from detoxrl.rl.core import (
     should_early_stop,
     spread_scores,
 )
+from detoxrl.rl.dense import prefix_potentials
 from detoxrl.rl.fastpaths import pad_to_multiple
 from detoxrl.rl.kl import make_kl_controller
 from detoxrl.rl.rollout import Reward, RewardOutput, Rollout
+from detoxrl.rl.step_stats import component_stats, step_statistics
 from detoxrl.utils import console
 
 __all__ = ["PPOTrainer", "Reward", "RewardOutput", "Rollout"]
@@ -264,8 +265,9 @@ class PPOTrainer:
         if self.s.dense_scores:
             t0 = time.perf_counter()
             self.phase = "rollout: scoring response prefixes"
-            ro.token_scores = spread_scores(ro.scores, self.prefix_potentials(ro, gen), ro.response_mask,
-                                            scale=self._score_scale())
+            potentials, ro.dense_rows = prefix_potentials(self.reward_fn, self.lp.tokenizer, ro, gen,
+                                                          self.s.dense_scores_below)
+            ro.token_scores = spread_scores(ro.scores, potentials, ro.response_mask, scale=self._score_scale())
             scores = ro.token_scores
             ro.timings["prefix_score_s"] = time.perf_counter() - t0
         ro.rewards, ro.kl, _ = compute_rewards(scores, ro.logprobs, ro.ref_logprobs, ro.response_mask,
@@ -294,24 +296,6 @@ class PPOTrainer:
                      encoder_hidden=gen.encoder_hidden, has_eos=gen.has_eos, length_multiple=m)
         ro.timings["generate_s"] = time.perf_counter() - t0
         return ro, gen
-
-    def prefix_potentials(self, ro: Rollout, gen: Generation) -> torch.Tensor:
-        """``[B, T]`` (``ro``'s width): the reward of each response's first ``t + 1`` tokens, for ``t``
-        before its last token, on the rows below ``ppo.dense_scores_below``; NaN elsewhere."""
-        out = torch.full(ro.response_ids.shape, float("nan"), dtype=torch.float32)
-        lengths = gen.response_mask.sum(1).long().tolist()
-        below = self.s.dense_scores_below
-        rows = [b for b, n in enumerate(lengths)
-                if n > 1 and (below is None or float(ro.raw_scores[b]) < below)]
-        where = [(b, t) for b in rows for t in range(lengths[b] - 1)]
-        ro.dense_rows = len(rows)
-        if where:
-            ids = [gen.response_ids[b, : t + 1].tolist() for b, t in where]
-            texts = [t.strip() for t in self.lp.tokenizer.batch_decode(ids, skip_special_tokens=True)]
-            totals = self.reward_fn(texts, [ro.prompts[b] for b, _ in where]).total.detach().float().cpu()
-            bs, ts = zip(*where)
-            out[list(bs), list(ts)] = totals
-        return out.to(ro.response_ids.device)
 
     def _score_scale(self) -> float:
         """The standard deviation the scores were divided by (1 without ``ppo.score_norm``)."""
@@ -423,9 +407,8 @@ class PPOTrainer:
             self._skipped(f"{learn_stats['ppo/bad_updates']} minibatch update(s) skipped for a non-finite "
                           "loss or gradient")
         self.phase = "statistics"
-        stats = self._statistics(ro, time.perf_counter() - t_start)
-        return {**stats, **learn_stats, "skipped_steps": self.skipped_steps,
-                **self._component_stats(ro)}
+        stats = step_statistics(self, ro, time.perf_counter() - t_start)
+        return {**stats, **learn_stats, "skipped_steps": self.skipped_steps, **component_stats(self, ro)}
 
     def _skipped(self, what: str) -> None:
         """Count a step that had non-finite numbers; stop the run past ``ppo.max_skipped_steps``."""
@@ -434,38 +417,6 @@ class PPOTrainer:
         if self.skipped_steps > self.s.max_skipped_steps:
             raise TrainingError(f"{self.skipped_steps} PPO steps skipped for non-finite numbers "
                                 f"(ppo.max_skipped_steps={self.s.max_skipped_steps}); stopping")
-
-    def _statistics(self, ro: Rollout, step_s: float) -> dict:
-        """The step's figures; the KL controller adapts to the KL gathered over every rank."""
-        mask = ro.response_mask
-        mean_kl = self._gather_mean((ro.kl * mask).sum(1))
-        self.kl_ctl.update(mean_kl, len(ro) * self.acc.num_processes)
-        n_tokens = float(mask.sum())
-        return {
-            "step": self.step_count,
-            "reward/mean": self._gather_mean(ro.raw_scores),
-            "reward/std": float(self.acc.gather(ro.raw_scores).std()) if len(ro) > 1 else 0.0,
-            "reward/normalized_mean": self._gather_mean(ro.scores),
-            **({"reward/dense_share": self._gather_mean(torch.tensor([ro.dense_rows / max(len(ro), 1)], device=ro.raw_scores.device))}
-               if self.s.dense_scores else {}),
-            "kl/mean": mean_kl,
-            "kl/coef": float(self.kl_ctl.value),
-            "reward/non_score": self._gather_mean((-self.kl_ctl.value * ro.kl * mask).sum(1)),
-            "value/explained_variance": float(explained_variance(ro.values, ro.returns, mask)),
-            "value/mean": float(masked_mean(ro.values, mask)),
-            "returns/mean": float(masked_mean(ro.returns, mask)),
-            "response/length": self._gather_mean(mask.sum(1)),
-            "response/eos_share": self._gather_mean(ro.has_eos.float()),
-            "perf/step_s": step_s,
-            "perf/tokens_per_s": n_tokens * self.acc.num_processes / step_s,
-            **{f"perf/{k}": v for k, v in ro.timings.items()},
-        }
-
-    def _component_stats(self, ro: Rollout) -> dict:
-        """Each reward term's batch mean; the same gathers in the same order on every rank."""
-        # constitution terms are logged under their own prefix (the report plots them per principle)
-        return {(name if name.startswith("constitution/") else f"reward/{name}"): self._gather_mean(comp)
-                for name, comp in sorted(ro.components.items())}
 
     # ---------------------------------------------------------------------------- state
     def trainable_state(self) -> dict[str, torch.Tensor]:

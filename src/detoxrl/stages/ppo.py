@@ -22,7 +22,8 @@ from accelerate.utils import gather_object
 from detoxrl.config import Config
 from detoxrl.constitution.reward import with_constitution
 from detoxrl.curriculum.difficulty import curriculum_scores
-from detoxrl.curriculum.sampler import make_mixed_sampler, make_sampler
+from detoxrl.curriculum.mixed import make_mixed_sampler
+from detoxrl.curriculum.sampler import make_sampler
 from detoxrl.curriculum.tiers import REDTEAM_MARK
 from detoxrl.data.loaders import load_examples
 from detoxrl.data.prompts import build_prompts, describe_prompt_stats
